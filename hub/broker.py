@@ -1,0 +1,484 @@
+"""The Broker: operations, membership checks, publish, subscribe, fan-out, directed messages.
+
+It keeps the hub's in-memory state (operations, directory, subscriptions, heads,
+cursors) and turns authenticated requests into store commands and outbound
+frames. Deliveries of one transaction are encoded once per operation and queued
+on every live subscriber: one write per connection per commit, never an await per
+recipient. It never decrypts: headers and payloads are opaque bytes. The only I/O
+it does is through ``StoreWorker`` and each connection's ``Outbox``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol, assert_never
+
+import msgpack
+
+from hub.config import HubConfig
+from hub.metrics import Metrics
+from hub.protocol import codec
+from hub.protocol import frames as f
+from hub.protocol.credentials import AuthorityRing, SignedCredential
+from hub.protocol.errors import AuthError, Code, RequestError, StoreError
+from hub.protocol.statements import OperationState, Statement, statement_hash
+from hub.session import Authenticated, Event
+from hub.store.base import (
+    AckDirected,
+    AppendMessage,
+    Appended,
+    ApplyStatement,
+    Command,
+    DirectedStored,
+    Enroll,
+    LogEntry,
+    Result,
+    SaveCursor,
+    StoreDirected,
+)
+from hub.store.worker import StoreWorker
+
+log = logging.getLogger("opshub.broker")
+
+#: Encoded deliver frames are split so that one frame stays well under max_frame.
+_DELIVER_CHUNK_BYTES = 1024 * 1024
+
+
+class Outbox(Protocol):
+    """What the broker needs of a connection: queue bytes, run tasks, close."""
+
+    unit: str
+    closed: bool
+
+    def enqueue(self, data: bytes) -> None: ...
+
+    async def wait_writable(self) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    conn: Outbox
+    op: str
+    next_seq: int
+    live: bool = False
+    ended: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Entries committed in the current transaction, waiting for the fan-out."""
+
+    entries: dict[str, list[LogEntry]] = field(default_factory=lambda: defaultdict(list))
+    removals: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+
+
+class Broker:
+    def __init__(self, config: HubConfig, worker: StoreWorker, *, now: Callable[[], float],
+                 metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.worker = worker
+        self.now = now
+        self.metrics = metrics or Metrics()
+        self.ring = AuthorityRing(list(config.authorities))
+        self.ops: dict[str, OperationState] = {}
+        self.heads: dict[str, int] = {}
+        self.directory: dict[str, SignedCredential] = {}
+        self.cursors: dict[tuple[str, str], int] = {}
+        self._dirty_cursors: set[tuple[str, str]] = set()
+        self.subs: dict[str, set[Subscription]] = defaultdict(set)
+        self.conn_subs: dict[Outbox, dict[str, Subscription]] = {}
+        self.by_unit: dict[str, set[Outbox]] = defaultdict(set)
+        self._pending = _Pending()
+        worker.after_commit = self._flush_fanout
+
+    # --- state ----------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load operations, directory and cursors from the store (blocking; at start-up)."""
+        snap = self.worker.store.load()
+        for rec in snap.operations.values():
+            self.ops[rec.op] = OperationState(
+                op=rec.op, name=rec.name, admin=rec.admin, admin_key=rec.admin_key,
+                epoch=rec.epoch, head=rec.head, members=rec.members)
+            self.heads[rec.op] = rec.last_seq
+        self.directory = {u: SignedCredential(b, s) for u, (b, s) in snap.directory.items()}
+        self.cursors = dict(snap.cursors)
+
+    def lookup(self, unit: str) -> SignedCredential | None:
+        return self.directory.get(unit)
+
+    def enroll(self, signed: SignedCredential) -> str:
+        """Verify and enroll a credential (HTTP directory upload, roster preload).
+        Raises AuthError naming what is wrong."""
+        cred = self.ring.verify(signed, now=int(self.now()))
+        self._enroll(signed, cred.issued_at)
+        return cred.unit
+
+    def _enroll(self, signed: SignedCredential, issued_at: int) -> None:
+        unit = signed.credential.unit
+        self.directory[unit] = signed
+        self.worker.submit([Enroll(unit, signed.body, signed.signature, issued_at)],
+                           _log_failure)
+
+    # --- connections ----------------------------------------------------------------
+
+    def handle(self, conn: Outbox, event: Event) -> None:
+        """Serve one event of an authenticated connection. Never raises for bad requests."""
+        self.metrics.frames_in += 1
+        match event:
+            case Authenticated():
+                self._connected(conn, event)
+            case f.Publish():
+                self._publish(conn, event)
+            case f.Subscribe():
+                self._guard(conn, event.rid, self._subscribe, conn, event)
+            case f.Unsubscribe():
+                self._guard(conn, event.rid, self._unsubscribe, conn, event)
+            case f.Ack():
+                self._ack(conn, event)
+            case f.Commit():
+                self._guard(conn, event.rid, self._commit, conn, event)
+            case f.SendDirected():
+                self._guard(conn, event.rid, self._send_directed, conn, event)
+            case f.DirectedAck():
+                self.worker.submit([AckDirected(conn.unit, event.ids)], _log_failure)
+            case f.Hello():  # the session never lets a second hello through
+                raise AssertionError("hello after handshake")
+            case _:
+                assert_never(event)
+
+    def disconnected(self, conn: Outbox) -> None:
+        for sub in self.conn_subs.pop(conn, {}).values():
+            sub.ended = True
+            self.subs[sub.op].discard(sub)
+        units = self.by_unit.get(conn.unit)
+        if units is not None:
+            units.discard(conn)
+            if not units:
+                del self.by_unit[conn.unit]
+
+    def _connected(self, conn: Outbox, auth: Authenticated) -> None:
+        unit = auth.credential.unit
+        current = self.directory.get(unit)
+        if current is None or current.body != auth.signed.body:
+            # open enrollment, or a newer credential than the one on file
+            self._enroll(auth.signed, auth.credential.issued_at)
+        self.by_unit[unit].add(conn)
+        self.conn_subs[conn] = {}
+        conn.spawn(self._push_directed(conn))
+
+    def _guard(self, conn: Outbox, rid: int, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except RequestError as exc:
+            self.send_error(conn, exc.code, exc.message, rid=rid)
+
+    def send_error(self, conn: Outbox, code: str, message: str, **ref: Any) -> None:
+        self.metrics.errors[code] += 1
+        conn.enqueue(codec.encode(f.Error(code=code, message=message, **ref)))
+
+    def _member_state(self, unit: str, op: str) -> OperationState:
+        st = self.ops.get(op)
+        if st is None:
+            raise RequestError(f"no operation {op!r} on this hub", code=Code.UNKNOWN_OPERATION)
+        if unit not in st.members:
+            raise RequestError(f"unit {unit!r} is not a member of operation {op!r}",
+                               code=Code.NOT_MEMBER)
+        return st
+
+    # --- publish --------------------------------------------------------------------
+
+    def _publish(self, conn: Outbox, frame: f.Publish) -> None:
+        at_ms = int(self.now() * 1000)
+        cmds: list[Command] = []
+        for item in frame.items:
+            st = self.ops.get(item.op)
+            if st is None or conn.unit not in st.members:
+                try:
+                    self._member_state(conn.unit, item.op)
+                except RequestError as exc:
+                    self.send_error(conn, exc.code, exc.message, op=item.op, cid=item.cid)
+                continue
+            cmds.append(AppendMessage(item.op, conn.unit, item.cid, f.KIND_MESSAGE,
+                                      item.header, item.payload, at_ms))
+        if cmds:
+            self.worker.submit(cmds, lambda res: self._published(conn, cmds, res))
+
+    def _published(self, conn: Outbox, cmds: list[Command],
+                   results: list[Result] | StoreError) -> None:
+        if isinstance(results, StoreError):
+            for cmd in cmds:
+                assert isinstance(cmd, AppendMessage)
+                self.send_error(conn, results.code, f"not stored, retry: {results.message}",
+                                op=cmd.op, cid=cmd.cid)
+            return
+        acks = []
+        for cmd, res in zip(cmds, results, strict=True):
+            assert isinstance(cmd, AppendMessage) and isinstance(res, Appended)
+            acks.append([cmd.op, cmd.cid, res.seq])
+            if res.duplicate:
+                self.metrics.duplicates += 1
+            else:
+                self.metrics.messages_in += 1
+                self._pending.entries[cmd.op].append(LogEntry(
+                    res.seq, cmd.sender, cmd.kind, cmd.header, cmd.payload, cmd.at_ms))
+        conn.enqueue(msgpack.packb({"t": f.Acks.T, "items": acks}, use_bin_type=True))
+
+    # --- fan-out ----------------------------------------------------------------------
+
+    def _flush_fanout(self) -> None:
+        """After a transaction: one encoded frame per operation chunk, queued on each
+        live subscriber. Runs on the loop, with no await between head update and send."""
+        pending, self._pending = self._pending, _Pending()
+        for op, entries in pending.entries.items():
+            self.heads[op] = entries[-1].seq
+            for chunk in _chunks(entries):
+                self._deliver_live(op, chunk)
+        for op, removed in pending.removals:
+            for sub in list(self.subs.get(op, ())):
+                if sub.conn.unit in removed:
+                    self._end(sub, "removed from the operation")
+
+    def _deliver_live(self, op: str, chunk: list[LogEntry]) -> None:
+        subs = self.subs.get(op)
+        if not subs:
+            return
+        first, last = chunk[0].seq, chunk[-1].seq
+        data = _encode_deliver(op, chunk)
+        for sub in subs:
+            if not sub.live:
+                continue  # its catch-up task reads the store
+            if sub.next_seq == first:
+                sub.conn.enqueue(data)
+                self.metrics.deliveries += len(chunk)
+            elif first < sub.next_seq <= last:
+                # catch-up already sent part of this chunk from the store
+                tail = [e for e in chunk if e.seq >= sub.next_seq]
+                sub.conn.enqueue(_encode_deliver(op, tail))
+                self.metrics.deliveries += len(tail)
+            elif sub.next_seq < first:
+                sub.live = False
+                sub.conn.spawn(self._catch_up(sub))
+                continue
+            else:
+                continue
+            sub.next_seq = last + 1
+
+    # --- subscribe ----------------------------------------------------------------------
+
+    def _subscribe(self, conn: Outbox, frame: f.Subscribe) -> None:
+        self._member_state(conn.unit, frame.op)
+        mine = self.conn_subs[conn]
+        if frame.op not in mine and len(mine) >= self.config.max_operations_per_unit:
+            raise RequestError(
+                f"subscribed to {len(mine)} operations already, the limit is"
+                f" {self.config.max_operations_per_unit}", code=Code.LIMIT)
+        old = mine.pop(frame.op, None)
+        if old is not None:
+            old.ended = True
+            self.subs[frame.op].discard(old)
+        after = frame.after
+        if after is None:
+            after = self.cursors.get((conn.unit, frame.op), 0)
+        head = self.heads.get(frame.op, 0)
+        sub = Subscription(conn, frame.op, next_seq=after + 1)
+        mine[frame.op] = sub
+        self.subs[frame.op].add(sub)
+        conn.enqueue(codec.encode(f.Ok(rid=frame.rid,
+                                       info={"op": frame.op, "after": after, "head": head})))
+        if sub.next_seq > head:
+            sub.live = True
+        else:
+            conn.spawn(self._catch_up(sub))
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        """Replay the log from the store until the subscriber reaches the head, then go live."""
+        page = self.config.catchup_page
+        while not sub.ended and not sub.conn.closed:
+            try:
+                rows = await self.worker.read_log(sub.op, sub.next_seq - 1, page)
+            except StoreError as exc:
+                self.send_error(sub.conn, exc.code, exc.message, op=sub.op)
+                return
+            if sub.ended:
+                return
+            if rows:
+                for chunk in _chunks(rows):
+                    sub.conn.enqueue(_encode_deliver(sub.op, chunk))
+                self.metrics.deliveries += len(rows)
+                sub.next_seq = rows[-1].seq + 1
+            # The store is never behind ``heads`` (heads move after the commit), so an
+            # empty page means caught up. No await between this check and the flag.
+            if sub.next_seq > self.heads.get(sub.op, 0):
+                sub.live = True
+                return
+            await sub.conn.wait_writable()
+
+    def _unsubscribe(self, conn: Outbox, frame: f.Unsubscribe) -> None:
+        sub = self.conn_subs[conn].pop(frame.op, None)
+        if sub is not None:
+            sub.ended = True
+            self.subs[frame.op].discard(sub)
+        conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={"op": frame.op})))
+
+    def _end(self, sub: Subscription, reason: str) -> None:
+        sub.ended = True
+        self.subs[sub.op].discard(sub)
+        self.conn_subs.get(sub.conn, {}).pop(sub.op, None)
+        sub.conn.enqueue(codec.encode(f.Ended(op=sub.op, reason=reason)))
+
+    def _ack(self, conn: Outbox, frame: f.Ack) -> None:
+        key = (conn.unit, frame.op)
+        if conn.unit not in self.ops.get(frame.op, _NO_OP).members:
+            self.send_error(conn, Code.NOT_MEMBER,
+                            f"unit {conn.unit!r} is not a member of operation {frame.op!r}",
+                            op=frame.op)
+            return
+        seq = min(frame.seq, self.heads.get(frame.op, 0))
+        if seq > self.cursors.get(key, 0):
+            self.cursors[key] = seq
+            self._dirty_cursors.add(key)
+
+    def flush_cursors(self) -> None:
+        if not self._dirty_cursors:
+            return
+        cmds: list[Command] = [SaveCursor(u, op, self.cursors[(u, op)])
+                               for u, op in self._dirty_cursors]
+        self._dirty_cursors.clear()
+        self.worker.submit(cmds, _log_failure)
+
+    # --- membership -------------------------------------------------------------------
+
+    def _commit(self, conn: Outbox, frame: f.Commit) -> None:
+        stmt = Statement.from_bytes(frame.statement)
+        before = self.ops.get(stmt.op)
+        if before is not None and statement_hash(frame.statement) == before.head:
+            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={
+                "op": stmt.op, "epoch": before.epoch, "duplicate": True})))
+            return
+        carried: dict[str, SignedCredential] = {}
+        for body, sig in stmt.credentials:
+            signed = SignedCredential(body, sig)
+            try:
+                cred = self.ring.verify(signed, now=int(self.now()))
+            except AuthError as exc:
+                raise RequestError(exc.message, code=exc.code) from None
+            carried[cred.unit] = signed
+        if before is None:
+            admin = carried.get(stmt.admin) or self.directory.get(stmt.admin)
+            if admin is None:
+                raise RequestError(f"admin {stmt.admin!r} is not enrolled",
+                                   code=Code.UNKNOWN_UNIT)
+            cred = admin.credential
+            after = OperationState.create(stmt, frame.statement, frame.signature,
+                                          signer_key=cred.identity_key, signer_role=cred.role)
+        else:
+            after = before.apply(stmt, frame.statement, frame.signature)
+        for unit in stmt.adds:
+            if unit not in carried and unit not in self.directory:
+                raise RequestError(f"unit {unit!r} is not enrolled; carry its credential",
+                                   code=Code.UNKNOWN_UNIT)
+        for signed in carried.values():
+            cred = signed.credential
+            if (cur := self.directory.get(cred.unit)) is None or (
+                cur.credential.issued_at < cred.issued_at):
+                self._enroll(signed, cred.issued_at)
+        self.ops[stmt.op] = after
+        entry = AppendMessage(stmt.op, stmt.admin, stmt.epoch, f.KIND_COMMIT, b"",
+                              msgpack.packb([frame.statement, frame.signature]),
+                              int(self.now() * 1000))
+        cmd = ApplyStatement(stmt.op, after.epoch, after.name, after.admin, after.admin_key,
+                             after.head, after.members, frame.statement, frame.signature, entry)
+
+        def done(results: list[Result] | StoreError) -> None:
+            if isinstance(results, StoreError):
+                if self.ops.get(stmt.op) is after:
+                    if before is None:
+                        del self.ops[stmt.op]
+                    else:
+                        self.ops[stmt.op] = before
+                self.send_error(conn, results.code, results.message, rid=frame.rid)
+                return
+            res = results[0]
+            assert isinstance(res, Appended)
+            if not res.duplicate:
+                self._pending.entries[stmt.op].append(LogEntry(
+                    res.seq, entry.sender, entry.kind, entry.header, entry.payload, entry.at_ms))
+                self.metrics.messages_in += 1
+            if stmt.removes:
+                self._pending.removals.append((stmt.op, frozenset(stmt.removes)))
+            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={
+                "op": stmt.op, "epoch": after.epoch, "seq": res.seq})))
+
+        self.worker.submit([cmd], done)
+
+    # --- directed messages --------------------------------------------------------------
+
+    def _send_directed(self, conn: Outbox, frame: f.SendDirected) -> None:
+        st = self._member_state(conn.unit, frame.op)
+        if frame.to not in st.members:
+            raise RequestError(f"recipient {frame.to!r} is not a member of {frame.op!r}",
+                               code=Code.NOT_MEMBER)
+        at_ms = int(self.now() * 1000)
+        cmd = StoreDirected(frame.op, conn.unit, frame.to, frame.payload, at_ms)
+
+        def done(results: list[Result] | StoreError) -> None:
+            if isinstance(results, StoreError):
+                self.send_error(conn, results.code, results.message, rid=frame.rid)
+                return
+            stored = results[0]
+            assert isinstance(stored, DirectedStored)
+            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={"id": stored.id})))
+            item = f.DirectedItem(id=stored.id, op=frame.op, sender=conn.unit,
+                                  payload=frame.payload, at_ms=at_ms)
+            data = codec.encode(f.Directed(items=(item,)))
+            for target in self.by_unit.get(frame.to, ()):
+                target.enqueue(data)
+
+        self.worker.submit([cmd], done)
+
+    async def _push_directed(self, conn: Outbox) -> None:
+        """On connect: everything addressed to this unit and not yet acknowledged."""
+        try:
+            rows = await self.worker.pending_directed(conn.unit, self.config.limits.max_batch)
+        except StoreError as exc:
+            self.send_error(conn, exc.code, exc.message)
+            return
+        if rows and not conn.closed:
+            items = tuple(f.DirectedItem(id=r.id, op=r.op, sender=r.sender, payload=r.payload,
+                                         at_ms=r.at_ms) for r in rows)
+            conn.enqueue(codec.encode(f.Directed(items=items)))
+
+
+_NO_OP = OperationState(op="-", name="", admin="-", admin_key=b"", epoch=0, head=b"")
+
+
+def _log_failure(results: list[Result] | StoreError) -> None:
+    if isinstance(results, StoreError):
+        log.error("background write failed: %s", results.message)
+
+
+def _chunks(entries: list[LogEntry]) -> list[list[LogEntry]]:
+    out: list[list[LogEntry]] = [[]]
+    size = 0
+    for e in entries:
+        n = len(e.payload) + len(e.header) + 64
+        if out[-1] and size + n > _DELIVER_CHUNK_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(e)
+        size += n
+    return out
+
+
+def _encode_deliver(op: str, entries: list[LogEntry]) -> bytes:
+    return msgpack.packb(  # type: ignore[no-any-return]
+        {"t": f.Deliver.T, "op": op,
+         "items": [[e.seq, e.sender, e.kind, e.header, e.payload, e.at_ms] for e in entries]},
+        use_bin_type=True)

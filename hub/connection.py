@@ -1,0 +1,156 @@
+"""ServerConnection: pumps one aiohttp WebSocket through a ServerSession into the Broker.
+
+Thin I/O: it reads messages, feeds the session, hands events to the broker, and
+writes queued frames. Outbound frames wait in a bounded queue drained by one
+writer task; a peer that lets the queue exceed ``max_outbound_bytes`` is closed
+with 1013 (try again later) rather than allowed to grow the hub's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from hub.broker import Broker
+from hub.protocol.errors import CloseCode, Code, DecodeError
+from hub.session import ServerSession, State
+
+log = logging.getLogger("opshub.connection")
+
+
+class ServerConnection:
+    def __init__(self, ws: web.WebSocketResponse, session: ServerSession, broker: Broker,
+                 tasks: asyncio.TaskGroup) -> None:
+        self.ws = ws
+        self.session = session
+        self.broker = broker
+        self.metrics = broker.metrics
+        self.max_outbound = broker.config.max_outbound_bytes
+        self._tasks = tasks
+        self.unit = ""
+        self.closed = False
+        self._queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._close: tuple[int, str, bool] | None = None
+
+    # --- Outbox -----------------------------------------------------------------------
+
+    def enqueue(self, data: bytes) -> None:
+        if self.closed or self._close is not None:
+            return
+        if self.queued_bytes + len(data) > self.max_outbound:
+            self.metrics.slow_consumers += 1
+            log.warning("closing %s: outbound queue over %d bytes", self.unit or "peer",
+                        self.max_outbound)
+            self.close_soon(CloseCode.TRY_AGAIN_LATER, Code.SLOW_CONSUMER, flush=False)
+            return
+        self._queue.append(data)
+        self.queued_bytes += len(data)
+        if self.queued_bytes > self.max_outbound // 4:
+            self._writable.clear()
+        self._wakeup.set()
+
+    async def wait_writable(self) -> None:
+        await self._writable.wait()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self.closed:
+            coro.close()
+            return
+        self._tasks.create_task(coro)
+
+    def close_soon(self, code: int, reason: str, *, flush: bool) -> None:
+        if self._close is None:
+            self._close = (code, reason, flush)
+            self._wakeup.set()
+
+    # --- pumps ----------------------------------------------------------------------------
+
+    async def writer(self) -> None:
+        ws = self.ws
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                if self._close is not None and not self._close[2]:
+                    break
+                while self._queue:
+                    data = self._queue.popleft()
+                    self.queued_bytes -= len(data)
+                    # Returns at once unless the transport buffer is over its high-water
+                    # mark; then it waits for the peer to read (drain).
+                    await ws.send_bytes(data)
+                    self.metrics.bytes_out += len(data)
+                    if self.queued_bytes <= self.max_outbound // 4:
+                        self._writable.set()
+                    if self._close is not None and not self._close[2]:
+                        break
+                if self._close is not None:
+                    break
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("writer of %s stopped: %s", self.unit or "peer", exc)
+        finally:
+            self.closed = True
+            self._writable.set()
+            code, reason, _ = self._close or (CloseCode.NORMAL, "", True)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await ws.close(code=code, message=reason.encode())
+
+    async def reader(self) -> None:
+        session, broker, ws = self.session, self.broker, self.ws
+        timeout = broker.config.handshake_timeout
+        self._flush_session()
+        try:
+            while self._close is None:
+                try:
+                    if session.state is State.AWAIT_HELLO:
+                        async with asyncio.timeout(timeout):
+                            msg = await ws.receive()
+                    else:
+                        msg = await ws.receive()
+                except TimeoutError:
+                    session.fail(DecodeError(f"no hello within {timeout:g} s"))
+                    self._flush_session()
+                    break
+                if msg.type == WSMsgType.BINARY:
+                    data: bytes = msg.data
+                elif msg.type == WSMsgType.TEXT:
+                    session.fail(DecodeError("text frames are not accepted; send binary msgpack"))
+                    self._flush_session()
+                    break
+                else:  # CLOSE, CLOSING, CLOSED, ERROR
+                    break
+                self.metrics.bytes_in += len(data)
+                events = session.receive(data)
+                self._flush_session()
+                for event in events:
+                    if not self.unit and session.unit is not None:
+                        self.unit = session.unit
+                    broker.handle(self, event)
+                if session.state is State.CLOSED:
+                    break
+                if broker.worker.pending >= broker.worker.max_pending:
+                    await broker.worker.wait_for_room()
+        finally:
+            if self._close is None:
+                self.close_soon(CloseCode.NORMAL, "", flush=True)
+            if self.unit:
+                broker.disconnected(self)
+
+    def _flush_session(self) -> None:
+        for data in self.session.data_to_send():
+            self.enqueue(data)
+        if self.session.state is State.CLOSED and self.session.close_code is not None:
+            if self.session.error is not None:
+                self.metrics.errors[self.session.error.code] += 1
+            self.close_soon(self.session.close_code, self.session.close_reason, flush=True)

@@ -1,0 +1,53 @@
+"""Hub counters and gauges, rendered in the Prometheus text exposition format."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Metrics:
+    connections: int = 0
+    connections_total: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages_in: int = 0
+    duplicates: int = 0
+    deliveries: int = 0
+    slow_consumers: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    #: Callables read at scrape time (queue depths, store counters).
+    gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
+
+    def render(self) -> str:
+        lines: list[str] = []
+
+        def emit(name: str, kind: str, help_: str, value: float,
+                 labels: str = "") -> None:
+            if not any(line.startswith(f"# TYPE opshub_{name} ") for line in lines):
+                lines.append(f"# HELP opshub_{name} {help_}")
+                lines.append(f"# TYPE opshub_{name} {kind}")
+            lines.append(f"opshub_{name}{labels} {value}")
+
+        emit("connections", "gauge", "Open WebSocket connections.", self.connections)
+        emit("connections_total", "counter", "Connections accepted.", self.connections_total)
+        emit("frames_in_total", "counter", "Frames received.", self.frames_in)
+        emit("bytes_in_total", "counter", "WebSocket payload bytes received.", self.bytes_in)
+        emit("bytes_out_total", "counter", "WebSocket payload bytes sent.", self.bytes_out)
+        emit("messages_in_total", "counter", "Messages appended to operation logs.",
+             self.messages_in)
+        emit("duplicates_total", "counter", "Publishes answered from an earlier copy.",
+             self.duplicates)
+        emit("deliveries_total", "counter", "Log entries delivered to subscribers.",
+             self.deliveries)
+        emit("slow_consumers_total", "counter", "Connections closed for reading too slowly.",
+             self.slow_consumers)
+        for code, n in sorted(self.errors.items()):
+            emit("errors_total", "counter", "Error frames sent, by code.", n,
+                 f'{{code="{code}"}}')
+        for name, (help_, read) in sorted(self.gauges.items()):
+            emit(name, "gauge", help_, read())
+        return "\n".join(lines) + "\n"

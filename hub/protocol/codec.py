@@ -1,0 +1,320 @@
+"""msgpack codec for frames: size limit, unpack, shape check, dataclass. No I/O.
+
+``decode`` is the only door from bytes to frames. Whatever is wrong with the
+input (too large, not msgpack, not a map, a missing or mistyped field) becomes a
+single ``DecodeError`` whose ``ref`` is the JSON-ish path of the problem; no
+other exception escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from hub.protocol import frames as f
+from hub.protocol.errors import DecodeError, FrameTooLarge
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """What one frame may hold. Hub and agents read the same numbers."""
+
+    max_frame: int = 4 * 1024 * 1024
+    max_batch: int = 1024
+    max_header: int = 1024
+    max_payload: int = 256 * 1024
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "max_frame": self.max_frame,
+            "max_batch": self.max_batch,
+            "max_header": self.max_header,
+            "max_payload": self.max_payload,
+        }
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def encode(frame: f.Frame) -> bytes:
+    """Encode a frame to bytes. Raises nothing for frames built from valid values."""
+    return msgpack.packb(frame.to_wire(), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> f.Frame:
+    """Decode one frame. Raises DecodeError (FrameTooLarge for oversize input), only."""
+    if len(data) > limits.max_frame:
+        raise FrameTooLarge(
+            f"frame of {len(data)} bytes exceeds the limit of {limits.max_frame}", ref="$"
+        )
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise DecodeError(f"not a msgpack document: {type(exc).__name__}: {exc}", ref="$") from None
+    if not isinstance(obj, dict):
+        raise DecodeError(f"frame must be a map, got {_kind(obj)}", ref="$")
+    r = _Reader(obj, "$", limits)
+    t = r.str("t", max_len=16)
+    parser = _PARSERS.get(t)
+    if parser is None:
+        raise DecodeError(f"unknown frame type {t!r}", ref="$.t")
+    return parser(r)
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+class _Reader:
+    """Typed access to one decoded map that reports the path of anything wrong."""
+
+    __slots__ = ("limits", "obj", "path")
+
+    def __init__(self, obj: dict[str, Any], path: str, limits: Limits) -> None:
+        self.obj = obj
+        self.path = path
+        self.limits = limits
+
+    def _get(self, key: str, optional: bool = False) -> Any:
+        if key not in self.obj:
+            if optional:
+                return None
+            raise DecodeError(f"missing field {key!r}", ref=f"{self.path}.{key}")
+        return self.obj[key]
+
+    def str(self, key: str, *, max_len: int = 256, optional: bool = False) -> Any:
+        v = self._get(key, optional)
+        if v is None and optional:
+            return None
+        return check_str(v, f"{self.path}.{key}", max_len)
+
+    def id(self, key: str) -> str:
+        return check_id(self._get(key), f"{self.path}.{key}")
+
+    def int(self, key: str, *, optional: bool = False) -> Any:
+        v = self._get(key, optional)
+        if v is None and optional:
+            return None
+        return check_uint(v, f"{self.path}.{key}")
+
+    def bytes(self, key: str, *, max_len: int) -> bytes:
+        return check_bytes(self._get(key), f"{self.path}.{key}", max_len)
+
+    def list(self, key: str, *, max_len: int) -> list[Any]:
+        v = self._get(key)
+        p = f"{self.path}.{key}"
+        if not isinstance(v, list):
+            raise DecodeError(f"expected an array, got {_kind(v)}", ref=p)
+        if len(v) > max_len:
+            raise DecodeError(f"{len(v)} entries exceed the limit of {max_len}", ref=p)
+        return v
+
+    def map(self, key: str) -> dict[str, Any]:
+        v = self._get(key)
+        if not isinstance(v, dict):
+            raise DecodeError(f"expected a map, got {_kind(v)}", ref=f"{self.path}.{key}")
+        return v
+
+
+def check_str(v: Any, path: str, max_len: int) -> str:
+    if not isinstance(v, str):
+        raise DecodeError(f"expected a string, got {_kind(v)}", ref=path)
+    if len(v) > max_len:
+        raise DecodeError(f"string of {len(v)} characters exceeds {max_len}", ref=path)
+    return v
+
+
+def check_id(v: Any, path: str) -> str:
+    s = check_str(v, path, 64)
+    if not f.valid_id(s):
+        raise DecodeError(f"invalid identifier {s!r} (expected [A-Za-z0-9._:-], 1-64)", ref=path)
+    return s
+
+
+def check_uint(v: Any, path: str) -> int:
+    # bool is an int subclass; a True where a number belongs is a peer bug.
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise DecodeError(f"expected an integer, got {_kind(v)}", ref=path)
+    if v < 0 or v >= 2**63:
+        raise DecodeError(f"integer {v} out of range 0..2^63-1", ref=path)
+    return v
+
+
+def check_bytes(v: Any, path: str, max_len: int) -> bytes:
+    if not isinstance(v, bytes):
+        raise DecodeError(f"expected binary, got {_kind(v)}", ref=path)
+    if len(v) > max_len:
+        raise DecodeError(f"{len(v)} bytes exceed the limit of {max_len}", ref=path)
+    return v
+
+
+def _tuple_items(r: _Reader, key: str, arity: int) -> list[tuple[str, list[Any]]]:
+    out = []
+    for i, item in enumerate(r.list(key, max_len=r.limits.max_batch)):
+        p = f"{r.path}.{key}[{i}]"
+        if not isinstance(item, list) or len(item) != arity:
+            raise DecodeError(f"expected an array of {arity} values", ref=p)
+        out.append((p, item))
+    return out
+
+
+# --- per-type parsers ---------------------------------------------------------------
+
+
+def _challenge(r: _Reader) -> f.Challenge:
+    return f.Challenge(nonce=r.bytes("nonce", max_len=64), hub=r.str("hub"), version=r.int("v"))
+
+
+def _ready(r: _Reader) -> f.Ready:
+    limits = r.map("limits")
+    return f.Ready(
+        unit=r.id("unit"),
+        session=r.str("session"),
+        limits={
+            check_str(k, f"$.limits.{k}", 32): check_uint(v, f"$.limits.{k}")
+            for k, v in limits.items()
+        },
+    )
+
+
+def _error(r: _Reader) -> f.Error:
+    return f.Error(
+        code=r.str("code", max_len=64),
+        message=r.str("message", max_len=4096),
+        rid=r.int("rid", optional=True),
+        op=r.str("op", optional=True, max_len=64),
+        cid=r.int("cid", optional=True),
+    )
+
+
+def _ok(r: _Reader) -> f.Ok:
+    return f.Ok(rid=r.int("rid"), info=r.map("info"))
+
+
+def _acks(r: _Reader) -> f.Acks:
+    items = tuple(
+        (check_id(it[0], p + "[0]"), check_uint(it[1], p + "[1]"), check_uint(it[2], p + "[2]"))
+        for p, it in _tuple_items(r, "items", 3)
+    )
+    return f.Acks(items=items)
+
+
+def _deliver(r: _Reader) -> f.Deliver:
+    lim = r.limits
+    items = tuple(
+        f.Delivery(
+            seq=check_uint(it[0], p + "[0]"),
+            sender=check_id(it[1], p + "[1]"),
+            kind=check_uint(it[2], p + "[2]"),
+            header=check_bytes(it[3], p + "[3]", lim.max_header),
+            payload=check_bytes(it[4], p + "[4]", lim.max_frame),
+            at_ms=check_uint(it[5], p + "[5]"),
+        )
+        for p, it in _tuple_items(r, "items", 6)
+    )
+    return f.Deliver(op=r.id("op"), items=items)
+
+
+def _ended(r: _Reader) -> f.Ended:
+    return f.Ended(op=r.id("op"), reason=r.str("reason"))
+
+
+def _directed(r: _Reader) -> f.Directed:
+    lim = r.limits
+    items = tuple(
+        f.DirectedItem(
+            id=check_uint(it[0], p + "[0]"),
+            op=check_id(it[1], p + "[1]"),
+            sender=check_id(it[2], p + "[2]"),
+            payload=check_bytes(it[3], p + "[3]", lim.max_frame),
+            at_ms=check_uint(it[4], p + "[4]"),
+        )
+        for p, it in _tuple_items(r, "items", 5)
+    )
+    return f.Directed(items=items)
+
+
+def _hello(r: _Reader) -> f.Hello:
+    return f.Hello(
+        credential=r.bytes("cred", max_len=4096),
+        credential_sig=r.bytes("cred_sig", max_len=64),
+        signature=r.bytes("sig", max_len=64),
+    )
+
+
+def _publish(r: _Reader) -> f.Publish:
+    lim = r.limits
+    items = tuple(
+        f.PublishItem(
+            op=check_id(it[0], p + "[0]"),
+            cid=check_uint(it[1], p + "[1]"),
+            header=check_bytes(it[2], p + "[2]", lim.max_header),
+            payload=check_bytes(it[3], p + "[3]", lim.max_payload),
+        )
+        for p, it in _tuple_items(r, "items", 4)
+    )
+    if not items:
+        raise DecodeError("a publish frame needs at least one item", ref="$.items")
+    return f.Publish(items=items)
+
+
+def _subscribe(r: _Reader) -> f.Subscribe:
+    return f.Subscribe(rid=r.int("rid"), op=r.id("op"), after=r.int("after", optional=True))
+
+
+def _unsubscribe(r: _Reader) -> f.Unsubscribe:
+    return f.Unsubscribe(rid=r.int("rid"), op=r.id("op"))
+
+
+def _ack(r: _Reader) -> f.Ack:
+    return f.Ack(op=r.id("op"), seq=r.int("seq"))
+
+
+def _commit(r: _Reader) -> f.Commit:
+    return f.Commit(
+        rid=r.int("rid"),
+        statement=r.bytes("stmt", max_len=r.limits.max_payload),
+        signature=r.bytes("sig", max_len=64),
+    )
+
+
+def _send(r: _Reader) -> f.SendDirected:
+    return f.SendDirected(
+        rid=r.int("rid"),
+        op=r.id("op"),
+        to=r.id("to"),
+        payload=r.bytes("payload", max_len=r.limits.max_payload),
+    )
+
+
+def _dack(r: _Reader) -> f.DirectedAck:
+    ids = r.list("ids", max_len=r.limits.max_batch)
+    return f.DirectedAck(ids=tuple(check_uint(v, f"$.ids[{i}]") for i, v in enumerate(ids)))
+
+
+_PARSERS: dict[str, Callable[[_Reader], f.Frame]] = {
+    f.Challenge.T: _challenge,
+    f.Ready.T: _ready,
+    f.Error.T: _error,
+    f.Ok.T: _ok,
+    f.Acks.T: _acks,
+    f.Deliver.T: _deliver,
+    f.Ended.T: _ended,
+    f.Directed.T: _directed,
+    f.Hello.T: _hello,
+    f.Publish.T: _publish,
+    f.Subscribe.T: _subscribe,
+    f.Unsubscribe.T: _unsubscribe,
+    f.Ack.T: _ack,
+    f.Commit.T: _commit,
+    f.SendDirected.T: _send,
+    f.DirectedAck.T: _dack,
+}

@@ -1,0 +1,133 @@
+"""The one error tree of opshub, and the stable codes that cross the wire.
+
+Nothing here performs I/O. Every error a peer can cause maps to a stable string
+code (sent in an ``error`` frame) and, where the connection cannot go on, a
+WebSocket close code::
+
+    OpshubError
+    ├── ProtocolError            the peer broke the protocol (remote)
+    │   ├── DecodeError          bytes that are not a valid frame      close 4400
+    │   ├── FrameTooLarge        frame over the size limit             close 1009
+    │   ├── UnexpectedMessage    frame not allowed in this state       close 4409
+    │   └── AuthError            handshake refused                     close 4401
+    ├── RequestError             a valid frame that cannot be served; the
+    │                            connection stays open (forbidden, unknown
+    │                            operation, bad statement, limit reached)
+    ├── SlowConsumer             outbound queue over its limit         close 1013
+    ├── CryptoError              (client/e2ee, next issue)
+    ├── StoreError               the store failed; the request is not acked
+    └── UsageError               this side misused the API (local)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Code:
+    """Stable error codes; clients may switch on these strings."""
+
+    MALFORMED = "malformed_frame"
+    TOO_LARGE = "frame_too_large"
+    UNEXPECTED = "unexpected_frame"
+    UNKNOWN_UNIT = "unknown_unit"
+    BAD_CREDENTIAL = "bad_credential"
+    EXPIRED_CREDENTIAL = "expired_credential"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_AUTHORITY = "unknown_authority"
+    NOT_MEMBER = "not_member"
+    UNKNOWN_OPERATION = "unknown_operation"
+    OPERATION_EXISTS = "operation_exists"
+    NOT_ADMIN = "not_admin"
+    BAD_STATEMENT = "bad_statement"
+    WRONG_EPOCH = "wrong_epoch"
+    LIMIT = "limit_exceeded"
+    SLOW_CONSUMER = "slow_consumer"
+    STORE = "store_failure"
+    SHUTTING_DOWN = "shutting_down"
+
+
+class CloseCode:
+    """WebSocket close codes the hub uses (RFC 6455 7.4; 4000-4999 are private use)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    TOO_LARGE = 1009
+    TRY_AGAIN_LATER = 1013
+    MALFORMED = 4400
+    AUTH = 4401
+    UNEXPECTED = 4409
+
+
+class OpshubError(Exception):
+    """Base of every error opshub raises on purpose."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, ref: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.ref = ref
+
+
+class ProtocolError(OpshubError):
+    """The peer broke the protocol; the connection is closed with ``close_code``."""
+
+    close_code: int = CloseCode.MALFORMED
+
+
+class DecodeError(ProtocolError):
+    """Bytes that do not decode to a valid frame. ``ref`` holds the offending path."""
+
+    code = Code.MALFORMED
+    close_code = CloseCode.MALFORMED
+
+
+class FrameTooLarge(DecodeError):
+    """A frame larger than the configured maximum."""
+
+    code = Code.TOO_LARGE
+    close_code = CloseCode.TOO_LARGE
+
+
+class UnexpectedMessage(ProtocolError):
+    """A well-formed frame that the session state does not allow."""
+
+    code = Code.UNEXPECTED
+    close_code = CloseCode.UNEXPECTED
+
+
+class AuthError(ProtocolError):
+    """The handshake failed: unknown unit, bad credential, bad signature, expired."""
+
+    close_code = CloseCode.AUTH
+
+
+class RequestError(OpshubError):
+    """A valid frame that cannot be served; answered with an error frame, connection kept."""
+
+
+class SlowConsumer(OpshubError):
+    """The peer reads too slowly: its bounded outbound queue overflowed."""
+
+    code = Code.SLOW_CONSUMER
+
+
+class CryptoError(OpshubError):
+    """A signature, credential or ciphertext failed verification."""
+
+    code = Code.BAD_SIGNATURE
+
+
+class StoreError(OpshubError):
+    """The store could not complete a write or read."""
+
+    code = Code.STORE
+
+
+class UsageError(OpshubError):
+    """This side called the API wrongly (a bug here, not the peer's fault)."""
+
+    code = "usage"

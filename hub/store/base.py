@@ -1,0 +1,152 @@
+"""The store contract: the write commands, their results, and the Store protocol.
+
+The hub core speaks only this vocabulary, so a second implementation (NATS
+JetStream, a later issue) fits without touching it. A store is synchronous and
+single-writer: ``apply`` runs a batch of commands as one durable transaction
+(group commit) and is called from one worker thread; reads may run on another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """Append to an operation's log; the store assigns the next sequence number
+    unless (op, sender, cid) is already stored, in which case it returns that entry."""
+
+    op: str
+    sender: str
+    cid: int
+    kind: int
+    header: bytes
+    payload: bytes
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyStatement:
+    """Record an accepted membership statement and the resulting operation state.
+    The statement is also appended to the operation's log as ``message``."""
+
+    op: str
+    epoch: int
+    name: str
+    admin: str
+    admin_key: bytes
+    head: bytes
+    members: frozenset[str]
+    body: bytes
+    signature: bytes
+    message: AppendMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Enroll:
+    """Add or replace a unit's authority-signed credential in the directory."""
+
+    unit: str
+    body: bytes
+    signature: bytes
+    issued_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDirected:
+    op: str
+    sender: str
+    recipient: str
+    payload: bytes
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckDirected:
+    recipient: str
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCursor:
+    unit: str
+    op: str
+    seq: int
+
+
+Command = AppendMessage | ApplyStatement | Enroll | StoreDirected | AckDirected | SaveCursor
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Result of AppendMessage/ApplyStatement: the entry's seq; ``duplicate`` for retries."""
+
+    op: str
+    seq: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DirectedStored:
+    id: int
+
+
+Result = Appended | DirectedStored | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    seq: int
+    sender: str
+    kind: int
+    header: bytes
+    payload: bytes
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DirectedEntry:
+    id: int
+    op: str
+    sender: str
+    payload: bytes
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    op: str
+    name: str
+    admin: str
+    admin_key: bytes
+    epoch: int
+    head: bytes
+    members: frozenset[str]
+    last_seq: int
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Everything the hub keeps in memory, as loaded at start-up."""
+
+    operations: dict[str, OperationRecord] = field(default_factory=dict)
+    directory: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    cursors: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    def load(self) -> Snapshot:
+        """Read the state the hub keeps in memory. Raises StoreError."""
+
+    def apply(self, commands: list[Command]) -> list[Result]:
+        """Run ``commands`` in one durable transaction; one result per command, in order.
+        Raises StoreError, in which case nothing of the batch is stored."""
+
+    def read_log(self, op: str, after: int, limit: int) -> list[LogEntry]:
+        """Entries of ``op`` with seq > after, ascending, at most ``limit``."""
+
+    def pending_directed(self, recipient: str, limit: int) -> list[DirectedEntry]:
+        """Directed messages not yet acknowledged by ``recipient``, oldest first."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,79 @@
+"""Shared fixtures: a key folder with an authority and units, and a real hub on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from client.connection import AgentConnection
+from client.identity import Authority, UnitIdentity, UnitSpec
+from client.membership import OperationAdmin
+from hub.app import RunningHub
+from hub.config import HubConfig
+
+UNITS = [
+    UnitSpec("OCU-BB", "BB", "customs", "ocu"),
+    UnitSpec("JM-CUSTOMS", "JM", "customs"),
+    UnitSpec("TT-POLICE", "TT", "police"),
+    UnitSpec("DM-CUSTOMS", "DM", "customs"),
+    UnitSpec("INTERPOL-LO", "FR", "INTERPOL", "liaison"),
+]
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.now = int(time.time())
+        self.authority = Authority.generate()
+        self.units: dict[str, UnitIdentity] = {
+            s.unit: self.authority.enroll(s, now=self.now - 60) for s in UNITS}
+
+    def __getitem__(self, unit: str) -> UnitIdentity:
+        return self.units[unit]
+
+    def config(self, db: Path, **kw: object) -> HubConfig:
+        return HubConfig(host="127.0.0.1", port=0, db=db,
+                         authorities=(self.authority.public_key,), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "hub.db"
+
+
+@pytest.fixture
+async def hub(keys: Keys, db_path: Path) -> AsyncIterator[RunningHub]:
+    running = RunningHub(keys.config(db_path))
+    running.hub.preload([u.signed for u in keys.units.values()])
+    async with running:
+        yield running
+
+
+@pytest.fixture
+async def agents(hub: RunningHub, keys: Keys) -> AsyncIterator[Callable[..., AgentConnection]]:
+    """Factory of connected agents, closed at the end of the test."""
+    opened: list[AgentConnection] = []
+
+    async def connect(unit: str, url: str | None = None, **kw: object) -> AgentConnection:
+        conn = AgentConnection(url or hub.url, keys[unit], **kw)  # type: ignore[arg-type]
+        await conn.connect()
+        opened.append(conn)
+        return conn
+
+    yield connect  # type: ignore[misc]
+    for conn in opened:
+        await conn.close()
+
+
+async def create_operation(conn: AgentConnection, keys: Keys, op: str,
+                           members: list[str]) -> OperationAdmin:
+    admin = OperationAdmin(keys[conn.unit], op, now=time.time)
+    await admin.send(conn, admin.create(f"Operation {op}", [keys[m].signed for m in members]))
+    return admin
