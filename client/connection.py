@@ -163,7 +163,7 @@ class AgentConnection:
                         self.url, max_msg_size=2 * self.limits.max_frame, autoping=True,
                         heartbeat=30.0, compress=0)
                 try:
-                    await self._handshake(ws)
+                    await handshake(ws, self.identity, self.limits)
                     self._ws = ws
                     self.connects += 1
                     backoff = 0.05
@@ -187,27 +187,6 @@ class AgentConnection:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
-
-    async def _handshake(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async with asyncio.timeout(TIMEOUT):
-            first = await self._receive_frame(ws)
-            if not isinstance(first, f.Challenge):
-                raise ProtocolError(f"expected a challenge, got {first.T!r}")
-            hello = f.Hello(credential=self.identity.signed.body,
-                            credential_sig=self.identity.signed.signature,
-                            signature=self.identity.answer(first.nonce, first.hub))
-            await ws.send_bytes(codec.encode(hello))
-            reply = await self._receive_frame(ws)
-        if isinstance(reply, f.Error):
-            raise AuthError(reply.message, code=reply.code)
-        if not isinstance(reply, f.Ready):
-            raise ProtocolError(f"expected ready, got {reply.T!r}")
-
-    async def _receive_frame(self, ws: aiohttp.ClientWebSocketResponse) -> f.Frame:
-        msg = await ws.receive()
-        if msg.type != aiohttp.WSMsgType.BINARY:
-            raise ConnectionResetError(f"hub closed the connection ({ws.close_code})")
-        return codec.decode(msg.data, self.limits)
 
     def _resume(self) -> None:
         """After (re)connecting: re-subscribe from our positions, re-send what is unacked."""
@@ -408,6 +387,33 @@ class AgentConnection:
             if pos > self._acked.get(op, 0):
                 self._acked[op] = pos
                 self._write(f.Ack(op=op, seq=pos))
+
+
+async def handshake(ws: aiohttp.ClientWebSocketResponse, identity: UnitIdentity,
+                    limits: codec.Limits = codec.DEFAULT_LIMITS) -> f.Ready:
+    """Answer the hub's challenge on a fresh socket. Raises AuthError if refused,
+    ProtocolError or ConnectionError if the hub misbehaves or goes away."""
+    async with asyncio.timeout(TIMEOUT):
+        first = await _receive_frame(ws, limits)
+        if not isinstance(first, f.Challenge):
+            raise ProtocolError(f"expected a challenge, got {first.T!r}")
+        hello = f.Hello(credential=identity.signed.body,
+                        credential_sig=identity.signed.signature,
+                        signature=identity.answer(first.nonce, first.hub))
+        await ws.send_bytes(codec.encode(hello))
+        reply = await _receive_frame(ws, limits)
+    if isinstance(reply, f.Error):
+        raise AuthError(reply.message, code=reply.code)
+    if not isinstance(reply, f.Ready):
+        raise ProtocolError(f"expected ready, got {reply.T!r}")
+    return reply
+
+
+async def _receive_frame(ws: aiohttp.ClientWebSocketResponse, limits: codec.Limits) -> f.Frame:
+    msg = await ws.receive()
+    if msg.type != aiohttp.WSMsgType.BINARY:
+        raise ConnectionResetError(f"hub closed the connection (code {ws.close_code})")
+    return codec.decode(msg.data, limits)
 
 
 def _swallow_connection_errors(task: asyncio.Future[None]) -> None:

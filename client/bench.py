@@ -1,0 +1,357 @@
+"""``opshub bench hub``: durable publish throughput and fan-out latency of a real hub.
+
+Shape: one publisher (the OCU) keeps a window of unacknowledged 1 KiB publishes to
+one operation; N subscribed agents run in separate processes (never in the hub's);
+the hub runs as its own ``opshub serve`` process so its CPU time and peak memory
+are its own. Each payload starts with the publish time (CLOCK_MONOTONIC, shared by
+all processes), so subscribers measure publish-to-delivery latency per entry.
+Only entries published inside the measured window count; the warm-up does not.
+Subscribers here are lean load generators (raw msgpack, no dataclasses) so that
+on a 2-core machine they leave the CPU to the hub; they still check that every
+sequence number arrives once and in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgpack
+
+from client.connection import AgentConnection, handshake
+from client.histogram import LatencyHistogram
+from client.identity import Authority, KeyFolder, UnitIdentity, UnitSpec, signed_to_json
+from client.membership import OperationAdmin
+from hub.protocol import codec
+from hub.protocol import frames as f
+
+TS = 8  # bytes of publish timestamp at the start of each payload
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    subscribers: int = 30
+    size: int = 1024
+    duration: float = 10.0
+    warmup: float = 2.0
+    window: int = 4096
+    batch: int = 256
+    sub_procs: int = 2
+    operations: int = 1
+    hub_url: str | None = None
+    keys: Path | None = None
+    db: Path | None = None
+
+
+# --- the hub process -----------------------------------------------------------------
+
+
+class HubProcess:
+    """``opshub serve`` in a child process, with its CPU time and peak RSS from /proc."""
+
+    def __init__(self, keys: Path, db: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "opshub", "serve", "--host", "127.0.0.1", "--port", "0",
+             "--db", str(db), "--keys", str(keys)],
+            stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"WebSocket (ws://\S+)\)", line)
+        if m is None:
+            self.proc.kill()
+            raise RuntimeError(f"hub did not start: {line!r}")
+        self.url = m.group(1)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+# --- subscriber processes ----------------------------------------------------------------
+
+
+def _subscriber_main(url: str, identities: list[dict[str, Any]], ops: list[str],
+                     pipe: Connection) -> None:
+    try:
+        import uvloop
+        uvloop.run(_subscribers(url, identities, ops, pipe))
+    except ImportError:  # pragma: no cover
+        asyncio.run(_subscribers(url, identities, ops, pipe))
+
+
+async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str],
+                       pipe: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    hist = LatencyHistogram()
+    stats = {"received": 0, "in_window": 0, "gaps": 0, "errors": 0}
+    window = [0, 2**63]
+    last: dict[tuple[int, str], int] = {}
+    done = asyncio.Event()
+    targets: dict[str, int] = {}
+
+    async def run_one(i: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        unpackb, monotonic_ns, record = msgpack.unpackb, time.monotonic_ns, hist.record_n
+        from_bytes = int.from_bytes
+        while True:
+            msg = await ws.receive()
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                stats["errors"] += 1
+                return
+            obj = unpackb(msg.data)
+            if obj["t"] != "deliver":
+                if obj["t"] == "error":
+                    stats["errors"] += 1
+                continue
+            now = monotonic_ns()
+            op, items = obj["op"], obj["items"]
+            key = (i, op)
+            prev = last.get(key, 0)
+            # The hub sends strictly increasing seqs; first/last/count prove contiguity.
+            first, final = items[0][0], items[-1][0]
+            if first != prev + 1 or final - first + 1 != len(items):
+                stats["gaps"] += 1
+            last[key] = final
+            # One timestamp per publisher batch: count them, then record each once.
+            lo, hi = window
+            for ts_bytes, n in Counter([it[4][:TS] for it in items if it[2] == 0]).items():
+                ts = from_bytes(ts_bytes, "big")
+                if lo <= ts < hi:
+                    stats["in_window"] += n
+                    record((now - ts) // 1000, n)
+            stats["received"] += len(items)
+            await ws.send_bytes(msgpack.packb({"t": "ack", "op": op, "seq": final}))
+            if targets and all(last.get((j, o), 0) >= h for j in range(len(conns))
+                               for o, h in targets.items()):
+                done.set()
+
+    async with aiohttp.ClientSession() as http:
+        conns = []
+        for data in identities:
+            ws = await http.ws_connect(url, compress=0, max_msg_size=64 * 1024 * 1024)
+            await handshake(ws, UnitIdentity.from_json(data))
+            for rid, op in enumerate(ops):
+                await ws.send_bytes(codec.encode(f.Subscribe(rid=rid, op=op, after=0)))
+            conns.append(ws)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(run_one(i, ws)) for i, ws in enumerate(conns)]
+            pipe.send(("ready",))
+            msg = await loop.run_in_executor(None, pipe.recv)
+            window[:] = [msg[1], msg[2]]
+            msg = await loop.run_in_executor(None, pipe.recv)  # ("drain", heads)
+            targets.update(msg[1])
+            if all(last.get((j, o), 0) >= h for j in range(len(conns))
+                   for o, h in targets.items()):
+                done.set()
+            try:
+                async with asyncio.timeout(60):
+                    await done.wait()
+            except TimeoutError:
+                stats["errors"] += 1
+            for t in tasks:
+                t.cancel()
+        short = sum(max(0, h - last.get((j, o), 0)) for j in range(len(conns))
+                    for o, h in targets.items())
+        for ws in conns:
+            await ws.close()
+    pipe.send(("result", stats, dict(hist.counts), hist.max, short))
+
+
+# --- the publisher -----------------------------------------------------------------------
+
+
+async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[UnitIdentity],
+                   children: list[tuple[mp.process.BaseProcess, Connection]],
+                   hub: HubProcess | None) -> dict[str, Any]:
+    ops = [f"BENCH-{i + 1}" for i in range(opts.operations)]
+    conn = AgentConnection(url, pub)
+    await conn.connect()
+    for op in ops:
+        admin = OperationAdmin(pub, op, now=time.time)
+        await admin.send(conn, admin.create(f"bench {op}", [s.signed for s in subs]))
+    loop = asyncio.get_running_loop()
+    for _, pipe in children:
+        msg = await loop.run_in_executor(None, pipe.recv)
+        if msg[0] != "ready":
+            raise RuntimeError(f"subscriber process failed: {msg!r}")
+    await asyncio.sleep(0.5)  # let subscriptions settle
+
+    start = time.monotonic_ns()
+    t0 = start + int(opts.warmup * 1e9)
+    t1 = t0 + int(opts.duration * 1e9)
+    for _, pipe in children:
+        pipe.send(("window", t0, t1))
+    pad = b"\0" * max(0, opts.size - TS)
+    inflight = 0
+    acked_in_window = 0
+    heads: dict[str, int] = dict.fromkeys(ops, 0)
+    room = asyncio.Event()
+    low = opts.window // 2
+    cpu0 = cpu1 = 0.0
+
+    def done(fut: asyncio.Future[int]) -> None:
+        nonlocal inflight, acked_in_window
+        inflight -= 1
+        if t0 <= time.monotonic_ns() < t1:
+            acked_in_window += 1
+        if inflight <= low:
+            room.set()
+
+    i = 0
+    measuring = False
+    while (now := time.monotonic_ns()) < t1:
+        if not measuring and now >= t0 and hub is not None:
+            cpu0, measuring = hub.cpu_seconds(), True
+        if inflight >= opts.window:
+            room.clear()
+            await room.wait()
+            continue
+        payload = now.to_bytes(TS, "big") + pad
+        n = min(opts.batch, opts.window - inflight)
+        op = ops[i % len(ops)]
+        i += 1
+        for _ in range(n):
+            conn.publish_nowait(op, payload).add_done_callback(done)
+        inflight += n
+        await asyncio.sleep(0)
+    if hub is not None:
+        cpu1 = hub.cpu_seconds()
+    while inflight > 0:
+        room.clear()
+        await room.wait()
+    for op in ops:
+        heads[op] = (await conn.publish(op, b"\0" * TS))
+    for _, pipe in children:
+        pipe.send(("drain", heads))
+    await conn.close()
+    return {"acked_in_window": acked_in_window, "heads": heads, "hub_cpu_s": cpu1 - cpu0}
+
+
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    """Run one benchmark; returns the result dictionary (see module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="opshub-bench-") as tmp:
+        now = int(time.time())
+        if opts.hub_url is not None:
+            if opts.keys is None:
+                raise SystemExit("--hub needs --keys: the folder of that hub's authority")
+            authority = KeyFolder(opts.keys).authority()
+        else:
+            authority = Authority.generate()
+        pub = authority.enroll(UnitSpec("BENCH-PUB", "BE", "bench", "ocu"), now=now - 60)
+        subs = [authority.enroll(UnitSpec(f"BENCH-SUB-{i + 1:03d}", "BE", "bench"),
+                                 now=now - 60) for i in range(opts.subscribers)]
+        hub: HubProcess | None = None
+        if opts.hub_url is None:
+            keys = Path(tmp) / "keys"
+            KeyFolder(keys).write(authority, [pub, *subs])
+            hub = HubProcess(keys, opts.db or Path(tmp) / "bench.db")
+            url = hub.url
+        else:
+            url = opts.hub_url
+            _enroll_over_http(url, [pub, *subs])
+        ctx = mp.get_context("spawn")
+        children = []
+        ops = [f"BENCH-{i + 1}" for i in range(opts.operations)]
+        for k in range(opts.sub_procs):
+            mine = [s.to_json() for s in subs[k :: opts.sub_procs]]
+            if not mine:
+                continue
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_subscriber_main, args=(url, mine, ops, child), daemon=True)
+            proc.start()
+            children.append((proc, parent))
+        try:
+            pubres = _run(_publish(opts, url, pub, subs, children, hub))
+            hist = LatencyHistogram()
+            stats = {"received": 0, "in_window": 0, "gaps": 0, "errors": 0, "short": 0}
+            for proc, pipe in children:
+                if not pipe.poll(90):
+                    raise RuntimeError("a subscriber process did not report")
+                _, s, counts, mx, short = pipe.recv()
+                for k2, v in s.items():
+                    stats[k2] += v
+                stats["short"] += short
+                hist.merge(counts)
+                hist.max = max(hist.max, mx)
+                proc.join(10)
+            peak = hub.peak_rss_mb() if hub is not None else None
+        finally:
+            for proc, _ in children:
+                if proc.is_alive():
+                    proc.kill()
+            hub_rc = hub.stop() if hub is not None else None
+    expected = sum(pubres["heads"].values()) * opts.subscribers
+    lost = stats["short"]
+    result = {
+        "ok": lost == 0 and stats["gaps"] == 0 and stats["errors"] == 0 and hub_rc in (0, None),
+        "msgs_in_per_s": round(pubres["acked_in_window"] / opts.duration),
+        "deliveries_per_s": round(stats["in_window"] / opts.duration),
+        "latency_ms": {
+            "p50": round(hist.percentile(50) / 1000, 3),
+            "p90": round(hist.percentile(90) / 1000, 3),
+            "p99": round(hist.percentile(99) / 1000, 3),
+            "p999": round(hist.percentile(99.9) / 1000, 3),
+            "max": round(hist.max / 1000, 3),
+        },
+        "hub_cpu_s": round(pubres["hub_cpu_s"], 2) if hub is not None else None,
+        "hub_cpu_per_s": round(pubres["hub_cpu_s"] / opts.duration, 2) if hub else None,
+        "hub_peak_rss_mb": round(peak, 1) if peak is not None else None,
+        "published": sum(pubres["heads"].values()),
+        "deliveries_expected": expected,
+        "deliveries_received": stats["received"],
+        "lost": lost,
+        "gaps": stats["gaps"],
+        "errors": stats["errors"],
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+    }
+    return result
+
+
+def _enroll_over_http(ws_url: str, identities: list[UnitIdentity]) -> None:
+    http = ws_url.replace("ws://", "http://").split("/v1/ws")[0]
+    for ident in identities:
+        body = json.dumps(signed_to_json(ident.signed)).encode()
+        req = urllib.request.Request(f"{http}/v1/directory", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)

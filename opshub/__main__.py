@@ -1,0 +1,7 @@
+"""``python -m opshub`` is the ``opshub`` command."""
+
+import sys
+
+from opshub.cli import main
+
+sys.exit(main())

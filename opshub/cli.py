@@ -1,0 +1,176 @@
+"""The ``opshub`` console command: the composition root, the one place that imports
+both hub/ and client/. Each subcommand parses its arguments and calls into them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from client.identity import KeyFolder, UnitSpec, generate
+from hub.app import RunningHub, serve
+from hub.config import HubConfig
+
+DEFAULT_ROSTER = [
+    UnitSpec("OCU", "BB", "WCO-RILO", "ocu"),
+    UnitSpec("BB-CUSTOMS", "BB", "customs"),
+    UnitSpec("JM-CUSTOMS", "JM", "customs"),
+    UnitSpec("TT-POLICE", "TT", "police"),
+    UnitSpec("DM-CUSTOMS", "DM", "customs"),
+    UnitSpec("INTERPOL-LO", "FR", "INTERPOL", "liaison"),
+]
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _parse_unit(text: str) -> UnitSpec:
+    parts = text.split(",")
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError(
+            f"expected UNIT,COUNTRY,AGENCY[,ROLE], got {text!r}")
+    try:
+        spec = UnitSpec(*parts)
+    except TypeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return spec
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if (out / "authority.key").exists() and not args.force:
+        print(f"opshub keys: {out} already holds an authority; use --force to replace it",
+              file=sys.stderr)
+        return 2
+    specs = args.unit or DEFAULT_ROSTER
+    try:
+        _, identities = generate(out, specs, now=int(time.time()),
+                                 validity=int(args.days * 86400))
+    except ValueError as exc:
+        print(f"opshub keys: {exc}", file=sys.stderr)
+        return 2
+    print(f"authority and {len(identities)} units written to {out}/")
+    for ident in identities:
+        c = ident.credential
+        print(f"  {c.unit:<16} {c.country} {c.agency:<10} {c.role:<8} {ident.fingerprint}")
+    return 0
+
+
+def hub_config(args: argparse.Namespace) -> tuple[HubConfig, list[Any]]:
+    keys = KeyFolder(args.keys)
+    authorities = [keys.authority_public()]
+    roster = keys.roster() if (args.keys / "roster.json").exists() else []
+    config = HubConfig(host=args.host, port=args.port, db=args.db,
+                       authorities=tuple(authorities), open_enrollment=args.open_enrollment)
+    return config, roster
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if not (args.keys / "authority.pub").exists():
+        print(f"opshub serve: no authority.pub in {args.keys}; run `opshub keys --out "
+              f"{args.keys}` first", file=sys.stderr)
+        return 2
+    config, roster = hub_config(args)
+
+    def ready(running: RunningHub) -> None:
+        print(f"opshub: hub {config.hub_id!r} listening on {running.http} "
+              f"(WebSocket {running.url}), database {config.db}", flush=True)
+
+    _run(serve(config, roster, ready=ready))
+    print("opshub: stopped cleanly", flush=True)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from client.demo import run_demo
+
+    return int(_run(run_demo(workdir=args.workdir, messages=args.messages)))
+
+
+def cmd_bench_hub(args: argparse.Namespace) -> int:
+    from client.bench import BenchOptions, run_bench
+
+    opts = BenchOptions(
+        subscribers=args.subscribers, size=args.size, duration=args.duration,
+        warmup=args.warmup, window=args.window, batch=args.batch,
+        sub_procs=args.sub_procs, operations=args.operations, hub_url=args.hub,
+        keys=args.keys, db=args.db)
+    result = run_bench(opts)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0 if result.get("ok") else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="opshub", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("keys", help="generate an operation authority and unit credentials")
+    k.add_argument("--out", type=Path, default=Path("keys"), help="folder to write (keys/)")
+    k.add_argument("--unit", type=_parse_unit, action="append",
+                   help="UNIT,COUNTRY,AGENCY[,ROLE] (repeat); default: a small demo roster")
+    k.add_argument("--days", type=float, default=365, help="credential validity in days")
+    k.add_argument("--force", action="store_true", help="replace an existing authority")
+    k.set_defaults(func=cmd_keys)
+
+    s = sub.add_parser("serve", help="run a hub until SIGINT/SIGTERM")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    s.add_argument("--db", type=Path, default=Path("opshub.db"))
+    s.add_argument("--keys", type=Path, default=Path("keys"),
+                   help="folder with authority.pub (trusted) and roster.json (preloaded)")
+    s.add_argument("--open-enrollment", action="store_true",
+                   help="accept any credential the authority signed, enrolled or not")
+    s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("demo", help="embedded hub, a handful of agents, one operation")
+    d.add_argument("--workdir", type=Path, default=None,
+                   help="keep keys and database here (default: a temporary folder)")
+    d.add_argument("--messages", type=int, default=12)
+    d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    bh = bsub.add_parser("hub", help="durable publish + fan-out throughput and latency")
+    bh.add_argument("--subscribers", type=int, default=30)
+    bh.add_argument("--size", type=int, default=1024, help="payload bytes")
+    bh.add_argument("--duration", type=float, default=10.0, help="measured seconds")
+    bh.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    bh.add_argument("--window", type=int, default=4096, help="unacknowledged publishes")
+    bh.add_argument("--batch", type=int, default=256, help="publishes per frame")
+    bh.add_argument("--sub-procs", type=int, default=2, help="subscriber processes")
+    bh.add_argument("--operations", type=int, default=1)
+    bh.add_argument("--hub", default=None, help="target a running hub (ws URL) instead")
+    bh.add_argument("--keys", type=Path, default=None,
+                    help="with --hub: that hub's key folder (its authority signs bench units)")
+    bh.add_argument("--db", type=Path, default=None, help="database of the started hub")
+    bh.add_argument("--json", default=None, help="write the result here too")
+    bh.set_defaults(func=cmd_bench_hub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
