@@ -34,8 +34,9 @@ class Keys:
         return self.units[unit]
 
     def config(self, db: Path, **kw: object) -> HubConfig:
-        return HubConfig(host="127.0.0.1", port=0, db=db,
-                         authorities=(self.authority.public_key,), **kw)  # type: ignore[arg-type]
+        settings: dict[str, object] = {"host": "127.0.0.1", "port": 0, "db": db,
+                                       "authorities": (self.authority.public_key,), **kw}
+        return HubConfig(**settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture
