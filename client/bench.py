@@ -96,6 +96,9 @@ class HubProcess:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+                self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
 
 # --- subscriber processes ----------------------------------------------------------------
