@@ -35,7 +35,6 @@ from hub.store.base import (
     Command,
     DirectedStored,
     Enroll,
-    LogEntry,
     Result,
     SaveCursor,
     StoreDirected,
@@ -74,7 +73,8 @@ class Subscription:
 class _Pending:
     """Entries committed in the current transaction, waiting for the fan-out."""
 
-    entries: dict[str, list[LogEntry]] = field(default_factory=lambda: defaultdict(list))
+    #: op -> wire-ready delivery rows [seq, sender, kind, header, payload, at_ms]
+    entries: dict[str, list[list[Any]]] = field(default_factory=lambda: defaultdict(list))
     removals: list[tuple[str, frozenset[str]]] = field(default_factory=list)
 
 
@@ -226,8 +226,8 @@ class Broker:
                 self.metrics.duplicates += 1
             else:
                 self.metrics.messages_in += 1
-                self._pending.entries[cmd.op].append(LogEntry(
-                    res.seq, cmd.sender, cmd.kind, cmd.header, cmd.payload, cmd.at_ms))
+                self._pending.entries[cmd.op].append(
+                    [res.seq, cmd.sender, cmd.kind, cmd.header, cmd.payload, cmd.at_ms])
         conn.enqueue(msgpack.packb({"t": f.Acks.T, "items": acks}, use_bin_type=True))
 
     # --- fan-out ----------------------------------------------------------------------
@@ -237,7 +237,7 @@ class Broker:
         live subscriber. Runs on the loop, with no await between head update and send."""
         pending, self._pending = self._pending, _Pending()
         for op, entries in pending.entries.items():
-            self.heads[op] = entries[-1].seq
+            self.heads[op] = entries[-1][0]
             for chunk in _chunks(entries):
                 self._deliver_live(op, chunk)
         for op, removed in pending.removals:
@@ -245,11 +245,11 @@ class Broker:
                 if sub.conn.unit in removed:
                     self._end(sub, "removed from the operation")
 
-    def _deliver_live(self, op: str, chunk: list[LogEntry]) -> None:
+    def _deliver_live(self, op: str, chunk: list[list[Any]]) -> None:
         subs = self.subs.get(op)
         if not subs:
             return
-        first, last = chunk[0].seq, chunk[-1].seq
+        first, last = chunk[0][0], chunk[-1][0]
         data = _encode_deliver(op, chunk)
         for sub in subs:
             if not sub.live:
@@ -259,7 +259,7 @@ class Broker:
                 self.metrics.deliveries += len(chunk)
             elif first < sub.next_seq <= last:
                 # catch-up already sent part of this chunk from the store
-                tail = [e for e in chunk if e.seq >= sub.next_seq]
+                tail = [e for e in chunk if e[0] >= sub.next_seq]
                 sub.conn.enqueue(_encode_deliver(op, tail))
                 self.metrics.deliveries += len(tail)
             elif sub.next_seq < first:
@@ -309,7 +309,8 @@ class Broker:
             if sub.ended:
                 return
             if rows:
-                for chunk in _chunks(rows):
+                for chunk in _chunks([[r.seq, r.sender, r.kind, r.header, r.payload, r.at_ms]
+                                      for r in rows]):
                     sub.conn.enqueue(_encode_deliver(sub.op, chunk))
                 self.metrics.deliveries += len(rows)
                 sub.next_seq = rows[-1].seq + 1
@@ -408,8 +409,8 @@ class Broker:
             res = results[0]
             assert isinstance(res, Appended)
             if not res.duplicate:
-                self._pending.entries[stmt.op].append(LogEntry(
-                    res.seq, entry.sender, entry.kind, entry.header, entry.payload, entry.at_ms))
+                self._pending.entries[stmt.op].append(
+                    [res.seq, entry.sender, entry.kind, entry.header, entry.payload, entry.at_ms])
                 self.metrics.messages_in += 1
             if stmt.removes:
                 self._pending.removals.append((stmt.op, frozenset(stmt.removes)))
@@ -464,11 +465,12 @@ def _log_failure(results: list[Result] | StoreError) -> None:
         log.error("background write failed: %s", results.message)
 
 
-def _chunks(entries: list[LogEntry]) -> list[list[LogEntry]]:
-    out: list[list[LogEntry]] = [[]]
+def _chunks(entries: list[list[Any]]) -> list[list[list[Any]]]:
+    """Split delivery rows so that no encoded frame grows much past 1 MiB."""
+    out: list[list[list[Any]]] = [[]]
     size = 0
     for e in entries:
-        n = len(e.payload) + len(e.header) + 64
+        n = len(e[4]) + len(e[3]) + 64
         if out[-1] and size + n > _DELIVER_CHUNK_BYTES:
             out.append([])
             size = 0
@@ -477,8 +479,6 @@ def _chunks(entries: list[LogEntry]) -> list[list[LogEntry]]:
     return out
 
 
-def _encode_deliver(op: str, entries: list[LogEntry]) -> bytes:
+def _encode_deliver(op: str, rows: list[list[Any]]) -> bytes:
     return msgpack.packb(  # type: ignore[no-any-return]
-        {"t": f.Deliver.T, "op": op,
-         "items": [[e.seq, e.sender, e.kind, e.header, e.payload, e.at_ms] for e in entries]},
-        use_bin_type=True)
+        {"t": f.Deliver.T, "op": op, "items": rows}, use_bin_type=True)

@@ -8,6 +8,7 @@ other exception escapes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -252,18 +253,38 @@ def _hello(r: _Reader) -> f.Hello:
 
 def _publish(r: _Reader) -> f.Publish:
     lim = r.limits
-    items = tuple(
-        f.PublishItem(
+    raw = r.list("items", max_len=lim.max_batch)
+    if not raw:
+        raise DecodeError("a publish frame needs at least one item", ref="$.items")
+    items = []
+    max_header, max_payload, id_ok = lim.max_header, lim.max_payload, _id_ok
+    for i, it in enumerate(raw):
+        # Hot path: one type test per field; anything unusual takes the checked path
+        # below, which names the offending field.
+        if type(it) is list and len(it) == 4:
+            op, cid, header, payload = it
+            if (type(op) is str and type(cid) is int and type(header) is bytes
+                    and type(payload) is bytes and 0 <= cid < 2**63
+                    and len(header) <= max_header and len(payload) <= max_payload
+                    and id_ok(op)):
+                items.append(f.PublishItem(op=op, cid=cid, header=header, payload=payload))
+                continue
+        p = f"$.items[{i}]"
+        if not isinstance(it, list) or len(it) != 4:
+            raise DecodeError("expected an array of 4 values", ref=p)
+        items.append(f.PublishItem(
             op=check_id(it[0], p + "[0]"),
             cid=check_uint(it[1], p + "[1]"),
-            header=check_bytes(it[2], p + "[2]", lim.max_header),
-            payload=check_bytes(it[3], p + "[3]", lim.max_payload),
-        )
-        for p, it in _tuple_items(r, "items", 4)
-    )
-    if not items:
-        raise DecodeError("a publish frame needs at least one item", ref="$.items")
-    return f.Publish(items=items)
+            header=check_bytes(it[2], p + "[2]", max_header),
+            payload=check_bytes(it[3], p + "[3]", max_payload),
+        ))
+    return f.Publish(items=tuple(items))
+
+
+@functools.lru_cache(maxsize=4096)
+def _id_ok(value: str) -> bool:
+    """Cached: a hub sees the same few operation ids in every frame."""
+    return f.valid_id(value)
 
 
 def _subscribe(r: _Reader) -> f.Subscribe:

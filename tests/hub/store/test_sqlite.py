@@ -12,8 +12,8 @@ from hub.protocol.errors import StoreError
 from hub.protocol.frames import KIND_COMMIT, KIND_MESSAGE
 from hub.store.base import (
     AckDirected,
-    AppendMessage,
     Appended,
+    AppendMessage,
     ApplyStatement,
     DirectedEntry,
     DirectedStored,
