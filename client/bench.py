@@ -42,6 +42,7 @@ from hub.protocol import codec
 from hub.protocol import frames as f
 
 TS = 8  # bytes of publish timestamp at the start of each payload
+ACK_EVERY_NS = 50_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str
     stats = {"received": 0, "in_window": 0, "gaps": 0, "errors": 0}
     window = [0, 2**63]
     last: dict[tuple[int, str], int] = {}
+    acked_at: dict[tuple[int, str], int] = {}
     done = asyncio.Event()
     targets: dict[str, int] = {}
 
@@ -153,7 +155,9 @@ async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str
                     stats["in_window"] += n
                     record((now - ts) // 1000, n)
             stats["received"] += len(items)
-            await ws.send_bytes(msgpack.packb({"t": "ack", "op": op, "seq": final}))
+            if now - acked_at.get(key, 0) > ACK_EVERY_NS:  # cumulative, like AgentConnection
+                acked_at[key] = now
+                await ws.send_bytes(msgpack.packb({"t": "ack", "op": op, "seq": final}))
             if targets and all(last.get((j, o), 0) >= h for j in range(len(conns))
                                for o, h in targets.items()):
                 done.set()

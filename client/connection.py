@@ -33,6 +33,8 @@ log = logging.getLogger("opshub.agent")
 #: One scalable constant for every network wait of the client (tests scale it too).
 TIMEOUT = 10.0
 _RETRYABLE = {Code.STORE, Code.SHUTTING_DOWN}
+#: Pause before re-sending a publish the hub could not store.
+RETRY_DELAY = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +265,10 @@ class AgentConnection:
                 req[1].set_exception(exc)
         elif err.cid is not None and err.op is not None:
             if err.code in _RETRYABLE:
-                return  # stays unacked; re-sent on the next reconnect
+                entry = self._unacked.get((err.op, err.cid))
+                if entry is not None:  # same cid: the hub stores it at most once
+                    asyncio.get_running_loop().call_later(RETRY_DELAY, self._retry, entry[0])
+                return
             entry = self._unacked.pop((err.op, err.cid), None)
             if entry is not None and not entry[1].done():
                 entry[1].set_exception(exc)
@@ -332,6 +337,13 @@ class AgentConnection:
         """Publish and wait until the hub has it on disk. Returns its sequence number.
         Raises RequestError (not_member, unknown_operation, ...)."""
         return await self.publish_nowait(op, payload, header=header, cid=cid)
+
+    def _retry(self, item: f.PublishItem) -> None:
+        if (item.op, item.cid) in self._unacked and not self._closing:
+            self._outbox.append(item)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_outbox)
 
     def _flush_outbox(self) -> None:
         self._flush_scheduled = False

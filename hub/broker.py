@@ -121,7 +121,12 @@ class Broker:
         return cred.unit
 
     def _enroll(self, signed: SignedCredential, issued_at: int) -> None:
+        """Enroll unless the directory already holds a credential issued later (an older
+        credential must never replace a newer one, e.g. after a key compromise)."""
         unit = signed.credential.unit
+        current = self.directory.get(unit)
+        if current is not None and current.credential.issued_at > issued_at:
+            return
         self.directory[unit] = signed
         self.worker.submit([Enroll(unit, signed.body, signed.signature, issued_at)],
                            _log_failure)
@@ -181,7 +186,7 @@ class Broker:
 
     def send_error(self, conn: Outbox, code: str, message: str, **ref: Any) -> None:
         self.metrics.errors[code] += 1
-        conn.enqueue(codec.encode(f.Error(code=code, message=message, **ref)))
+        conn.enqueue(codec.encode(f.Error(code=code, message=f.bounded(message), **ref)))
 
     def _member_state(self, unit: str, op: str) -> OperationState:
         st = self.ops.get(op)
@@ -238,7 +243,7 @@ class Broker:
         pending, self._pending = self._pending, _Pending()
         for op, entries in pending.entries.items():
             self.heads[op] = entries[-1][0]
-            for chunk in _chunks(entries):
+            for chunk in _chunks(entries, self.config.limits.max_batch):
                 self._deliver_live(op, chunk)
         for op, removed in pending.removals:
             for sub in list(self.subs.get(op, ())):
@@ -305,12 +310,14 @@ class Broker:
                 rows = await self.worker.read_log(sub.op, sub.next_seq - 1, page)
             except StoreError as exc:
                 self.send_error(sub.conn, exc.code, exc.message, op=sub.op)
+                if not sub.ended:
+                    self._end(sub, "store failure while replaying; subscribe again")
                 return
             if sub.ended:
                 return
             if rows:
                 for chunk in _chunks([[r.seq, r.sender, r.kind, r.header, r.payload, r.at_ms]
-                                      for r in rows]):
+                                      for r in rows], self.config.limits.max_batch):
                     sub.conn.enqueue(_encode_deliver(sub.op, chunk))
                 self.metrics.deliveries += len(rows)
                 sub.next_seq = rows[-1].seq + 1
@@ -451,10 +458,20 @@ class Broker:
         except StoreError as exc:
             self.send_error(conn, exc.code, exc.message)
             return
-        if rows and not conn.closed:
-            items = tuple(f.DirectedItem(id=r.id, op=r.op, sender=r.sender, payload=r.payload,
-                                         at_ms=r.at_ms) for r in rows)
-            conn.enqueue(codec.encode(f.Directed(items=items)))
+        if not rows or conn.closed:
+            return
+        # Frames of at most ~1 MiB; what does not fit now comes on the next connection
+        # (directed messages stay stored until acknowledged).
+        items: list[f.DirectedItem] = []
+        size = 0
+        for r in rows:
+            if items and size + len(r.payload) > _DELIVER_CHUNK_BYTES:
+                conn.enqueue(codec.encode(f.Directed(items=tuple(items))))
+                items, size = [], 0
+            items.append(f.DirectedItem(id=r.id, op=r.op, sender=r.sender, payload=r.payload,
+                                        at_ms=r.at_ms))
+            size += len(r.payload)
+        conn.enqueue(codec.encode(f.Directed(items=tuple(items))))
 
 
 _NO_OP = OperationState(op="-", name="", admin="-", admin_key=b"", epoch=0, head=b"")
@@ -465,13 +482,14 @@ def _log_failure(results: list[Result] | StoreError) -> None:
         log.error("background write failed: %s", results.message)
 
 
-def _chunks(entries: list[list[Any]]) -> list[list[list[Any]]]:
-    """Split delivery rows so that no encoded frame grows much past 1 MiB."""
+def _chunks(entries: list[list[Any]], max_items: int) -> list[list[list[Any]]]:
+    """Split delivery rows so that no frame holds more than ``max_items`` rows (the
+    agents' max_batch) or grows much past 1 MiB."""
     out: list[list[list[Any]]] = [[]]
     size = 0
     for e in entries:
         n = len(e[4]) + len(e[3]) + 64
-        if out[-1] and size + n > _DELIVER_CHUNK_BYTES:
+        if out[-1] and (size + n > _DELIVER_CHUNK_BYTES or len(out[-1]) >= max_items):
             out.append([])
             size = 0
         out[-1].append(e)

@@ -107,7 +107,7 @@ class ServerSession:
         self.error = exc
         ref = exc.ref if isinstance(exc.ref, str) else None
         msg = exc.message if ref is None else f"{exc.message} (at {ref})"
-        self.send(f.Error(code=exc.code, message=msg))
+        self.send(f.Error(code=exc.code, message=f.bounded(msg)))
         self.state = State.CLOSED
         self.close_code = exc.close_code
         self.close_reason = exc.code

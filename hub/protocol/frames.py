@@ -22,8 +22,17 @@ KIND_MESSAGE = 0
 KIND_COMMIT = 1
 
 
+#: Longest human message in an error frame (agents refuse longer strings).
+MAX_MESSAGE = 1024
+
+
 def valid_id(value: str) -> bool:
     return ID_PATTERN.fullmatch(value) is not None
+
+
+def bounded(message: str) -> str:
+    """Cut an error message to MAX_MESSAGE characters (it may quote the peer's input)."""
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 # --- hub -> agent -------------------------------------------------------------------

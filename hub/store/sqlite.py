@@ -90,9 +90,11 @@ class SQLiteStore:
                                     if_not_exists=True)
         db["cursors"].create({"unit": str, "op": str, "seq": int}, pk=("unit", "op"),
                              if_not_exists=True)
-        db["directed"].create(
-            {"id": int, "op": str, "sender": str, "recipient": str, "payload": bytes,
-             "at_ms": int}, pk="id", if_not_exists=True)
+        # AUTOINCREMENT: ids of acknowledged (deleted) directed messages are never reused,
+        # so agents can deduplicate by id.
+        self._w.execute(
+            "CREATE TABLE IF NOT EXISTS directed (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "op TEXT, sender TEXT, recipient TEXT, payload BLOB, at_ms INTEGER)")
         db["directed"].create_index(["recipient", "id"], if_not_exists=True)
 
     # --- reads at start-up -----------------------------------------------------------
