@@ -8,12 +8,14 @@ The ``key_material`` field stays empty until the encryption layer fills it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from client.connection import AgentConnection
 from client.identity import UnitIdentity
 from hub.protocol.credentials import SignedCredential
 from hub.protocol.statements import OperationState, Statement, roster_hash
+
+if TYPE_CHECKING:  # the chain logic stays importable without the I/O layer
+    from client.connection import AgentConnection
 
 
 class OperationAdmin:

@@ -110,9 +110,15 @@ class Hub:
         self._cursor_task = asyncio.create_task(self._flush_cursors_periodically())
 
     async def _flush_cursors_periodically(self) -> None:
+        """Housekeeping: save cursors, close connections that stopped reading."""
+        timeout = self.config.slow_consumer_timeout
         while True:
-            await asyncio.sleep(self.config.cursor_flush_interval)
+            await asyncio.sleep(min(self.config.cursor_flush_interval, timeout / 2))
             self.broker.flush_cursors()
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.stalled_for(now) > timeout:
+                    conn.abort_slow(f"read nothing for {timeout:g} s with frames waiting")
 
     async def _on_shutdown(self, app: web.Application) -> None:
         for conn in list(self.connections):

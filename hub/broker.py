@@ -53,7 +53,11 @@ class Outbox(Protocol):
     unit: str
     closed: bool
 
-    def enqueue(self, data: bytes) -> None: ...
+    def enqueue(self, data: bytes) -> None:
+        """Queue a control frame (ack, ok, error); closes a connection that hoards them."""
+
+    def offer(self, data: bytes) -> bool:
+        """Queue a delivery frame if the outbound queue has room; False if it has not."""
 
     async def wait_writable(self) -> None: ...
 
@@ -75,7 +79,8 @@ class _Pending:
 
     #: op -> wire-ready delivery rows [seq, sender, kind, header, payload, at_ms]
     entries: dict[str, list[list[Any]]] = field(default_factory=lambda: defaultdict(list))
-    removals: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+    #: (op, seq of the removing statement, removed units)
+    removals: list[tuple[str, int, frozenset[str]]] = field(default_factory=list)
 
 
 class Broker:
@@ -117,6 +122,11 @@ class Broker:
         """Verify and enroll a credential (HTTP directory upload, roster preload).
         Raises AuthError naming what is wrong."""
         cred = self.ring.verify(signed, now=int(self.now()))
+        current = self.directory.get(cred.unit)
+        if current is not None and current.credential.issued_at > cred.issued_at:
+            raise AuthError(
+                f"credential of {cred.unit!r} issued at {cred.issued_at} is superseded by one"
+                f" issued at {current.credential.issued_at}", code=Code.BAD_CREDENTIAL)
         self._enroll(signed, cred.issued_at)
         return cred.unit
 
@@ -239,16 +249,29 @@ class Broker:
 
     def _flush_fanout(self) -> None:
         """After a transaction: one encoded frame per operation chunk, queued on each
-        live subscriber. Runs on the loop, with no await between head update and send."""
+        live subscriber. Runs on the loop, with no await between head update and send.
+        A removed member gets the log up to its removal statement, then ``ended``."""
         pending, self._pending = self._pending, _Pending()
+        removals: dict[str, list[tuple[int, frozenset[str]]]] = defaultdict(list)
+        for op, seq, units in pending.removals:
+            removals[op].append((seq, units))
+        max_items = self.config.limits.max_batch
         for op, entries in pending.entries.items():
             self.heads[op] = entries[-1][0]
-            for chunk in _chunks(entries, self.config.limits.max_batch):
+            start = 0
+            for seq, units in sorted(removals.pop(op, [])):
+                cut = next(i for i, e in enumerate(entries) if e[0] == seq) + 1
+                for chunk in _chunks(entries[start:cut], max_items):
+                    self._deliver_live(op, chunk)
+                self._end_units(op, units)
+                start = cut
+            for chunk in _chunks(entries[start:], max_items):
                 self._deliver_live(op, chunk)
-        for op, removed in pending.removals:
-            for sub in list(self.subs.get(op, ())):
-                if sub.conn.unit in removed:
-                    self._end(sub, "removed from the operation")
+
+    def _end_units(self, op: str, units: frozenset[str]) -> None:
+        for sub in list(self.subs.get(op, ())):
+            if sub.conn.unit in units:
+                self._end(sub, "removed from the operation")
 
     def _deliver_live(self, op: str, chunk: list[list[Any]]) -> None:
         subs = self.subs.get(op)
@@ -260,20 +283,25 @@ class Broker:
             if not sub.live:
                 continue  # its catch-up task reads the store
             if sub.next_seq == first:
-                sub.conn.enqueue(data)
-                self.metrics.deliveries += len(chunk)
+                sent = sub.conn.offer(data)
+                n = len(chunk)
             elif first < sub.next_seq <= last:
                 # catch-up already sent part of this chunk from the store
                 tail = [e for e in chunk if e[0] >= sub.next_seq]
-                sub.conn.enqueue(_encode_deliver(op, tail))
-                self.metrics.deliveries += len(tail)
+                sent = sub.conn.offer(_encode_deliver(op, tail))
+                n = len(tail)
             elif sub.next_seq < first:
-                sub.live = False
-                sub.conn.spawn(self._catch_up(sub))
-                continue
+                sent = False
             else:
                 continue
-            sub.next_seq = last + 1
+            if sent:
+                self.metrics.deliveries += n
+                sub.next_seq = last + 1
+            else:
+                # Its queue is full (or it missed entries): it reads from the store at its
+                # own pace instead, so the hub's memory stays bounded.
+                sub.live = False
+                sub.conn.spawn(self._catch_up(sub))
 
     # --- subscribe ----------------------------------------------------------------------
 
@@ -315,12 +343,15 @@ class Broker:
                 return
             if sub.ended:
                 return
-            if rows:
-                for chunk in _chunks([[r.seq, r.sender, r.kind, r.header, r.payload, r.at_ms]
-                                      for r in rows], self.config.limits.max_batch):
-                    sub.conn.enqueue(_encode_deliver(sub.op, chunk))
-                self.metrics.deliveries += len(rows)
-                sub.next_seq = rows[-1].seq + 1
+            for chunk in _chunks([[r.seq, r.sender, r.kind, r.header, r.payload, r.at_ms]
+                                  for r in rows], self.config.limits.max_batch):
+                data = _encode_deliver(sub.op, chunk)
+                while not sub.conn.offer(data):
+                    await sub.conn.wait_writable()
+                    if sub.ended or sub.conn.closed:
+                        return
+                self.metrics.deliveries += len(chunk)
+                sub.next_seq = chunk[-1][0] + 1
             # The store is never behind ``heads`` (heads move after the commit), so an
             # empty page means caught up. No await between this check and the flag.
             if sub.next_seq > self.heads.get(sub.op, 0):
@@ -419,8 +450,8 @@ class Broker:
                 self._pending.entries[stmt.op].append(
                     [res.seq, entry.sender, entry.kind, entry.header, entry.payload, entry.at_ms])
                 self.metrics.messages_in += 1
-            if stmt.removes:
-                self._pending.removals.append((stmt.op, frozenset(stmt.removes)))
+            if stmt.removes and not res.duplicate:
+                self._pending.removals.append((stmt.op, res.seq, frozenset(stmt.removes)))
             conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={
                 "op": stmt.op, "epoch": after.epoch, "seq": res.seq})))
 

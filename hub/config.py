@@ -17,8 +17,11 @@ class HubConfig:
     #: Raw Ed25519 public keys of the operation authorities this hub trusts.
     authorities: tuple[bytes, ...] = ()
     limits: Limits = field(default_factory=Limits)
-    #: A connection whose unsent frames exceed this many bytes is closed (1013).
+    #: Deliveries queue per connection up to this many bytes; beyond it the subscriber
+    #: reads from the store at its own pace instead of from memory.
     max_outbound_bytes: int = 32 * 1024 * 1024
+    #: A connection that reads nothing for this long while frames wait is closed (1013).
+    slow_consumer_timeout: float = 10.0
     max_operations_per_unit: int = 64
     #: Accept any authority-signed credential at handshake and enroll it, instead of
     #: requiring the unit in the directory first (convenient for load tests).

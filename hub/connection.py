@@ -2,8 +2,11 @@
 
 Thin I/O: it reads messages, feeds the session, hands events to the broker, and
 writes queued frames. Outbound frames wait in a bounded queue drained by one
-writer task; a peer that lets the queue exceed ``max_outbound_bytes`` is closed
-with 1013 (try again later) rather than allowed to grow the hub's memory.
+writer task. Deliveries are only offered while the queue is under
+``max_outbound_bytes`` (the broker then lets that subscriber read from the store
+at its own pace); a peer that reads nothing for ``slow_consumer_timeout`` seconds
+while frames wait is closed with 1013 (try again later). Memory per connection
+stays bounded either way.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -41,18 +45,43 @@ class ServerConnection:
         self._writable = asyncio.Event()
         self._writable.set()
         self._close: tuple[int, str, bool] | None = None
+        self.last_progress = time.monotonic()
 
     # --- Outbox -----------------------------------------------------------------------
 
     def enqueue(self, data: bytes) -> None:
+        """Control frames (acks, oks, errors) always queue, up to twice the limit: a peer
+        that sends requests but does not read the answers is closed (1013)."""
         if self.closed or self._close is not None:
             return
-        if self.queued_bytes + len(data) > self.max_outbound:
-            self.metrics.slow_consumers += 1
-            log.warning("closing %s: outbound queue over %d bytes", self.unit or "peer",
-                        self.max_outbound)
-            self.close_soon(CloseCode.TRY_AGAIN_LATER, Code.SLOW_CONSUMER, flush=False)
+        if self.queued_bytes + len(data) > 2 * self.max_outbound:
+            self.abort_slow(f"outbound queue over {2 * self.max_outbound} bytes")
             return
+        self._push(data)
+
+    def offer(self, data: bytes) -> bool:
+        """Delivery frames queue only while there is room (an empty queue always has room,
+        so a frame larger than the limit still makes progress)."""
+        if self.closed or self._close is not None:
+            return False
+        if self.queued_bytes and self.queued_bytes + len(data) > self.max_outbound:
+            self._writable.clear()
+            return False
+        self._push(data)
+        return True
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds the peer has had frames waiting without reading any of them."""
+        return now - self.last_progress if self.queued_bytes else 0.0
+
+    def abort_slow(self, why: str) -> None:
+        self.metrics.slow_consumers += 1
+        log.warning("closing %s (slow consumer): %s", self.unit or "peer", why)
+        self.close_soon(CloseCode.TRY_AGAIN_LATER, Code.SLOW_CONSUMER, flush=False)
+
+    def _push(self, data: bytes) -> None:
+        if not self.queued_bytes:
+            self.last_progress = time.monotonic()
         self._queue.append(data)
         self.queued_bytes += len(data)
         if self.queued_bytes > self.max_outbound // 4:
@@ -89,6 +118,7 @@ class ServerConnection:
                     # Returns at once unless the transport buffer is over its high-water
                     # mark; then it waits for the peer to read (drain).
                     await ws.send_bytes(data)
+                    self.last_progress = time.monotonic()
                     self.metrics.bytes_out += len(data)
                     if self.queued_bytes <= self.max_outbound // 4:
                         self._writable.set()

@@ -136,17 +136,9 @@ def test_layers_core_never_imports_io_modules(path: Path) -> None:
     assert not bad, f"{_rel(path)} imports {sorted(bad)}"
 
 
-_MEMBERSHIP_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="client/membership.py imports client.connection (asyncio, aiohttp) for "
-    "OperationAdmin.send, so importing the membership core loads the I/O edge",
-)
-
-
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(p, marks=_MEMBERSHIP_XFAIL) if _rel(p) == "client/membership.py" else p
-     for p in CORE_FILES],
+    CORE_FILES,
     ids=_rel,
 )
 def test_layers_core_never_reaches_io_modules_through_project_imports(path: Path) -> None:

@@ -63,7 +63,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> f.Frame:
     if not isinstance(obj, dict):
         raise DecodeError(f"frame must be a map, got {_kind(obj)}", ref="$")
     r = _Reader(obj, "$", limits)
-    t = r.str("t", max_len=16)
+    t = r.text("t", max_len=16)
     parser = _PARSERS.get(t)
     if parser is None:
         raise DecodeError(f"unknown frame type {t!r}", ref="$.t")
@@ -91,7 +91,7 @@ class _Reader:
             raise DecodeError(f"missing field {key!r}", ref=f"{self.path}.{key}")
         return self.obj[key]
 
-    def str(self, key: str, *, max_len: int = 256, optional: bool = False) -> Any:
+    def text(self, key: str, *, max_len: int = 256, optional: bool = False) -> Any:
         v = self._get(key, optional)
         if v is None and optional:
             return None
@@ -100,16 +100,16 @@ class _Reader:
     def id(self, key: str) -> str:
         return check_id(self._get(key), f"{self.path}.{key}")
 
-    def int(self, key: str, *, optional: bool = False) -> Any:
+    def uint(self, key: str, *, optional: bool = False) -> Any:
         v = self._get(key, optional)
         if v is None and optional:
             return None
         return check_uint(v, f"{self.path}.{key}")
 
-    def bytes(self, key: str, *, max_len: int) -> bytes:
+    def binary(self, key: str, *, max_len: int) -> bytes:
         return check_bytes(self._get(key), f"{self.path}.{key}", max_len)
 
-    def list(self, key: str, *, max_len: int) -> list[Any]:
+    def array(self, key: str, *, max_len: int) -> list[Any]:
         v = self._get(key)
         p = f"{self.path}.{key}"
         if not isinstance(v, list):
@@ -118,7 +118,7 @@ class _Reader:
             raise DecodeError(f"{len(v)} entries exceed the limit of {max_len}", ref=p)
         return v
 
-    def map(self, key: str) -> dict[str, Any]:
+    def mapping(self, key: str) -> dict[str, Any]:
         v = self._get(key)
         if not isinstance(v, dict):
             raise DecodeError(f"expected a map, got {_kind(v)}", ref=f"{self.path}.{key}")
@@ -159,7 +159,7 @@ def check_bytes(v: Any, path: str, max_len: int) -> bytes:
 
 def _tuple_items(r: _Reader, key: str, arity: int) -> list[tuple[str, list[Any]]]:
     out = []
-    for i, item in enumerate(r.list(key, max_len=r.limits.max_batch)):
+    for i, item in enumerate(r.array(key, max_len=r.limits.max_batch)):
         p = f"{r.path}.{key}[{i}]"
         if not isinstance(item, list) or len(item) != arity:
             raise DecodeError(f"expected an array of {arity} values", ref=p)
@@ -171,14 +171,14 @@ def _tuple_items(r: _Reader, key: str, arity: int) -> list[tuple[str, list[Any]]
 
 
 def _challenge(r: _Reader) -> f.Challenge:
-    return f.Challenge(nonce=r.bytes("nonce", max_len=64), hub=r.str("hub"), version=r.int("v"))
+    return f.Challenge(nonce=r.binary("nonce", max_len=64), hub=r.text("hub"), version=r.uint("v"))
 
 
 def _ready(r: _Reader) -> f.Ready:
-    limits = r.map("limits")
+    limits = r.mapping("limits")
     return f.Ready(
         unit=r.id("unit"),
-        session=r.str("session"),
+        session=r.text("session"),
         limits={
             check_str(k, f"$.limits.{k}", 32): check_uint(v, f"$.limits.{k}")
             for k, v in limits.items()
@@ -188,16 +188,16 @@ def _ready(r: _Reader) -> f.Ready:
 
 def _error(r: _Reader) -> f.Error:
     return f.Error(
-        code=r.str("code", max_len=64),
-        message=r.str("message", max_len=4096),
-        rid=r.int("rid", optional=True),
-        op=r.str("op", optional=True, max_len=64),
-        cid=r.int("cid", optional=True),
+        code=r.text("code", max_len=64),
+        message=r.text("message", max_len=4096),
+        rid=r.uint("rid", optional=True),
+        op=r.text("op", optional=True, max_len=64),
+        cid=r.uint("cid", optional=True),
     )
 
 
 def _ok(r: _Reader) -> f.Ok:
-    return f.Ok(rid=r.int("rid"), info=r.map("info"))
+    return f.Ok(rid=r.uint("rid"), info=r.mapping("info"))
 
 
 def _acks(r: _Reader) -> f.Acks:
@@ -225,7 +225,7 @@ def _deliver(r: _Reader) -> f.Deliver:
 
 
 def _ended(r: _Reader) -> f.Ended:
-    return f.Ended(op=r.id("op"), reason=r.str("reason"))
+    return f.Ended(op=r.id("op"), reason=r.text("reason"))
 
 
 def _directed(r: _Reader) -> f.Directed:
@@ -245,15 +245,15 @@ def _directed(r: _Reader) -> f.Directed:
 
 def _hello(r: _Reader) -> f.Hello:
     return f.Hello(
-        credential=r.bytes("cred", max_len=4096),
-        credential_sig=r.bytes("cred_sig", max_len=64),
-        signature=r.bytes("sig", max_len=64),
+        credential=r.binary("cred", max_len=4096),
+        credential_sig=r.binary("cred_sig", max_len=64),
+        signature=r.binary("sig", max_len=64),
     )
 
 
 def _publish(r: _Reader) -> f.Publish:
     lim = r.limits
-    raw = r.list("items", max_len=lim.max_batch)
+    raw = r.array("items", max_len=lim.max_batch)
     if not raw:
         raise DecodeError("a publish frame needs at least one item", ref="$.items")
     items = []
@@ -266,7 +266,7 @@ def _publish(r: _Reader) -> f.Publish:
             if (type(op) is str and type(cid) is int and type(header) is bytes
                     and type(payload) is bytes and 0 <= cid < 2**63
                     and len(header) <= max_header and len(payload) <= max_payload
-                    and id_ok(op)):
+                    and len(op) <= 64 and id_ok(op)):
                 items.append(f.PublishItem(op=op, cid=cid, header=header, payload=payload))
                 continue
         p = f"$.items[{i}]"
@@ -283,41 +283,42 @@ def _publish(r: _Reader) -> f.Publish:
 
 @functools.lru_cache(maxsize=4096)
 def _id_ok(value: str) -> bool:
-    """Cached: a hub sees the same few operation ids in every frame."""
+    """Cached: a hub sees the same few operation ids in every frame. Callers bound the
+    length first, so a peer cannot fill the cache with large strings."""
     return f.valid_id(value)
 
 
 def _subscribe(r: _Reader) -> f.Subscribe:
-    return f.Subscribe(rid=r.int("rid"), op=r.id("op"), after=r.int("after", optional=True))
+    return f.Subscribe(rid=r.uint("rid"), op=r.id("op"), after=r.uint("after", optional=True))
 
 
 def _unsubscribe(r: _Reader) -> f.Unsubscribe:
-    return f.Unsubscribe(rid=r.int("rid"), op=r.id("op"))
+    return f.Unsubscribe(rid=r.uint("rid"), op=r.id("op"))
 
 
 def _ack(r: _Reader) -> f.Ack:
-    return f.Ack(op=r.id("op"), seq=r.int("seq"))
+    return f.Ack(op=r.id("op"), seq=r.uint("seq"))
 
 
 def _commit(r: _Reader) -> f.Commit:
     return f.Commit(
-        rid=r.int("rid"),
-        statement=r.bytes("stmt", max_len=r.limits.max_payload),
-        signature=r.bytes("sig", max_len=64),
+        rid=r.uint("rid"),
+        statement=r.binary("stmt", max_len=r.limits.max_payload),
+        signature=r.binary("sig", max_len=64),
     )
 
 
 def _send(r: _Reader) -> f.SendDirected:
     return f.SendDirected(
-        rid=r.int("rid"),
+        rid=r.uint("rid"),
         op=r.id("op"),
         to=r.id("to"),
-        payload=r.bytes("payload", max_len=r.limits.max_payload),
+        payload=r.binary("payload", max_len=r.limits.max_payload),
     )
 
 
 def _dack(r: _Reader) -> f.DirectedAck:
-    ids = r.list("ids", max_len=r.limits.max_batch)
+    ids = r.array("ids", max_len=r.limits.max_batch)
     return f.DirectedAck(ids=tuple(check_uint(v, f"$.ids[{i}]") for i, v in enumerate(ids)))
 
 

@@ -10,6 +10,7 @@ imported by client/, never the reverse). No I/O, no clock reads: callers pass
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,10 @@ from hub.protocol.errors import AuthError, Code
 
 CREDENTIAL_CONTEXT = b"opshub/credential/v1\x00"
 AUTH_CONTEXT = b"opshub/auth/v1\x00"
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+#: Clocks of the authority and the hub may disagree by this much (seconds).
+CLOCK_SKEW = 300
 
 #: Roles a credential may carry. ``ocu`` units may create operations.
 ROLES = frozenset({"unit", "ocu", "liaison", "observer"})
@@ -59,7 +64,7 @@ class Credential:
     def __post_init__(self) -> None:
         if not frames.valid_id(self.unit):
             raise ValueError(f"invalid unit id {self.unit!r}")
-        if len(self.country) != 2 or not self.country.isalpha() or not self.country.isupper():
+        if not _COUNTRY.fullmatch(self.country):
             raise ValueError(f"country must be an ISO 3166-1 alpha-2 code, got {self.country!r}")
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {sorted(ROLES)}, got {self.role!r}")
@@ -176,7 +181,7 @@ class AuthorityRing:
                 f"credential of {cred.unit!r} expired at {cred.expires_at} (now {now})",
                 code=Code.EXPIRED_CREDENTIAL,
             )
-        if now < cred.issued_at:
+        if now + CLOCK_SKEW < cred.issued_at:
             raise AuthError(
                 f"credential of {cred.unit!r} is not valid before {cred.issued_at}",
                 code=Code.EXPIRED_CREDENTIAL,

@@ -125,18 +125,20 @@ class SQLiteStore:
 
     def apply(self, commands: list[Command]) -> list[Result]:
         heads_before = dict(self._heads)
-        cur = self._w.cursor()
+        cur: sqlite3.Cursor | None = None
         try:
+            cur = self._w.cursor()
             cur.execute("BEGIN IMMEDIATE")
             results = self._apply(cur, commands)
             cur.execute("COMMIT")
             return results
         except Exception as exc:
             self._heads = heads_before
-            try:
-                cur.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            if cur is not None:
+                try:
+                    cur.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise StoreError(f"batch of {len(commands)} commands not stored: {exc}") from exc
 
     def _apply(self, cur: sqlite3.Cursor, commands: list[Command]) -> list[Result]:

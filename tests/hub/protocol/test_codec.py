@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 import typing
 from typing import Any
 
@@ -144,16 +146,23 @@ def test_codec_arbitrary_bytes_only_raise_decode_error(data: bytes) -> None:
     _decode_or_decode_error(data)
 
 
-# Everything msgpack can carry, including map keys that strict_map_key refuses.
+FRAME_TYPES = sorted({fr.T for fr in EXAMPLES})
+FIELD_NAMES = sorted({key for fr in EXAMPLES for key in fr.to_wire()} - {"t"})
+
+# Everything msgpack can carry, including map keys that strict_map_key refuses. Frame type
+# names and field names are mixed in so that random maps often reach the per-type parsers.
 msgpack_scalars = (
     st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats() | texts(16) | blobs(16)
+    | st.floats() | texts(16) | blobs(16) | st.sampled_from(FRAME_TYPES)
 )
-msgpack_keys = texts(8) | blobs(8) | st.integers(min_value=-5, max_value=5)
+msgpack_keys = (
+    st.sampled_from(["t", *FIELD_NAMES]) | texts(8) | blobs(8)
+    | st.integers(min_value=-5, max_value=5)
+)
 msgpack_objects = st.recursive(
     msgpack_scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(msgpack_keys, children, max_size=5),
+    lambda children: st.lists(children, max_size=6)
+    | st.dictionaries(msgpack_keys, children, max_size=6),
     max_leaves=20,
 )
 
@@ -201,7 +210,7 @@ def test_codec_one_corrupted_field_only_raises_decode_error(frame: f.Frame,
     """A valid frame with one field replaced by an arbitrary value never escapes DecodeError."""
     wire = frame.to_wire()
     key = data.draw(st.sampled_from(sorted(wire)))
-    wire[key] = data.draw(msgpack_objects)
+    wire[key] = data.draw(shallow | msgpack_objects)
     _decode_or_decode_error(_wire(wire))
 
 
@@ -262,6 +271,35 @@ def test_codec_payload_over_max_payload_raises_decode_error() -> None:
     with pytest.raises(DecodeError) as info:
         codec.decode(codec.encode(frame), codec.Limits(max_payload=8))
     assert info.value.ref == "$.items[0][3]"
+
+
+def _decode_rejected_publishes(count: int, op_len: int) -> None:
+    for i in range(count):
+        data = _wire({"t": "pub", "items": [[f"{i}" + "x" * op_len, 1, b"", b""]]})
+        try:
+            codec.decode(data)
+        except DecodeError:
+            pass
+        else:
+            raise AssertionError("an over-long operation id was accepted")
+
+
+def test_codec_rejected_frames_leave_no_memory_behind() -> None:
+    """Decoding publishes with over-long operation ids retains none of their strings."""
+    _decode_rejected_publishes(1, 100)  # warm up lazily allocated parser state
+    gc.collect()
+    already_tracing = tracemalloc.is_tracing()
+    if not already_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        _decode_rejected_publishes(20, 200_000)
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if not already_tracing:
+            tracemalloc.stop()
+    assert retained < 1_000_000, f"{retained} bytes retained after 4 MB of rejected frames"
 
 
 # --- shape errors and their paths ---------------------------------------------------
