@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -198,7 +199,7 @@ async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str
 
 
 async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[UnitIdentity],
-                   children: list[tuple[mp.process.BaseProcess, Connection]],
+                   children: Sequence[tuple[mp.process.BaseProcess, Connection]],
                    hub: HubProcess | None) -> dict[str, Any]:
     ops = [f"BENCH-{i + 1}" for i in range(opts.operations)]
     conn = AgentConnection(url, pub)

@@ -33,6 +33,8 @@ log = logging.getLogger("opshub.agent")
 #: One scalable constant for every network wait of the client (tests scale it too).
 TIMEOUT = 10.0
 _RETRYABLE = {Code.STORE, Code.SHUTTING_DOWN}
+
+Request = f.Subscribe | f.Unsubscribe | f.Commit | f.SendDirected
 #: Pause before re-sending a publish the hub could not store.
 RETRY_DELAY = 0.2
 
@@ -90,7 +92,7 @@ class AgentConnection:
         self._unacked: dict[tuple[str, int], tuple[f.PublishItem, asyncio.Future[int]]] = {}
         self._outbox: list[f.PublishItem] = []
         self._flush_scheduled = False
-        self._requests: dict[int, tuple[f.ClientFrame, asyncio.Future[dict[str, Any]]]] = {}
+        self._requests: dict[int, tuple[Request, asyncio.Future[dict[str, Any]]]] = {}
         #: op -> last sequence handed to the application (resume point)
         self.positions: dict[str, int] = {}
         self._acked: dict[str, int] = {}
@@ -291,14 +293,14 @@ class AgentConnection:
         self._rid += 1
         return self._rid
 
-    def _request(self, frame: f.ClientFrame) -> asyncio.Future[dict[str, Any]]:
+    def _request(self, frame: Request) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        rid = getattr(frame, "rid")
+        rid = frame.rid
         self._requests[rid] = (frame, fut)
         self._write(frame)
         return fut
 
-    async def _call(self, frame: f.ClientFrame) -> dict[str, Any]:
+    async def _call(self, frame: Request) -> dict[str, Any]:
         self._check_open()
         async with asyncio.timeout(TIMEOUT):
             return await self._request(frame)
@@ -380,12 +382,14 @@ class AgentConnection:
         while True:
             yield await self._deliveries.get()
 
-    async def next_delivery(self, timeout: float = TIMEOUT) -> Delivered | SubscriptionEnded:
-        async with asyncio.timeout(timeout):
+    async def next_delivery(self, within: float = TIMEOUT) -> Delivered | SubscriptionEnded:
+        """The next delivery; raises TimeoutError if none comes ``within`` seconds."""
+        async with asyncio.timeout(within):
             return await self._deliveries.get()
 
-    async def next_directed(self, timeout: float = TIMEOUT) -> f.DirectedItem:
-        async with asyncio.timeout(timeout):
+    async def next_directed(self, within: float = TIMEOUT) -> f.DirectedItem:
+        """The next directed message; raises TimeoutError if none comes ``within`` seconds."""
+        async with asyncio.timeout(within):
             return await self._directed.get()
 
     async def _ack_loop(self) -> None:

@@ -132,7 +132,8 @@ async def _collect(conn: AgentConnection, into: list[Delivered]) -> None:
 
 async def _wait_for(received: dict[str, list[Delivered]], units: list[str], seq: int) -> None:
     async with asyncio.timeout(10):
-        while any(not received[u] or received[u][-1].seq < seq for u in units):
+        # polls several readers' lists under a timeout
+        while any(not received[u] or received[u][-1].seq < seq for u in units):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 

@@ -10,7 +10,6 @@ it does is through ``StoreWorker`` and each connection's ``Outbox``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
@@ -29,8 +28,8 @@ from hub.protocol.statements import OperationState, Statement, statement_hash
 from hub.session import Authenticated, Event
 from hub.store.base import (
     AckDirected,
-    AppendMessage,
     Appended,
+    AppendMessage,
     ApplyStatement,
     Command,
     DirectedStored,
@@ -235,7 +234,8 @@ class Broker:
             return
         acks = []
         for cmd, res in zip(cmds, results, strict=True):
-            assert isinstance(cmd, AppendMessage) and isinstance(res, Appended)
+            assert isinstance(cmd, AppendMessage)
+            assert isinstance(res, Appended)
             acks.append([cmd.op, cmd.cid, res.seq])
             if res.duplicate:
                 self.metrics.duplicates += 1

@@ -166,7 +166,8 @@ class AuthorityRing:
         key = self._keys.get(cred.authority)
         if key is None:
             raise AuthError(
-                f"credential of {cred.unit!r} is signed by unknown authority {cred.authority.hex()}",
+                f"credential of {cred.unit!r} is signed by unknown authority"
+                f" {cred.authority.hex()}",
                 code=Code.UNKNOWN_AUTHORITY,
             )
         try:

@@ -10,6 +10,7 @@ anything it could read.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
@@ -19,8 +20,8 @@ import sqlite_utils
 from hub.protocol.errors import StoreError
 from hub.store.base import (
     AckDirected,
-    AppendMessage,
     Appended,
+    AppendMessage,
     ApplyStatement,
     Command,
     DirectedEntry,
@@ -65,37 +66,41 @@ class SQLiteStore:
 
     def _create_schema(self) -> None:
         db = sqlite_utils.Database(self._w)
+
+        def table(name: str) -> sqlite_utils.db.Table:
+            return db.table(name)
+
         if "meta" not in db.table_names():
-            db["meta"].create({"key": str, "value": str}, pk="key")
-            db["meta"].insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
-        db["units"].create(
+            table("meta").create({"key": str, "value": str}, pk="key")
+            table("meta").insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
+        table("units").create(
             {"unit": str, "body": bytes, "sig": bytes, "issued_at": int},
             pk="unit", if_not_exists=True)
-        db["operations"].create(
+        table("operations").create(
             {"op": str, "name": str, "admin": str, "admin_key": bytes, "epoch": int,
              "head": bytes}, pk="op", if_not_exists=True)
-        db["members"].create({"op": str, "unit": str}, pk=("op", "unit"), if_not_exists=True)
-        db["statements"].create(
+        table("members").create({"op": str, "unit": str}, pk=("op", "unit"), if_not_exists=True)
+        table("statements").create(
             {"op": str, "epoch": int, "seq": int, "body": bytes, "sig": bytes},
             pk=("op", "epoch"), if_not_exists=True)
         # A rowid table with an (op, seq) index: WITHOUT ROWID with 1 KiB rows was 3.7x
         # slower in the prototype.
-        db["messages"].create(
+        table("messages").create(
             {"id": int, "op": str, "seq": int, "sender": str, "cid": int, "kind": int,
              "header": bytes, "payload": bytes, "at_ms": int},
             pk="id", if_not_exists=True)
-        db["messages"].create_index(["op", "seq"], unique=True, if_not_exists=True)
+        table("messages").create_index(["op", "seq"], unique=True, if_not_exists=True)
         # The idempotency key. Statements are logged with kind=1 and their epoch as cid.
-        db["messages"].create_index(["op", "sender", "kind", "cid"], unique=True,
+        table("messages").create_index(["op", "sender", "kind", "cid"], unique=True,
                                     if_not_exists=True)
-        db["cursors"].create({"unit": str, "op": str, "seq": int}, pk=("unit", "op"),
+        table("cursors").create({"unit": str, "op": str, "seq": int}, pk=("unit", "op"),
                              if_not_exists=True)
         # AUTOINCREMENT: ids of acknowledged (deleted) directed messages are never reused,
         # so agents can deduplicate by id.
         self._w.execute(
             "CREATE TABLE IF NOT EXISTS directed (id INTEGER PRIMARY KEY AUTOINCREMENT, "
             "op TEXT, sender TEXT, recipient TEXT, payload BLOB, at_ms INTEGER)")
-        db["directed"].create_index(["recipient", "id"], if_not_exists=True)
+        table("directed").create_index(["recipient", "id"], if_not_exists=True)
 
     # --- reads at start-up -----------------------------------------------------------
 
@@ -135,10 +140,8 @@ class SQLiteStore:
         except Exception as exc:
             self._heads = heads_before
             if cur is not None:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     cur.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             raise StoreError(f"batch of {len(commands)} commands not stored: {exc}") from exc
 
     def _apply(self, cur: sqlite3.Cursor, commands: list[Command]) -> list[Result]:
@@ -255,7 +258,5 @@ class SQLiteStore:
 
     def close(self) -> None:
         for conn in (self._r, self._w):
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass
