@@ -39,13 +39,21 @@ HUB_FILES = _files("hub/**/*.py")
 CORE_FILES = _files(*CORE)
 
 
+_TYPE_CHECKING = {"TYPE_CHECKING", "typing.TYPE_CHECKING"}
+
+
 def imports_in_source(source: str, module: str, *, is_package: bool = False) -> set[str]:
     """Absolute names of every module imported anywhere in ``source`` (also inside functions),
     with relative imports resolved against ``module``'s package. For ``from a import b`` both
     ``a`` and ``a.b`` are reported, since ``b`` may be a submodule."""
     package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    # Imports under ``if TYPE_CHECKING:`` never run; they only name types.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in _TYPE_CHECKING:
+            node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -145,3 +153,10 @@ def test_layers_core_never_reaches_io_modules_through_project_imports(path: Path
     """Following project imports from a core module never reaches a module importing I/O."""
     offenders = _transitive_io_imports(path)
     assert not offenders, f"{_rel(path)} reaches {offenders}"
+
+
+def test_layers_import_parser_skips_type_checking_blocks() -> None:
+    """Imports under `if TYPE_CHECKING:` are not counted: they never run."""
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import asyncio\n"
+    assert "asyncio" not in imports_in_source(source, "client.x")
+    assert "asyncio" in imports_in_source("import asyncio\n", "client.x")
