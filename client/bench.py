@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -345,6 +346,27 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                     "platform": platform.platform()},
     }
     return result
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result whose figures are the medians of ``runs``; every run is kept in "runs"."""
+    def med(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    out = dict(runs[0])
+    for key in ("msgs_in_per_s", "deliveries_per_s", "hub_cpu_s", "hub_cpu_per_s",
+                "hub_peak_rss_mb"):
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = round(med(values), 2) if values else None
+    out["latency_ms"] = {k: round(med([r["latency_ms"][k] for r in runs]), 3)
+                         for k in runs[0]["latency_ms"]}
+    out["ok"] = all(r["ok"] for r in runs)
+    for key in ("lost", "gaps", "errors"):
+        out[key] = sum(r[key] for r in runs)
+    out["median_of"] = len(runs)
+    out["runs"] = [{k: r[k] for k in ("msgs_in_per_s", "deliveries_per_s", "latency_ms",
+                                      "hub_cpu_per_s", "hub_peak_rss_mb", "ok")} for r in runs]
+    return out
 
 
 def _enroll_over_http(ws_url: str, identities: list[UnitIdentity]) -> None:

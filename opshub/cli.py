@@ -100,14 +100,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_hub(args: argparse.Namespace) -> int:
-    from client.bench import BenchOptions, run_bench
+    from client.bench import BenchOptions, median_of, run_bench
 
     opts = BenchOptions(
         subscribers=args.subscribers, size=args.size, duration=args.duration,
         warmup=args.warmup, window=args.window, batch=args.batch,
         sub_procs=args.sub_procs, operations=args.operations, hub_url=args.hub,
         keys=args.keys, db=args.db)
-    result = run_bench(opts)
+    runs = [run_bench(opts) for _ in range(args.runs)]
+    result = runs[0] if len(runs) == 1 else median_of(runs)
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")
@@ -159,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     bh.add_argument("--keys", type=Path, default=None,
                     help="with --hub: that hub's key folder (its authority signs bench units)")
     bh.add_argument("--db", type=Path, default=None, help="database of the started hub")
+    bh.add_argument("--runs", type=int, default=1,
+                    help="repeat and report the median of each figure (and every run)")
     bh.add_argument("--json", default=None, help="write the result here too")
     bh.set_defaults(func=cmd_bench_hub)
     return p
