@@ -95,7 +95,7 @@ class Hub:
         self.metrics.connections_total += 1
         try:
             async with asyncio.TaskGroup() as tasks:
-                conn = ServerConnection(ws, session, self.broker, tasks)
+                conn = ServerConnection(ws, session, self.broker, tasks, request.transport)
                 self.connections.add(conn)
                 tasks.create_task(conn.writer())
                 try:
@@ -117,7 +117,7 @@ class Hub:
             self.broker.flush_cursors()
             now = time.monotonic()
             for conn in list(self.connections):
-                if conn.stalled_for(now) > timeout:
+                if not conn.closing and conn.stalled_for(now) > timeout:
                     conn.abort_slow(f"read nothing for {timeout:g} s with frames waiting")
 
     async def _on_shutdown(self, app: web.Application) -> None:

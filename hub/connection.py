@@ -27,11 +27,17 @@ from hub.session import ServerSession, State
 
 log = logging.getLogger("opshub.connection")
 
+#: Seconds (at most; never more than slow_consumer_timeout) a slow consumer has to
+#: take its close frame before the socket is dropped.
+ABORT_GRACE = 2.0
+
 
 class ServerConnection:
     def __init__(self, ws: web.WebSocketResponse, session: ServerSession, broker: Broker,
-                 tasks: asyncio.TaskGroup) -> None:
+                 tasks: asyncio.TaskGroup,
+                 transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
+        self.transport = transport
         self.session = session
         self.broker = broker
         self.metrics = broker.metrics
@@ -75,9 +81,19 @@ class ServerConnection:
         return now - self.last_progress if self.queued_bytes else 0.0
 
     def abort_slow(self, why: str) -> None:
+        """Close with 1013. If the writer is stuck on a peer that reads nothing, not even
+        the close frame, drop the TCP connection after a grace period."""
+        if self._close is not None or self.closed:
+            return
         self.metrics.slow_consumers += 1
         log.warning("closing %s (slow consumer): %s", self.unit or "peer", why)
         self.close_soon(CloseCode.TRY_AGAIN_LATER, Code.SLOW_CONSUMER, flush=False)
+        grace = min(ABORT_GRACE, self.broker.config.slow_consumer_timeout)
+        asyncio.get_running_loop().call_later(grace, self._abort_transport)
+
+    def _abort_transport(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.abort()
 
     def _push(self, data: bytes) -> None:
         if not self.queued_bytes:
@@ -96,6 +112,10 @@ class ServerConnection:
             coro.close()
             return
         self._tasks.create_task(coro)
+
+    @property
+    def closing(self) -> bool:
+        return self.closed or self._close is not None
 
     def close_soon(self, code: int, reason: str, *, flush: bool) -> None:
         if self._close is None:
