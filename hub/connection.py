@@ -35,7 +35,7 @@ ABORT_GRACE = 2.0
 class ServerConnection:
     def __init__(self, ws: web.WebSocketResponse, session: ServerSession, broker: Broker,
                  tasks: asyncio.TaskGroup,
-                 transport: asyncio.BaseTransport | None = None) -> None:
+                 transport: asyncio.Transport | None = None) -> None:
         self.ws = ws
         self.transport = transport
         self.session = session
