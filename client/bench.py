@@ -14,6 +14,7 @@ sequence number arrives once and in order.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -65,6 +66,12 @@ class BenchOptions:
 # --- the hub process -----------------------------------------------------------------
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class HubProcess:
     """``opshub serve`` in a child process, with its CPU time and peak RSS from /proc."""
 
@@ -82,9 +89,7 @@ class HubProcess:
         self.url = m.group(1)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return process_cpu_seconds(self.proc.pid)
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -164,6 +169,9 @@ async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str
                                for o, h in targets.items()):
                 done.set()
 
+    # Same reasoning as hub.app.tune_gc: a load generator decoding 1M lists a second.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     async with aiohttp.ClientSession() as http:
         conns = []
         for data in identities:
@@ -227,6 +235,8 @@ async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[U
     room = asyncio.Event()
     low = opts.window // 2
     cpu0 = cpu1 = 0.0
+    pids = [p.pid for p, _ in children if p.pid is not None]
+    others0: dict[str, float] = {}
 
     def done(fut: asyncio.Future[int]) -> None:
         nonlocal inflight, acked_in_window
@@ -241,6 +251,8 @@ async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[U
     while (now := time.monotonic_ns()) < t1:
         if not measuring and now >= t0 and hub is not None:
             cpu0, measuring = hub.cpu_seconds(), True
+            others0 = {"publisher": time.process_time(),
+                       "subscribers": sum(process_cpu_seconds(p) for p in pids)}
         if inflight >= opts.window:
             room.clear()
             await room.wait()
@@ -255,6 +267,9 @@ async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[U
         await asyncio.sleep(0)
     if hub is not None:
         cpu1 = hub.cpu_seconds()
+    others = {"publisher": time.process_time() - others0.get("publisher", 0.0),
+              "subscribers": sum(process_cpu_seconds(p) for p in pids)
+              - others0.get("subscribers", 0.0)}
     while inflight > 0:
         room.clear()
         await room.wait()
@@ -263,7 +278,8 @@ async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[U
     for _, pipe in children:
         pipe.send(("drain", heads))
     await conn.close()
-    return {"acked_in_window": acked_in_window, "heads": heads, "hub_cpu_s": cpu1 - cpu0}
+    return {"acked_in_window": acked_in_window, "heads": heads, "hub_cpu_s": cpu1 - cpu0,
+            "others_cpu_s": others}
 
 
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
@@ -335,6 +351,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "hub_cpu_s": round(pubres["hub_cpu_s"], 2) if hub is not None else None,
         "hub_cpu_per_s": round(pubres["hub_cpu_s"] / opts.duration, 2) if hub else None,
         "hub_peak_rss_mb": round(peak, 1) if peak is not None else None,
+        # where the rest of the machine's CPU went in the measured window
+        "load_cpu_per_s": {k: round(v / opts.duration, 2)
+                           for k, v in pubres["others_cpu_s"].items()},
         "published": sum(pubres["heads"].values()),
         "deliveries_expected": expected,
         "deliveries_received": stats["received"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 import signal
@@ -174,6 +175,19 @@ class RunningHub:
         await self.stop()
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a long-running process on the hot path.
+
+    Every decoded frame allocates many small lists; with the default thresholds the
+    collector ran often enough to take ~10 % of the hub's CPU (py-spy, bench hub).
+    Objects alive after start-up are frozen out of collection, and the young
+    generation is collected every 50,000 allocations instead of every 700. Cycles
+    are rare on the hot path, so memory stays bounded."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 async def serve(config: HubConfig, roster: list[SignedCredential] | None = None,
                 ready: Callable[[RunningHub], None] | None = None) -> None:
     """Run a hub until SIGINT or SIGTERM, then shut it down cleanly."""
@@ -185,6 +199,7 @@ async def serve(config: HubConfig, roster: list[SignedCredential] | None = None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await running.start()
+    tune_gc()
     if ready is not None:
         ready(running)
     try:

@@ -43,6 +43,10 @@ _IN_CHUNK = 500
 def _connect(path: str) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # 64 KiB pages (takes effect when the file is created): a WAL frame is one page, so a
+    # batch of 1 KiB messages costs a few large writes instead of one per 3 rows. Measured
+    # on the 2-core machine: 24 -> 14 us per appended 1 KiB message.
+    conn.execute("PRAGMA page_size=65536")
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: the WAL is fsync'd at every commit, so an ack means on disk. One fsync per
     # batch (group commit) keeps that affordable.
@@ -63,6 +67,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path!r}: {exc}") from exc
         self._heads: dict[str, int] = {}
+        #: (op, sender, kind) -> largest cid stored, loaded on first use
+        self._max_cid: dict[tuple[str, str, int], int] = {}
 
     def _create_schema(self) -> None:
         db = sqlite_utils.Database(self._w)
@@ -129,7 +135,7 @@ class SQLiteStore:
     # --- the write path --------------------------------------------------------------
 
     def apply(self, commands: list[Command]) -> list[Result]:
-        heads_before = dict(self._heads)
+        heads_before, max_cid_before = dict(self._heads), dict(self._max_cid)
         cur: sqlite3.Cursor | None = None
         try:
             cur = self._w.cursor()
@@ -138,7 +144,7 @@ class SQLiteStore:
             cur.execute("COMMIT")
             return results
         except Exception as exc:
-            self._heads = heads_before
+            self._heads, self._max_cid = heads_before, max_cid_before
             if cur is not None:
                 with contextlib.suppress(sqlite3.Error):
                     cur.execute("ROLLBACK")
@@ -202,6 +208,9 @@ class SQLiteStore:
         existing[key] = seq  # a retry inside the same batch is a duplicate too
         rows.append((cmd.op, seq, cmd.sender, cmd.cid, cmd.kind, cmd.header, cmd.payload,
                      cmd.at_ms))
+        mkey = key[:3]
+        if cmd.cid > self._max_cid.get(mkey, -1):
+            self._max_cid[mkey] = cmd.cid
         return Appended(cmd.op, seq, duplicate=False)
 
     @staticmethod
@@ -212,19 +221,29 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             rows.clear()
 
-    @staticmethod
-    def _existing_cids(cur: sqlite3.Cursor,
+    def _existing_cids(self, cur: sqlite3.Cursor,
                        commands: list[Command]) -> dict[tuple[str, str, int, int], int]:
-        """Look up, one query per (op, sender, kind) and chunk, which cids are stored."""
+        """Which cids of this batch are already stored, with their seqs.
+
+        Agents choose growing cids (see docs/protocol.md), so a cid above the largest one
+        stored for its (op, sender, kind) is new without a lookup; only retries and
+        out-of-order cids are looked up, one query per (op, sender, kind) and chunk."""
         wanted: dict[tuple[str, str, int], list[int]] = defaultdict(list)
         for cmd in commands:
             msg = cmd.message if isinstance(cmd, ApplyStatement) else cmd
             if isinstance(msg, AppendMessage):
                 wanted[(msg.op, msg.sender, msg.kind)].append(msg.cid)
         found: dict[tuple[str, str, int, int], int] = {}
-        for (op, sender, kind), cids in wanted.items():
-            for i in range(0, len(cids), _IN_CHUNK):
-                chunk = cids[i : i + _IN_CHUNK]
+        for mkey, cids in wanted.items():
+            if mkey not in self._max_cid:
+                row = cur.execute("SELECT MAX(cid) FROM messages WHERE op = ? AND sender = ? "
+                                  "AND kind = ?", mkey).fetchone()
+                self._max_cid[mkey] = -1 if row[0] is None else int(row[0])
+            top = self._max_cid[mkey]
+            old = [c for c in cids if c <= top]
+            op, sender, kind = mkey
+            for i in range(0, len(old), _IN_CHUNK):
+                chunk = old[i : i + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 for cid, seq in cur.execute(
                     f"SELECT cid, seq FROM messages WHERE op = ? AND sender = ? AND kind = ? "

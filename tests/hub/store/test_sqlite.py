@@ -87,6 +87,27 @@ def test_sqlite_duplicate_inside_one_batch_returns_the_first_seq(store: SQLiteSt
     assert [e.seq for e in store.read_log("OP-A", 0, 100)] == [1, 2, 3]
 
 
+def test_sqlite_out_of_order_cids_are_new_and_their_retries_duplicates(
+        store: SQLiteStore) -> None:
+    """A cid below the largest stored one is still new the first time, a duplicate after."""
+    store.apply([_msg("OP-A", "JM", 100)])
+    assert store.apply([_msg("OP-A", "JM", 5)]) == [Appended("OP-A", 3, False)]
+    assert store.apply([_msg("OP-A", "JM", 5), _msg("OP-A", "JM", 100)]) == [
+        Appended("OP-A", 3, True), Appended("OP-A", 2, True)]
+
+
+def test_sqlite_retry_after_reopen_is_a_duplicate(store: SQLiteStore, path: Path) -> None:
+    """The idempotency check survives a restart: a retried cid returns its original seq."""
+    store.apply([_msg("OP-A", "JM", 1), _msg("OP-A", "JM", 2)])
+    again = _reopen(store, path)
+    try:
+        again.load()
+        assert again.apply([_msg("OP-A", "JM", 2), _msg("OP-A", "JM", 3)]) == [
+            Appended("OP-A", 3, True), Appended("OP-A", 4, False)]
+    finally:
+        again.close()
+
+
 def test_sqlite_duplicate_does_not_consume_a_seq(store: SQLiteStore) -> None:
     """After a duplicate the next new message gets the next free seq, with no gap."""
     store.apply([_msg("OP-A", "JM", 1)])
