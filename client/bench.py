@@ -140,13 +140,14 @@ async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str
             if msg.type != aiohttp.WSMsgType.BINARY:
                 stats["errors"] += 1
                 return
-            obj = unpackb(msg.data)
-            if obj["t"] != "deliver":
-                if obj["t"] == "error":
+            # raw: keys and strings stay bytes (no UTF-8 decoding of every sender id)
+            obj = unpackb(msg.data, raw=True)
+            if obj[b"t"] != b"deliver":
+                if obj[b"t"] == b"error":
                     stats["errors"] += 1
                 continue
             now = monotonic_ns()
-            op, items = obj["op"], obj["items"]
+            op, items = obj[b"op"].decode(), obj[b"items"]
             key = (i, op)
             prev = last.get(key, 0)
             # The hub sends strictly increasing seqs; first/last/count prove contiguity.

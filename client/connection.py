@@ -312,8 +312,12 @@ class AgentConnection:
             raise self._fatal
 
     def next_cid(self) -> int:
-        """Client ids grow with wall time, so a restarted agent never reuses one."""
-        self._last_cid = max(self._last_cid + 1, int(self.now() * 1_000_000))
+        """Client ids start at the wall clock in microseconds and count up by one, so a
+        restarted agent never reuses one (as long as it published fewer than a million
+        messages a second before). The hub relies on growing cids to skip lookups."""
+        if not self._last_cid:
+            self._last_cid = int(self.now() * 1_000_000)
+        self._last_cid += 1
         return self._last_cid
 
     def publish_nowait(self, op: str, payload: bytes, *, header: bytes = b"",

@@ -201,27 +201,50 @@ def _ok(r: _Reader) -> f.Ok:
 
 
 def _acks(r: _Reader) -> f.Acks:
-    items = tuple(
-        (check_id(it[0], p + "[0]"), check_uint(it[1], p + "[1]"), check_uint(it[2], p + "[2]"))
-        for p, it in _tuple_items(r, "items", 3)
-    )
-    return f.Acks(items=items)
+    items = []
+    for i, it in enumerate(r.array("items", max_len=r.limits.max_batch)):
+        # Hot path (see _publish): plain type tests, the checked path names the field.
+        if type(it) is list and len(it) == 3:
+            op, cid, seq = it
+            if (type(op) is str and type(cid) is int and type(seq) is int
+                    and 0 <= cid < 2**63 and 0 <= seq < 2**63 and len(op) <= 64 and _id_ok(op)):
+                items.append((op, cid, seq))
+                continue
+        p = f"$.items[{i}]"
+        if not isinstance(it, list) or len(it) != 3:
+            raise DecodeError("expected an array of 3 values", ref=p)
+        items.append((check_id(it[0], p + "[0]"), check_uint(it[1], p + "[1]"),
+                      check_uint(it[2], p + "[2]")))
+    return f.Acks(items=tuple(items))
 
 
 def _deliver(r: _Reader) -> f.Deliver:
     lim = r.limits
-    items = tuple(
-        f.Delivery(
+    max_header, max_payload = lim.max_header, lim.max_frame
+    items = []
+    for i, it in enumerate(r.array("items", max_len=lim.max_batch)):
+        if type(it) is list and len(it) == 6:
+            seq, sender, kind, header, payload, at_ms = it
+            if (type(seq) is int and type(sender) is str and type(kind) is int
+                    and type(header) is bytes and type(payload) is bytes and type(at_ms) is int
+                    and 0 <= seq < 2**63 and 0 <= kind < 2**63 and 0 <= at_ms < 2**63
+                    and len(header) <= max_header and len(payload) <= max_payload
+                    and len(sender) <= 64 and _id_ok(sender)):
+                items.append(f.Delivery(seq=seq, sender=sender, kind=kind, header=header,
+                                        payload=payload, at_ms=at_ms))
+                continue
+        p = f"$.items[{i}]"
+        if not isinstance(it, list) or len(it) != 6:
+            raise DecodeError("expected an array of 6 values", ref=p)
+        items.append(f.Delivery(
             seq=check_uint(it[0], p + "[0]"),
             sender=check_id(it[1], p + "[1]"),
             kind=check_uint(it[2], p + "[2]"),
-            header=check_bytes(it[3], p + "[3]", lim.max_header),
-            payload=check_bytes(it[4], p + "[4]", lim.max_frame),
+            header=check_bytes(it[3], p + "[3]", max_header),
+            payload=check_bytes(it[4], p + "[4]", max_payload),
             at_ms=check_uint(it[5], p + "[5]"),
-        )
-        for p, it in _tuple_items(r, "items", 6)
-    )
-    return f.Deliver(op=r.id("op"), items=items)
+        ))
+    return f.Deliver(op=r.id("op"), items=tuple(items))
 
 
 def _ended(r: _Reader) -> f.Ended:
