@@ -63,6 +63,12 @@ class Hub:
             "Commands waiting for the next transaction.", lambda: float(self.worker.pending))
         m.gauges["store_transactions"] = (
             "Transactions committed since start.", lambda: float(self.worker.transactions))
+        m.gauges["store_commands"] = (
+            "Commands committed since start (divide by transactions: group commit size).",
+            lambda: float(self.worker.commands))
+        m.gauges["store_commit_seconds"] = (
+            "Seconds spent in transactions (writer thread, wall clock).",
+            lambda: self.worker.commit_seconds)
         m.gauges["operations"] = ("Operations on this hub.", lambda: float(len(self.broker.ops)))
 
     def preload(self, credentials: list[SignedCredential]) -> None:
@@ -186,6 +192,7 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
 
 
 async def serve(config: HubConfig, roster: list[SignedCredential] | None = None,
