@@ -267,50 +267,41 @@ async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[U
     for _, pipe in children:
         pipe.send(("window", t0, t1))
     pad = b"\0" * max(0, opts.size - TS)
-    inflight = 0
-    acked_in_window = 0
     heads: dict[str, int] = dict.fromkeys(ops, 0)
-    room = asyncio.Event()
-    low = opts.window // 2
     cpu0 = cpu1 = 0.0
     pids = [p.pid for p, _ in children if p.pid is not None]
     others0: dict[str, float] = {}
-
-    def done(fut: asyncio.Future[int]) -> None:
-        nonlocal inflight, acked_in_window
-        inflight -= 1
-        if t0 <= time.monotonic_ns() < t1:
-            acked_in_window += 1
-        if inflight <= low:
-            room.set()
-
+    sent = 0
+    acked_at_t0 = acked_at_t1 = 0
     i = 0
     measuring = False
     while (now := time.monotonic_ns()) < t1:
-        if not measuring and now >= t0 and hub is not None:
-            cpu0, measuring = hub.cpu_seconds(), True
+        if not measuring and now >= t0:
+            measuring = True
+            acked_at_t0 = sent - conn.unacked
+            if hub is not None:
+                cpu0 = hub.cpu_seconds()
             others0 = {"publisher": time.process_time(),
                        "subscribers": sum(process_cpu_seconds(p) for p in pids)}
-        if inflight >= opts.window:
-            room.clear()
-            await room.wait()
+        if conn.unacked >= opts.window:
+            await conn.wait_unacked_at_most(opts.window // 2)
             continue
         payload = now.to_bytes(TS, "big") + pad
-        n = min(opts.batch, opts.window - inflight)
+        n = min(opts.batch, opts.window - conn.unacked)
         op = ops[i % len(ops)]
         i += 1
         for _ in range(n):
-            conn.publish_nowait(op, payload).add_done_callback(done)
-        inflight += n
+            conn.publish_nowait(op, payload)
+        sent += n
         await asyncio.sleep(0)
+    acked_at_t1 = sent - conn.unacked
     if hub is not None:
         cpu1 = hub.cpu_seconds()
     others = {"publisher": time.process_time() - others0.get("publisher", 0.0),
               "subscribers": sum(process_cpu_seconds(p) for p in pids)
               - others0.get("subscribers", 0.0)}
-    while inflight > 0:
-        room.clear()
-        await room.wait()
+    await conn.wait_unacked_at_most(0)
+    acked_in_window = acked_at_t1 - acked_at_t0
     for op in ops:
         heads[op] = (await conn.publish(op, b"\0" * TS))
     for _, pipe in children:

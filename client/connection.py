@@ -91,6 +91,8 @@ class AgentConnection:
         self._rid = 0
         self._unacked: dict[tuple[str, int], tuple[f.PublishItem, asyncio.Future[int]]] = {}
         self._outbox: list[f.PublishItem] = []
+        self._window = asyncio.Event()
+        self._window_low = 0
         self._flush_scheduled = False
         self._requests: dict[int, tuple[Request, asyncio.Future[dict[str, Any]]]] = {}
         #: op -> last sequence handed to the application (resume point)
@@ -237,6 +239,8 @@ class AgentConnection:
                     entry = self._unacked.pop((op, cid), None)
                     if entry is not None and not entry[1].done():
                         entry[1].set_result(seq)
+                if len(self._unacked) <= self._window_low:
+                    self._window.set()
             case f.Ok():
                 req = self._requests.pop(frame.rid, None)
                 if req is None:
@@ -343,6 +347,19 @@ class AgentConnection:
         """Publish and wait until the hub has it on disk. Returns its sequence number.
         Raises RequestError (not_member, unknown_operation, ...)."""
         return await self.publish_nowait(op, payload, header=header, cid=cid)
+
+    @property
+    def unacked(self) -> int:
+        """Publishes sent (or queued) that the hub has not yet acknowledged."""
+        return len(self._unacked)
+
+    async def wait_unacked_at_most(self, n: int) -> None:
+        """Wait until at most ``n`` publishes are unacknowledged: a pipelining window for
+        publishers that use publish_nowait without awaiting every future."""
+        while len(self._unacked) > n:
+            self._window_low = n
+            self._window.clear()
+            await self._window.wait()
 
     def _retry(self, item: f.PublishItem) -> None:
         if (item.op, item.cid) in self._unacked and not self._closing:

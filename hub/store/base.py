@@ -9,13 +9,15 @@ single-writer: ``apply`` runs a batch of commands as one durable transaction
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class AppendMessage:
+class AppendMessage(NamedTuple):
     """Append to an operation's log; the store assigns the next sequence number
-    unless (op, sender, cid) is already stored, in which case it returns that entry."""
+    unless (op, sender, kind, cid) is already stored, in which case it returns that entry.
+
+    A NamedTuple, not a frozen dataclass: one is built per message on the hot path and
+    a tuple is ~4x cheaper to create."""
 
     op: str
     sender: str
@@ -78,9 +80,9 @@ class SaveCursor:
 Command = AppendMessage | ApplyStatement | Enroll | StoreDirected | AckDirected | SaveCursor
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """Result of AppendMessage/ApplyStatement: the entry's seq; ``duplicate`` for retries."""
+class Appended(NamedTuple):
+    """Result of AppendMessage/ApplyStatement: the entry's seq; ``duplicate`` for retries.
+    (A NamedTuple for the same reason as AppendMessage.)"""
 
     op: str
     seq: int
