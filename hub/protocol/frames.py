@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 PROTOCOL_VERSION = 1
 
@@ -109,9 +109,12 @@ class Acks:
         return {"t": self.T, "items": [list(i) for i in self.items]}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delivery:
-    """One entry of an operation's log as delivered: ciphertext plus routing facts."""
+class Delivery(NamedTuple):
+    """One entry of an operation's log as delivered: ciphertext plus routing facts.
+
+    Entries of a frame (Delivery, PublishItem) are NamedTuples, not frozen dataclasses:
+    thousands are built per second on the hot path and a tuple is ~4x cheaper to create.
+    They are just as immutable."""
 
     seq: int
     sender: str
@@ -192,9 +195,9 @@ class Hello:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PublishItem:
-    """One message for an operation's log. ``cid`` is the sender's idempotency key."""
+class PublishItem(NamedTuple):
+    """One message for an operation's log. ``cid`` is the sender's idempotency key.
+    (A NamedTuple for the same reason as Delivery.)"""
 
     op: str
     cid: int
