@@ -64,6 +64,7 @@ class BenchOptions:
     hub_url: str | None = None
     keys: Path | None = None
     db: Path | None = None
+    fanout: str = "coalesced"
 
 
 # --- the hub process -----------------------------------------------------------------
@@ -78,10 +79,10 @@ def process_cpu_seconds(pid: int) -> float:
 class HubProcess:
     """``opshub serve`` in a child process, with its CPU time and peak RSS from /proc."""
 
-    def __init__(self, keys: Path, db: Path) -> None:
+    def __init__(self, keys: Path, db: Path, fanout: str = "coalesced") -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opshub", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--db", str(db), "--keys", str(keys)],
+             "--db", str(db), "--keys", str(keys), "--fanout", fanout],
             stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -328,7 +329,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         if opts.hub_url is None:
             keys = Path(tmp) / "keys"
             KeyFolder(keys).write(authority, [pub, *subs])
-            hub = HubProcess(keys, opts.db or Path(tmp) / "bench.db")
+            hub = HubProcess(keys, opts.db or Path(tmp) / "bench.db", opts.fanout)
             url = hub.url
         else:
             url = opts.hub_url

@@ -28,5 +28,9 @@ class HubConfig:
     open_enrollment: bool = False
     handshake_timeout: float = 10.0
     cursor_flush_interval: float = 0.5
+    #: "coalesced": one frame per operation and transaction to each subscriber (default).
+    #: "per-delivery": one frame, and one awaited send, per entry per subscriber: the
+    #: naive design, kept only as the benchmark's reference point.
+    fanout: str = "coalesced"
     #: Entries per frame when replaying a log to a subscriber that is behind.
     catchup_page: int = 512

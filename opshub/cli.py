@@ -73,7 +73,8 @@ def hub_config(args: argparse.Namespace) -> tuple[HubConfig, list[Any]]:
     authorities = [keys.authority_public()]
     roster = keys.roster() if (args.keys / "roster.json").exists() else []
     config = HubConfig(host=args.host, port=args.port, db=args.db,
-                       authorities=tuple(authorities), open_enrollment=args.open_enrollment)
+                       authorities=tuple(authorities), open_enrollment=args.open_enrollment,
+                       fanout=args.fanout)
     return config, roster
 
 
@@ -106,7 +107,7 @@ def cmd_bench_hub(args: argparse.Namespace) -> int:
         subscribers=args.subscribers, size=args.size, duration=args.duration,
         warmup=args.warmup, window=args.window, batch=args.batch,
         sub_procs=args.sub_procs, operations=args.operations, hub_url=args.hub,
-        keys=args.keys, db=args.db)
+        keys=args.keys, db=args.db, fanout=args.fanout)
     runs = [run_bench(opts) for _ in range(args.runs)]
     result = runs[0] if len(runs) == 1 else median_of(runs)
     text = json.dumps(result, indent=2)
@@ -137,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with authority.pub (trusted) and roster.json (preloaded)")
     s.add_argument("--open-enrollment", action="store_true",
                    help="accept any credential the authority signed, enrolled or not")
+    s.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",
+                   help="per-delivery: one frame and one awaited send per delivery (a naive "
+                   "design, for benchmark comparison only)")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("demo", help="embedded hub, a handful of agents, one operation")
@@ -160,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     bh.add_argument("--keys", type=Path, default=None,
                     help="with --hub: that hub's key folder (its authority signs bench units)")
     bh.add_argument("--db", type=Path, default=None, help="database of the started hub")
+    bh.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",
+                    help="fan-out design of the started hub (per-delivery: the naive "
+                    "reference, one awaited send per delivery)")
     bh.add_argument("--runs", type=int, default=1,
                     help="repeat and report the median of each figure (and every run)")
     bh.add_argument("--json", default=None, help="write the result here too")

@@ -194,3 +194,23 @@ async def test_delivery_hub_restart_loses_no_acknowledged_message(keys, db_path)
         await jm.close()
         await first.stop()
     assert _db_count(db_path, "OP-S") == 401
+
+
+async def test_delivery_per_delivery_reference_mode_keeps_order(keys, db_path):
+    """The benchmark's naive reference fan-out (one frame per entry) still delivers in order."""
+    running = RunningHub(keys.config(db_path, fanout="per-delivery"))
+    running.hub.preload([u.signed for u in keys.units.values()])
+    async with running:
+        ocu = AgentConnection(running.url, keys["OCU-BB"])
+        jm = AgentConnection(running.url, keys["JM-CUSTOMS"])
+        await ocu.connect()
+        await jm.connect()
+        try:
+            await create_operation(ocu, keys, "OP-N", MEMBERS)
+            await jm.subscribe("OP-N", after=0)
+            await asyncio.gather(*(ocu.publish("OP-N", b"%d" % i) for i in range(50)))
+            got = await _drain(jm, {"OP-N": 51})
+            assert [d.seq for d in got["OP-N"]] == list(range(1, 52))
+        finally:
+            await ocu.close()
+            await jm.close()
