@@ -82,6 +82,7 @@ class AgentConnection:
         self.ack_interval = ack_interval
         self.now = now
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._http: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -117,6 +118,7 @@ class AgentConnection:
     async def connect(self) -> None:
         """Connect and authenticate. Raises AuthError if the hub refuses this unit."""
         self._http = aiohttp.ClientSession()
+        self._loop = asyncio.get_running_loop()
         self._runner = asyncio.create_task(self._run(), name=f"agent-{self.unit}")
         ready = asyncio.create_task(self._ready.wait())
         try:
@@ -333,13 +335,14 @@ class AgentConnection:
         key = (op, cid)
         if key in self._unacked:
             return self._unacked[key][1]
-        item = f.PublishItem(op=op, cid=cid, header=header, payload=payload)
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        item = f.PublishItem(op, cid, header, payload)
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
         self._unacked[key] = (item, fut)
         self._outbox.append(item)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_outbox)
+            loop.call_soon(self._flush_outbox)
         return fut
 
     async def publish(self, op: str, payload: bytes, *, header: bytes = b"",

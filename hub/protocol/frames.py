@@ -136,7 +136,7 @@ class Deliver:
     items: tuple[Delivery, ...]
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": self.T, "op": self.op, "items": [d.to_wire() for d in self.items]}
+        return {"t": self.T, "op": self.op, "items": self.items}  # tuples pack as arrays
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,7 +214,8 @@ class Publish:
     items: tuple[PublishItem, ...]
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": self.T, "items": [i.to_wire() for i in self.items]}
+        # PublishItem is a tuple, which msgpack packs as an array: no conversion needed.
+        return {"t": self.T, "items": self.items}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
