@@ -65,6 +65,7 @@ class BenchOptions:
     keys: Path | None = None
     db: Path | None = None
     fanout: str = "coalesced"
+    hub_loop: str = "asyncio"
 
 
 # --- the hub process -----------------------------------------------------------------
@@ -79,10 +80,11 @@ def process_cpu_seconds(pid: int) -> float:
 class HubProcess:
     """``opshub serve`` in a child process, with its CPU time and peak RSS from /proc."""
 
-    def __init__(self, keys: Path, db: Path, fanout: str = "coalesced") -> None:
+    def __init__(self, keys: Path, db: Path, fanout: str = "coalesced",
+                 loop: str = "asyncio") -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opshub", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--db", str(db), "--keys", str(keys), "--fanout", fanout],
+             "--db", str(db), "--keys", str(keys), "--fanout", fanout, "--loop", loop],
             stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -329,7 +331,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         if opts.hub_url is None:
             keys = Path(tmp) / "keys"
             KeyFolder(keys).write(authority, [pub, *subs])
-            hub = HubProcess(keys, opts.db or Path(tmp) / "bench.db", opts.fanout)
+            hub = HubProcess(keys, opts.db or Path(tmp) / "bench.db", opts.fanout,
+                             opts.hub_loop)
             url = hub.url
         else:
             url = opts.hub_url
