@@ -39,7 +39,7 @@ import msgpack
 
 from client.connection import AgentConnection, handshake
 from client.histogram import LatencyHistogram
-from client.identity import Authority, KeyFolder, UnitIdentity, UnitSpec, signed_to_json
+from client.identity import Authority, KeyFolder, UnitIdentity, UnitSpec
 from client.membership import OperationAdmin
 from hub.protocol import codec
 from hub.protocol import frames as f
@@ -424,7 +424,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _enroll_over_http(ws_url: str, identities: list[UnitIdentity]) -> None:
     http = ws_url.replace("ws://", "http://").split("/v1/ws")[0]
     for ident in identities:
-        body = json.dumps(signed_to_json(ident.signed)).encode()
+        body = json.dumps(ident.signed.to_json()).encode()
         req = urllib.request.Request(f"{http}/v1/directory", data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10):

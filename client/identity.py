@@ -127,18 +127,6 @@ class UnitIdentity:
         return cls.from_json(json.loads(path.read_text()))
 
 
-def signed_to_json(signed: SignedCredential) -> dict[str, Any]:
-    out = signed.credential.public_dict()
-    out["credential"] = base64.b64encode(signed.body).decode()
-    out["signature"] = base64.b64encode(signed.signature).decode()
-    return out
-
-
-def signed_from_json(data: dict[str, Any]) -> SignedCredential:
-    return SignedCredential(base64.b64decode(data["credential"]),
-                            base64.b64decode(data["signature"]))
-
-
 @dataclass(frozen=True, slots=True)
 class KeyFolder:
     """authority.key, authority.pub, units/<unit>.json and roster.json under ``root``."""
@@ -151,7 +139,7 @@ class KeyFolder:
         (self.root / "authority.pub").write_text(authority.public_key.hex() + "\n")
         for ident in identities:
             ident.save(self.root / "units" / f"{ident.unit}.json")
-        roster = [signed_to_json(i.signed) for i in identities]
+        roster = [i.signed.to_json() for i in identities]
         (self.root / "roster.json").write_text(json.dumps({"units": roster}, indent=2) + "\n")
 
     def authority_public(self) -> bytes:
@@ -166,7 +154,7 @@ class KeyFolder:
 
     def roster(self) -> list[SignedCredential]:
         data = json.loads((self.root / "roster.json").read_text())
-        return [signed_from_json(u) for u in data["units"]]
+        return [SignedCredential.from_json(u) for u in data["units"]]
 
 
 def generate(root: Path, specs: list[UnitSpec], *, now: int,

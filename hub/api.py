@@ -6,7 +6,6 @@ Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx status.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from typing import Any
 
@@ -30,13 +29,6 @@ def _operation(broker: Broker, op: str) -> dict[str, Any]:
     return {"op": op, "name": st.name, "admin": st.admin, "epoch": st.epoch,
             "members": sorted(st.members), "head": broker.heads.get(op, 0),
             "subscribers": len(broker.subs.get(op, ()))}
-
-
-def _entry(signed: SignedCredential) -> dict[str, Any]:
-    out = signed.credential.public_dict()
-    out["credential"] = base64.b64encode(signed.body).decode()
-    out["signature"] = base64.b64encode(signed.signature).decode()
-    return out
 
 
 async def health(request: web.Request) -> web.Response:
@@ -63,7 +55,7 @@ async def operation(request: web.Request) -> web.Response:
 async def directory(request: web.Request) -> web.Response:
     broker = request.app[BROKER]
     return web.json_response(
-        {"units": [_entry(broker.directory[u]) for u in sorted(broker.directory)]})
+        {"units": [broker.directory[u].to_json() for u in sorted(broker.directory)]})
 
 
 async def directory_unit(request: web.Request) -> web.Response:
@@ -72,16 +64,14 @@ async def directory_unit(request: web.Request) -> web.Response:
     signed = broker.directory.get(unit)
     if signed is None:
         raise _error(web.HTTPNotFound, Code.UNKNOWN_UNIT, f"no unit {unit!r} in the directory")
-    return web.json_response(_entry(signed))
+    return web.json_response(signed.to_json())
 
 
 async def enroll(request: web.Request) -> web.Response:
     """Add an authority-signed credential to the directory (it is self-authenticating)."""
     broker = request.app[BROKER]
     try:
-        body = await request.json()
-        signed = SignedCredential(base64.b64decode(body["credential"], validate=True),
-                                  base64.b64decode(body["signature"], validate=True))
+        signed = SignedCredential.from_json(await request.json())
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise _error(web.HTTPBadRequest, Code.MALFORMED,
                      f"expected JSON with base64 'credential' and 'signature': {exc}") from None
@@ -89,7 +79,7 @@ async def enroll(request: web.Request) -> web.Response:
         unit = broker.enroll(signed)
     except AuthError as exc:
         raise _error(web.HTTPBadRequest, exc.code, exc.message) from None
-    return web.json_response(_entry(broker.directory[unit]), status=201)
+    return web.json_response(broker.directory[unit].to_json(), status=201)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from client.connection import TIMEOUT, AgentConnection, Delivered
-from client.identity import Authority, UnitIdentity, UnitSpec, signed_to_json
+from client.identity import Authority, UnitIdentity, UnitSpec
 from hub.app import RunningHub
 from hub.protocol.credentials import SignedCredential
 from hub.protocol.errors import AuthError, Code, RequestError
@@ -209,7 +209,7 @@ async def test_directory_unit_returns_one_entry(hub, keys, http):
     """GET /v1/directory/{unit} returns that unit's public entry, a 404 for an unknown one."""
     status, entry = await get_json(http, f"{hub.http}/v1/directory/TT-POLICE")
     assert status == 200
-    assert entry == signed_to_json(keys["TT-POLICE"].signed)
+    assert entry == keys["TT-POLICE"].signed.to_json()
     status, body = await get_json(http, f"{hub.http}/v1/directory/GY-POLICE")
     assert status == 404
     assert body["error"]["code"] == Code.UNKNOWN_UNIT

@@ -9,6 +9,7 @@ imported by client/, never the reverse). No I/O, no clock reads: callers pass
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -140,6 +141,20 @@ class SignedCredential:
     @property
     def credential(self) -> Credential:
         return Credential.from_bytes(self.body)
+
+    def to_json(self) -> dict[str, Any]:
+        """The directory's JSON form: the public facts, plus the exact signed bytes."""
+        out = self.credential.public_dict()
+        out["credential"] = base64.b64encode(self.body).decode()
+        out["signature"] = base64.b64encode(self.signature).decode()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SignedCredential:
+        """Inverse of to_json (only the signed bytes count; the rest is for people).
+        Raises KeyError, TypeError or binascii.Error for a malformed entry."""
+        return cls(base64.b64decode(data["credential"], validate=True),
+                   base64.b64decode(data["signature"], validate=True))
 
 
 def issue(authority: Ed25519PrivateKey, credential: Credential) -> SignedCredential:
