@@ -377,11 +377,10 @@ class Broker:
         sub.conn.enqueue(codec.encode(f.Ended(op=sub.op, reason=reason)))
 
     def _ack(self, conn: Outbox, frame: f.Ack) -> None:
+        """Move the unit's cursor forward. Acks are advisory: one from a unit that is no
+        longer a member (it was removed while its ack was in flight) is ignored."""
         key = (conn.unit, frame.op)
         if conn.unit not in self.ops.get(frame.op, _NO_OP).members:
-            self.send_error(conn, Code.NOT_MEMBER,
-                            f"unit {conn.unit!r} is not a member of operation {frame.op!r}",
-                            op=frame.op)
             return
         seq = min(frame.seq, self.heads.get(frame.op, 0))
         if seq > self.cursors.get(key, 0):
