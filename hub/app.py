@@ -28,7 +28,7 @@ from hub.connection import ServerConnection
 from hub.metrics import Metrics
 from hub.protocol.credentials import SignedCredential
 from hub.protocol.errors import CloseCode, Code
-from hub.session import ServerSession
+from hub.protocol.session import ServerSession
 from hub.store.sqlite import SQLiteStore
 from hub.store.worker import StoreWorker
 

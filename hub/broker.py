@@ -24,8 +24,8 @@ from hub.protocol import codec
 from hub.protocol import frames as f
 from hub.protocol.credentials import AuthorityRing, SignedCredential
 from hub.protocol.errors import AuthError, Code, RequestError, StoreError
+from hub.protocol.session import Authenticated, Event
 from hub.protocol.statements import OperationState, Statement, statement_hash
-from hub.session import Authenticated, Event
 from hub.store.base import (
     AckDirected,
     Appended,

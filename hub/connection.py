@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from hub.broker import Broker
 from hub.protocol.errors import CloseCode, Code, DecodeError
-from hub.session import ServerSession, State
+from hub.protocol.session import ServerSession, State
 
 log = logging.getLogger("opshub.connection")
 

@@ -14,10 +14,10 @@ PACKAGES = ("hub", "client", "opshub")
 #: Modules that must stay sans-I/O: no event loop, no sockets, no database, no clock.
 CORE = (
     "hub/protocol/*.py",
-    "hub/session.py",
     "hub/store/base.py",
     "client/identity.py",
     "client/membership.py",
+    "client/histogram.py",
 )
 FORBIDDEN_IN_CORE = frozenset({"asyncio", "aiohttp", "sqlite3", "socket", "time"})
 
@@ -109,7 +109,7 @@ def _transitive_io_imports(start: Path) -> dict[str, set[str]]:
 def test_layers_finds_the_files_it_checks() -> None:
     """The globs match the listed core modules, so the checks cannot pass vacuously."""
     core = {_rel(p) for p in CORE_FILES}
-    assert {"hub/protocol/codec.py", "hub/protocol/frames.py", "hub/session.py",
+    assert {"hub/protocol/codec.py", "hub/protocol/frames.py", "hub/protocol/session.py",
             "hub/store/base.py", "client/identity.py", "client/membership.py"} <= core
     assert "hub/store/sqlite.py" in {_rel(p) for p in HUB_FILES}
 

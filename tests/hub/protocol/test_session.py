@@ -1,4 +1,4 @@
-"""Tests of hub.session.ServerSession, driven with bytes only: no sockets, no event loop."""
+"""hub.protocol.session.ServerSession driven with bytes only: no sockets, no event loop."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from hub.protocol.errors import (
     FrameTooLarge,
     UnexpectedMessage,
 )
-from hub.session import Authenticated, ServerSession, State
+from hub.protocol.session import Authenticated, ServerSession, State
 
 NOW = 1_700_000_000
 HUB = "hub-test"
