@@ -7,7 +7,8 @@ What it promises the application:
 - ``deliveries()`` yields each entry of each subscribed operation once, in order,
   across reconnects: it resumes from the last sequence it handed out.
 - Publishes made in the same loop tick go out in one frame (pipelining).
-It is the I/O edge of the client; frame shapes and checks come from hub.protocol.
+This is the I/O edge: the protocol decisions are AgentSession's (hub.protocol); this
+class moves bytes, keeps futures and queues, and reconnects.
 """
 
 from __future__ import annotations
@@ -16,46 +17,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 import aiohttp
 
 from client.identity import UnitIdentity
+from hub.protocol import agent_session as s
 from hub.protocol import codec
 from hub.protocol import frames as f
-from hub.protocol.errors import AuthError, CloseCode, Code, ProtocolError, RequestError
+from hub.protocol.agent_session import AgentSession, Delivered, SubscriptionEnded
+from hub.protocol.errors import AuthError, CloseCode, ProtocolError
+
+__all__ = ["TIMEOUT", "AgentConnection", "ConnectionClosed", "Delivered", "SubscriptionEnded",
+           "handshake"]
 
 log = logging.getLogger("opshub.agent")
 
 #: One scalable constant for every network wait of the client (tests scale it too).
 TIMEOUT = 10.0
-_RETRYABLE = {Code.STORE, Code.SHUTTING_DOWN}
-
-Request = f.Subscribe | f.Unsubscribe | f.Commit | f.SendDirected
 #: Pause before re-sending a publish the hub could not store.
 RETRY_DELAY = 0.2
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """One log entry handed to the application."""
-
-    op: str
-    seq: int
-    sender: str
-    kind: int
-    header: bytes
-    payload: bytes
-    at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionEnded:
-    op: str
-    reason: str
 
 
 class ConnectionClosed(Exception):
@@ -81,6 +63,8 @@ class AgentConnection:
         self.limits = limits
         self.ack_interval = ack_interval
         self.now = now
+        self.session = AgentSession(credential=identity.signed, answer=identity.answer,
+                                    limits=limits)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -89,22 +73,21 @@ class AgentConnection:
         self._fatal: BaseException | None = None
         self._closing = False
         self._last_cid = 0
-        self._rid = 0
-        self._unacked: dict[tuple[str, int], tuple[f.PublishItem, asyncio.Future[int]]] = {}
-        self._outbox: list[f.PublishItem] = []
+        self._published: dict[s.Key, asyncio.Future[int]] = {}
+        self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._flush_scheduled = False
         self._window = asyncio.Event()
         self._window_low = 0
-        self._flush_scheduled = False
-        self._requests: dict[int, tuple[Request, asyncio.Future[dict[str, Any]]]] = {}
-        #: op -> last sequence handed to the application (resume point)
-        self.positions: dict[str, int] = {}
-        self._acked: dict[str, int] = {}
         self._deliveries: asyncio.Queue[Delivered | SubscriptionEnded] = asyncio.Queue(
             max_backlog)
         self._directed: asyncio.Queue[f.DirectedItem] = asyncio.Queue()
-        self._seen_directed: deque[int] = deque(maxlen=4096)
         self.connects = 0
         self.last_close_code: int | None = None
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """op -> last sequence handed to the application (where a resume starts)."""
+        return self.session.positions
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -138,7 +121,8 @@ class AgentConnection:
         if self._closing:
             return
         with contextlib.suppress(Exception):
-            self._send_acks()
+            self.session.send_acks()
+            self._flush()
         self._closing = True
         if self._ws is not None:
             with contextlib.suppress(Exception):
@@ -170,22 +154,23 @@ class AgentConnection:
                     ws = await self._http.ws_connect(
                         self.url, max_msg_size=2 * self.limits.max_frame, autoping=True,
                         heartbeat=30.0, compress=0)
+                self._ws = ws
+                self.session.connection_made()
+                connects = self.connects
+                acker = asyncio.create_task(self._ack_loop())
                 try:
-                    await handshake(ws, self.identity, self.limits)
-                    self._ws = ws
-                    self.connects += 1
-                    backoff = 0.05
-                    self._resume()
-                    self._ready.set()
-                    async with asyncio.TaskGroup() as tg:
-                        acker = tg.create_task(self._ack_loop())
-                        await self._read(ws)
-                        acker.cancel()
+                    await self._read(ws)
                 finally:
+                    acker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await acker
                     self._ready.clear()
                     self._ws = None
+                    self.session.connection_lost()
                     self.last_close_code = ws.close_code
                     await ws.close()
+                if self.connects > connects:
+                    backoff = 0.05  # this connection got through the handshake
             except AuthError as exc:
                 self._fatal = exc
                 return
@@ -196,126 +181,90 @@ class AgentConnection:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
-    def _resume(self) -> None:
-        """After (re)connecting: re-subscribe from our positions, re-send what is unacked."""
-        earlier = list(self._requests.items())
-        for op, pos in self.positions.items():
-            self._request(f.Subscribe(rid=self._next_rid(), op=op, after=pos))
-        for rid, (frame, fut) in earlier:
-            if isinstance(frame, f.Subscribe) and frame.op in self.positions:
-                del self._requests[rid]  # superseded by the subscribe just sent
-                if not fut.done():
-                    fut.set_result({"op": frame.op, "after": self.positions[frame.op]})
-            else:
-                self._write(frame)
-        items = [item for item, _ in self._unacked.values()]
-        for i in range(0, len(items), self.limits.max_batch):
-            self._write(f.Publish(items=tuple(items[i : i + self.limits.max_batch])))
-
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
-            msg = await ws.receive()
+            # the handshake must not hang; after it, silence is fine (heartbeats watch it)
+            async with asyncio.timeout(None if self._ready.is_set() else TIMEOUT):
+                msg = await ws.receive()
             if msg.type != aiohttp.WSMsgType.BINARY:
                 return
-            frame = codec.decode(msg.data, self.limits)
-            await self._dispatch(frame)
+            events = self.session.receive(msg.data)
+            self._flush()
+            for event in events:
+                await self._handle(event)
 
-    async def _dispatch(self, frame: f.Frame) -> None:
-        match frame:
-            case f.Deliver():
-                last = self.positions.get(frame.op)
-                if last is None:
-                    return  # unsubscribed meanwhile
-                for d in frame.items:
-                    if d.seq <= last:
-                        continue  # already handed out before a reconnect
-                    if d.seq != last + 1:
-                        raise ProtocolError(
-                            f"gap in {frame.op!r}: expected seq {last + 1}, got {d.seq}")
-                    await self._deliveries.put(Delivered(frame.op, d.seq, d.sender, d.kind,
-                                                         d.header, d.payload, d.at_ms))
-                    last = d.seq
-                    self.positions[frame.op] = last
-            case f.Acks():
-                for op, cid, seq in frame.items:
-                    entry = self._unacked.pop((op, cid), None)
-                    if entry is not None and not entry[1].done():
-                        entry[1].set_result(seq)
-                if len(self._unacked) <= self._window_low:
+    async def _handle(self, event: s.Event) -> None:
+        match event:
+            case s.Connected():
+                self.connects += 1
+                self._ready.set()
+            case Delivered() | SubscriptionEnded():
+                await self._deliveries.put(event)  # backpressure: stop reading when full
+            case s.PublishAcked():
+                fut = self._published.pop(event.key, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(event.seq)
+                if self.session.unacked <= self._window_low:
                     self._window.set()
-            case f.Ok():
-                req = self._requests.pop(frame.rid, None)
-                if req is None:
-                    return
-                if isinstance(req[0], f.Subscribe):
-                    # Deliveries may follow in this very read; position them now.
-                    self.positions[req[0].op] = int(frame.info["after"])
-                if not req[1].done():
-                    req[1].set_result(frame.info)
-            case f.Error():
-                self._on_error(frame)
-            case f.Ended():
-                self.positions.pop(frame.op, None)
-                await self._deliveries.put(SubscriptionEnded(frame.op, frame.reason))
-            case f.Directed():
-                for item in frame.items:
-                    if item.id not in self._seen_directed:
-                        self._seen_directed.append(item.id)
-                        await self._directed.put(item)
+            case s.PublishFailed():
+                fut = self._published.pop(event.key, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(event.error)
+            case s.PublishRetry():
+                asyncio.get_running_loop().call_later(RETRY_DELAY, self._retry, event.key)
+            case s.Replied():
+                answer = self._answers.pop(event.rid, None)
+                if answer is not None and not answer.done():
+                    answer.set_result(event.info)
+            case s.RequestFailed():
+                answer = self._answers.pop(event.rid, None)
+                if answer is not None and not answer.done():
+                    answer.set_exception(event.error)
+            case s.DirectedReceived():
+                await self._directed.put(event.item)
+            case s.HubError():
+                log.warning("%s: hub error %s: %s", self.unit, event.code, event.message)
             case _:
-                raise ProtocolError(f"unexpected {frame.T!r} from the hub")
-
-    def _on_error(self, err: f.Error) -> None:
-        exc = RequestError(err.message, code=err.code)
-        if err.rid is not None:
-            req = self._requests.pop(err.rid, None)
-            if req is not None and not req[1].done():
-                req[1].set_exception(exc)
-        elif err.cid is not None and err.op is not None:
-            if err.code in _RETRYABLE:
-                entry = self._unacked.get((err.op, err.cid))
-                if entry is not None:  # same cid: the hub stores it at most once
-                    asyncio.get_running_loop().call_later(RETRY_DELAY, self._retry, entry[0])
-                return
-            entry = self._unacked.pop((err.op, err.cid), None)
-            if entry is not None and not entry[1].done():
-                entry[1].set_exception(exc)
-        else:
-            log.warning("%s: hub error %s: %s", self.unit, err.code, err.message)
+                assert_never(event)
 
     # --- sending --------------------------------------------------------------------------
 
-    def _write(self, frame: f.ClientFrame) -> None:
+    def _flush(self) -> None:
+        """Write whatever the session has to send (in order; only awaits if the
+        transport buffer is full, and then in a task that keeps the order)."""
+        self._flush_scheduled = False
         ws = self._ws
         if ws is None or ws.closed:
-            return  # re-sent by _resume after reconnecting
-        data = codec.encode(frame)
-        # send_frame only awaits when the transport buffer is full; keep order by
-        # scheduling in call order.
-        task = asyncio.ensure_future(ws.send_bytes(data))
-        task.add_done_callback(_swallow_connection_errors)
+            return  # the session re-sends after reconnecting
+        for data in self.session.data_to_send():
+            task = asyncio.ensure_future(ws.send_bytes(data))
+            task.add_done_callback(_swallow_connection_errors)
 
-    def _next_rid(self) -> int:
-        self._rid += 1
-        return self._rid
-
-    def _request(self, frame: Request) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        rid = frame.rid
-        self._requests[rid] = (frame, fut)
-        self._write(frame)
-        return fut
-
-    async def _call(self, frame: Request) -> dict[str, Any]:
-        self._check_open()
-        async with asyncio.timeout(TIMEOUT):
-            return await self._request(frame)
+    def _schedule_flush(self) -> None:
+        """Coalesce everything queued in this loop tick into one write."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
 
     def _check_open(self) -> None:
         if self._closing:
             raise ConnectionClosed(f"connection of {self.unit} is closed")
         if self._fatal is not None:
             raise self._fatal
+
+    async def _call(self, make: Callable[[int], s.Request]) -> dict[str, Any]:
+        self._check_open()
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        rid = self.session.request(make)
+        self._answers[rid] = answer
+        self._schedule_flush()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                return await answer
+        finally:
+            if not answer.done():
+                self._answers.pop(rid, None)
+                self.session.forget(rid)
 
     def next_cid(self) -> int:
         """Client ids start at the wall clock in microseconds and count up by one, so a
@@ -330,19 +279,13 @@ class AgentConnection:
                        cid: int | None = None) -> asyncio.Future[int]:
         """Queue a publish; the future resolves to its sequence number once durable."""
         self._check_open()
-        if cid is None:
-            cid = self.next_cid()
-        key = (op, cid)
-        if key in self._unacked:
-            return self._unacked[key][1]
-        item = f.PublishItem(op, cid, header, payload)
-        loop = self._loop or asyncio.get_running_loop()
-        fut: asyncio.Future[int] = loop.create_future()
-        self._unacked[key] = (item, fut)
-        self._outbox.append(item)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush_outbox)
+        key = self.session.publish(op, self.next_cid() if cid is None else cid, payload,
+                                   header)
+        fut = self._published.get(key)
+        if fut is None:
+            fut = (self._loop or asyncio.get_running_loop()).create_future()
+            self._published[key] = fut
+            self._schedule_flush()
         return fut
 
     async def publish(self, op: str, payload: bytes, *, header: bytes = b"",
@@ -354,50 +297,44 @@ class AgentConnection:
     @property
     def unacked(self) -> int:
         """Publishes sent (or queued) that the hub has not yet acknowledged."""
-        return len(self._unacked)
+        return self.session.unacked
 
     async def wait_unacked_at_most(self, n: int) -> None:
         """Wait until at most ``n`` publishes are unacknowledged: a pipelining window for
         publishers that use publish_nowait without awaiting every future."""
-        while len(self._unacked) > n:
+        while self.session.unacked > n:
             self._window_low = n
             self._window.clear()
             await self._window.wait()
 
-    def _retry(self, item: f.PublishItem) -> None:
-        if (item.op, item.cid) in self._unacked and not self._closing:
-            self._outbox.append(item)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_outbox)
-
-    def _flush_outbox(self) -> None:
-        self._flush_scheduled = False
-        items, self._outbox = self._outbox, []
-        batch = self.limits.max_batch
-        for i in range(0, len(items), batch):
-            self._write(f.Publish(items=tuple(items[i : i + batch])))
+    def _retry(self, key: s.Key) -> None:
+        if not self._closing:
+            self.session.retry(key)
+            self._schedule_flush()
 
     async def subscribe(self, op: str, after: int | None = None) -> dict[str, Any]:
-        """Start receiving ``op`` after ``after`` (None: from the hub's cursor for us)."""
-        return await self._call(f.Subscribe(rid=self._next_rid(), op=op, after=after))
+        """Start receiving ``op`` after ``after`` (None: from the hub's cursor for us).
+        Returns {"op", "after", "head"}; raises RequestError (not_member, ...)."""
+        return await self._call(lambda rid: f.Subscribe(rid=rid, op=op, after=after))
 
     async def unsubscribe(self, op: str) -> None:
-        self.positions.pop(op, None)
-        await self._call(f.Unsubscribe(rid=self._next_rid(), op=op))
+        self.session.unsubscribe_locally(op)
+        await self._call(lambda rid: f.Unsubscribe(rid=rid, op=op))
 
     async def commit(self, statement: bytes, signature: bytes) -> dict[str, Any]:
         """Send a signed membership statement. Raises RequestError if the hub refuses it."""
-        return await self._call(f.Commit(rid=self._next_rid(), statement=statement,
-                                         signature=signature))
+        return await self._call(
+            lambda rid: f.Commit(rid=rid, statement=statement, signature=signature))
 
     async def send_directed(self, op: str, to: str, payload: bytes) -> int:
-        info = await self._call(f.SendDirected(rid=self._next_rid(), op=op, to=to,
-                                               payload=payload))
+        """Store ``payload`` at the hub for member ``to``; returns its id."""
+        info = await self._call(
+            lambda rid: f.SendDirected(rid=rid, op=op, to=to, payload=payload))
         return int(info["id"])
 
     def ack_directed(self, *ids: int) -> None:
-        self._write(f.DirectedAck(ids=tuple(ids)))
+        self.session.ack_directed(tuple(ids))
+        self._schedule_flush()
 
     # --- receiving ------------------------------------------------------------------------
 
@@ -417,43 +354,30 @@ class AgentConnection:
             return await self._directed.get()
 
     async def _ack_loop(self) -> None:
+        """Cumulative acks: the hub's cursor follows what was handed to the application."""
         while True:
             await asyncio.sleep(self.ack_interval)
-            self._send_acks()
-
-    def _send_acks(self) -> None:
-        """Cumulative acks: the hub's cursor follows what was handed to the application."""
-        for op, pos in self.positions.items():
-            if pos > self._acked.get(op, 0):
-                self._acked[op] = pos
-                self._write(f.Ack(op=op, seq=pos))
+            self.session.send_acks()
+            self._flush()
 
 
 async def handshake(ws: aiohttp.ClientWebSocketResponse, identity: UnitIdentity,
                     limits: codec.Limits = codec.DEFAULT_LIMITS) -> f.Ready:
-    """Answer the hub's challenge on a fresh socket. Raises AuthError if refused,
-    ProtocolError or ConnectionError if the hub misbehaves or goes away."""
+    """Authenticate on a fresh socket (for tools that read frames themselves). Raises
+    AuthError if refused, ProtocolError or ConnectionError if the hub misbehaves."""
+    session = AgentSession(credential=identity.signed, answer=identity.answer, limits=limits)
+    session.connection_made()
     async with asyncio.timeout(TIMEOUT):
-        first = await _receive_frame(ws, limits)
-        if not isinstance(first, f.Challenge):
-            raise ProtocolError(f"expected a challenge, got {first.T!r}")
-        hello = f.Hello(credential=identity.signed.body,
-                        credential_sig=identity.signed.signature,
-                        signature=identity.answer(first.nonce, first.hub))
-        await ws.send_bytes(codec.encode(hello))
-        reply = await _receive_frame(ws, limits)
-    if isinstance(reply, f.Error):
-        raise AuthError(reply.message, code=reply.code)
-    if not isinstance(reply, f.Ready):
-        raise ProtocolError(f"expected ready, got {reply.T!r}")
-    return reply
-
-
-async def _receive_frame(ws: aiohttp.ClientWebSocketResponse, limits: codec.Limits) -> f.Frame:
-    msg = await ws.receive()
-    if msg.type != aiohttp.WSMsgType.BINARY:
-        raise ConnectionResetError(f"hub closed the connection (code {ws.close_code})")
-    return codec.decode(msg.data, limits)
+        while True:
+            msg = await ws.receive()
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                raise ConnectionResetError(f"hub closed the connection (code {ws.close_code})")
+            events = session.receive(msg.data)
+            for data in session.data_to_send():
+                await ws.send_bytes(data)
+            for event in events:
+                if isinstance(event, s.Connected):
+                    return event.ready
 
 
 def _swallow_connection_errors(task: asyncio.Future[None]) -> None:
