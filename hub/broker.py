@@ -99,6 +99,8 @@ class Broker:
         self.conn_subs: dict[Outbox, dict[str, Subscription]] = {}
         self.by_unit: dict[str, set[Outbox]] = defaultdict(set)
         self._pending = _Pending()
+        #: statement hash -> retries of it waiting for its transaction (conn, rid)
+        self._committing: dict[bytes, list[tuple[Outbox, int]]] = {}
         worker.after_commit = self._flush_fanout
 
     # --- state ----------------------------------------------------------------------
@@ -400,9 +402,13 @@ class Broker:
     def _commit(self, conn: Outbox, frame: f.Commit) -> None:
         stmt = Statement.from_bytes(frame.statement)
         before = self.ops.get(stmt.op)
-        if before is not None and statement_hash(frame.statement) == before.head:
-            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={
-                "op": stmt.op, "epoch": before.epoch, "duplicate": True})))
+        digest = statement_hash(frame.statement)
+        if before is not None and digest == before.head:
+            if digest in self._committing:  # not on disk yet: answer when it is
+                self._committing[digest].append((conn, frame.rid))
+            else:
+                conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={
+                    "op": stmt.op, "epoch": before.epoch, "duplicate": True})))
             return
         carried: dict[str, SignedCredential] = {}
         for body, sig in stmt.credentials:
@@ -439,6 +445,7 @@ class Broker:
                              after.head, after.members, frame.statement, frame.signature, entry)
 
         def done(results: list[Result] | StoreError) -> None:
+            retries = self._committing.pop(digest, [])
             if isinstance(results, StoreError):
                 if self.ops.get(stmt.op) is after:
                     if before is None:
@@ -446,6 +453,8 @@ class Broker:
                     else:
                         self.ops[stmt.op] = before
                 self.send_error(conn, results.code, results.message, rid=frame.rid)
+                for other, rid in retries:
+                    self.send_error(other, results.code, results.message, rid=rid)
                 return
             res = results[0]
             assert isinstance(res, Appended)
@@ -457,7 +466,11 @@ class Broker:
                 self._pending.removals.append((stmt.op, res.seq, frozenset(stmt.removes)))
             conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={
                 "op": stmt.op, "epoch": after.epoch, "seq": res.seq})))
+            for other, rid in retries:
+                other.enqueue(codec.encode(f.Ok(rid=rid, info={
+                    "op": stmt.op, "epoch": after.epoch, "duplicate": True})))
 
+        self._committing[digest] = []
         self.worker.submit([cmd], done)
 
     # --- directed messages --------------------------------------------------------------

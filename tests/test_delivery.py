@@ -214,3 +214,22 @@ async def test_delivery_per_delivery_reference_mode_keeps_order(keys, db_path):
         finally:
             await ocu.close()
             await jm.close()
+
+
+async def test_delivery_commit_retry_in_flight_answered_after_it_is_durable(hub, agents, keys):
+    """The same statement sent twice at once is stored once; the retry's ok comes only after
+    the original's, once the statement is on disk."""
+    ocu = await agents("OCU-BB")
+    admin = await create_operation(ocu, keys, "OP-K", MEMBERS)
+    signed = admin.change(remove=["DM-CUSTOMS"])
+    answered: list[str] = []
+
+    async def send(name: str) -> dict[str, object]:
+        info = await ocu.commit(*signed)
+        answered.append(name)
+        return info
+
+    first, again = await asyncio.gather(send("first"), send("retry"))
+    assert first == {"op": "OP-K", "epoch": 1, "seq": 2}
+    assert again == {"op": "OP-K", "epoch": 1, "duplicate": True}
+    assert answered == ["first", "retry"]

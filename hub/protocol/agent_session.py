@@ -224,11 +224,19 @@ class AgentSession:
                 if not isinstance(frame, f.Ready):
                     raise ProtocolError(f"expected ready, got {frame.T!r}")
                 self.state = State.READY
+                self._adopt_limits(frame.limits)
                 return [Connected(frame), *self._resume()]
             case State.READY:
                 return self._dispatch(frame)
             case State.DISCONNECTED:
                 raise UsageError("receive() before connection_made()")
+
+    def _adopt_limits(self, announced: dict[str, int]) -> None:
+        """Never send more than the hub accepts: take the smaller of ours and its limits."""
+        mine = self.limits
+        self.limits = codec.Limits(**{
+            name: min(getattr(mine, name), announced.get(name, getattr(mine, name)))
+            for name in ("max_frame", "max_batch", "max_header", "max_payload")})
 
     def _resume(self) -> list[Event]:
         """After (re)connecting: subscribe from our positions, re-send requests and

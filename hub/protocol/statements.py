@@ -85,11 +85,8 @@ class Statement:
                 name=_expect(m, "name", str),
                 at=_expect(m, "at", int),
                 key_material=_expect(m, "km", bytes),
-                credentials=tuple(
-                    (c[0], c[1]) for c in _expect(m, "creds", list)
-                    if isinstance(c, list) and len(c) == 2
-                    and isinstance(c[0], bytes) and isinstance(c[1], bytes)
-                ),
+                credentials=tuple(_credential_pair(c, i)
+                                  for i, c in enumerate(_expect(m, "creds", list))),
             )
         except RequestError:
             raise
@@ -100,6 +97,14 @@ class Statement:
                 raise RequestError(f"invalid identifier {unit!r} in statement",
                                    code=Code.BAD_STATEMENT)
         return stmt
+
+
+def _credential_pair(c: Any, i: int) -> tuple[bytes, bytes]:
+    if not (isinstance(c, list) and len(c) == 2
+            and isinstance(c[0], bytes) and isinstance(c[1], bytes)):
+        raise RequestError(f"statement field 'creds'[{i}] is not [credential, signature]",
+                           code=Code.BAD_STATEMENT)
+    return c[0], c[1]
 
 
 def _expect(m: dict[str, Any], key: str, t: type) -> Any:

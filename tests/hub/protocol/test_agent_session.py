@@ -220,3 +220,17 @@ def test_agent_session_server_authenticates_the_pair(authority, unit):
     [auth] = events
     assert isinstance(auth, Authenticated)
     assert auth.credential.unit == "JM-CUSTOMS"
+
+
+def test_agent_session_adopts_smaller_hub_limits(unit):
+    """Publishes are batched by the hub's max_batch when it is smaller than the agent's."""
+    agent = _agent(unit)
+    agent.connection_made()
+    agent.receive(codec.encode(f.Challenge(nonce=b"n" * 32, hub="hub")))
+    agent.receive(codec.encode(f.Ready(unit="JM-CUSTOMS", session="x",
+                                       limits={"max_batch": 2})))
+    _sent(agent)
+    for cid in range(5):
+        agent.publish("OP", cid, b"m")
+    frames = _sent(agent)
+    assert [len(fr.items) for fr in frames if isinstance(fr, f.Publish)] == [2, 2, 1]

@@ -264,6 +264,15 @@ def test_statements_from_bytes_rejects_malformed_statements(body: bytes) -> None
     assert info.value.code == Code.BAD_STATEMENT
 
 
+def test_statements_from_bytes_rejects_a_malformed_credential_entry() -> None:
+    """A creds entry that is not [credential, signature] is refused, not silently dropped."""
+    wire = msgpack.unpackb(Statement(op=OP, epoch=0, prev=b"", admin="A").to_bytes())
+    wire["creds"] = [[b"cred", b"sig"], [b"only-one"]]
+    with pytest.raises(RequestError, match=r"'creds'\[1\]") as info:
+        Statement.from_bytes(msgpack.packb(wire))
+    assert info.value.code == Code.BAD_STATEMENT
+
+
 def test_statements_from_bytes_rejects_a_mistyped_field(state: OperationState) -> None:
     """A statement field of the wrong type raises bad_statement naming the field."""
     wire = msgpack.unpackb(_next(state).to_bytes())
