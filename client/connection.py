@@ -327,9 +327,11 @@ class AgentConnection:
             lambda rid: f.Commit(rid=rid, statement=statement, signature=signature))
 
     async def send_directed(self, op: str, to: str, payload: bytes) -> int:
-        """Store ``payload`` at the hub for member ``to``; returns its id."""
+        """Store ``payload`` at the hub for member ``to``; returns its id. Re-sent after a
+        reconnect with the same cid, so the hub stores it once."""
+        cid = self.next_cid()
         info = await self._call(
-            lambda rid: f.SendDirected(rid=rid, op=op, to=to, payload=payload))
+            lambda rid: f.SendDirected(rid=rid, op=op, to=to, payload=payload, cid=cid))
         return int(info["id"])
 
     def ack_directed(self, *ids: int) -> None:

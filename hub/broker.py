@@ -481,7 +481,7 @@ class Broker:
             raise RequestError(f"recipient {frame.to!r} is not a member of {frame.op!r}",
                                code=Code.NOT_MEMBER)
         at_ms = int(self.now() * 1000)
-        cmd = StoreDirected(frame.op, conn.unit, frame.to, frame.payload, at_ms)
+        cmd = StoreDirected(frame.op, conn.unit, frame.to, frame.payload, at_ms, frame.cid)
 
         def done(results: list[Result] | StoreError) -> None:
             if isinstance(results, StoreError):
@@ -490,6 +490,8 @@ class Broker:
             stored = results[0]
             assert isinstance(stored, DirectedStored)
             conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={"id": stored.id})))
+            if stored.duplicate:
+                return  # a retry: the recipient has (or will get) the first copy
             item = f.DirectedItem(id=stored.id, op=frame.op, sender=conn.unit,
                                   payload=frame.payload, at_ms=at_ms)
             data = codec.encode(f.Directed(items=(item,)))

@@ -233,3 +233,18 @@ async def test_delivery_commit_retry_in_flight_answered_after_it_is_durable(hub,
     assert first == {"op": "OP-K", "epoch": 1, "seq": 2}
     assert again == {"op": "OP-K", "epoch": 1, "duplicate": True}
     assert answered == ["first", "retry"]
+
+
+async def test_delivery_directed_retry_after_reconnect_is_stored_once(hub, agents, keys,
+                                                                     db_path):
+    """A directed send whose answer is lost with the connection is re-sent with its cid and
+    stored once."""
+    ocu = await agents("OCU-BB")
+    await create_operation(ocu, keys, "OP-W", MEMBERS)
+    sending = asyncio.create_task(ocu.send_directed("OP-W", "INTERPOL-LO", b"welcome"))
+    await asyncio.sleep(0)  # the frame is written; the answer is lost with the socket
+    await ocu.drop()
+    sent = await sending
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT id FROM directed WHERE recipient = 'INTERPOL-LO'").fetchall()
+    assert rows == [(sent,)]

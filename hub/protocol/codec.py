@@ -337,6 +337,7 @@ def _send(r: _Reader) -> f.SendDirected:
         op=r.id("op"),
         to=r.id("to"),
         payload=r.binary("payload", max_len=r.limits.max_payload),
+        cid=r.uint("cid", optional=True),
     )
 
 

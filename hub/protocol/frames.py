@@ -268,16 +268,22 @@ class Commit:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendDirected:
-    """Store ``payload`` for member ``to`` of ``op`` until it acknowledges it."""
+    """Store ``payload`` for member ``to`` of ``op`` until it acknowledges it. With a
+    ``cid``, a retry (same sender and cid) returns the first copy's id instead of a new one."""
 
     T: ClassVar[str] = "send"
     rid: int
     op: str
     to: str
     payload: bytes
+    cid: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": self.T, "rid": self.rid, "op": self.op, "to": self.to, "payload": self.payload}
+        out = {"t": self.T, "rid": self.rid, "op": self.op, "to": self.to,
+               "payload": self.payload}
+        if self.cid is not None:
+            out["cid"] = self.cid
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -57,11 +57,14 @@ class Enroll:
 
 @dataclass(frozen=True, slots=True)
 class StoreDirected:
+    """Keep a message for one recipient; with a cid, a retry returns the first copy's id."""
+
     op: str
     sender: str
     recipient: str
     payload: bytes
     at_ms: int
+    cid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,7 @@ class Appended(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class DirectedStored:
     id: int
+    duplicate: bool = False
 
 
 Result = Appended | DirectedStored | None

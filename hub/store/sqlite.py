@@ -109,12 +109,15 @@ class SQLiteStore:
                                     if_not_exists=True)
         table("cursors").create({"unit": str, "op": str, "seq": int}, pk=("unit", "op"),
                              if_not_exists=True)
-        # AUTOINCREMENT: ids of acknowledged (deleted) directed messages are never reused,
-        # so agents can deduplicate by id.
+        # AUTOINCREMENT: ids are never reused, so agents can deduplicate by id. An
+        # acknowledged message keeps its row (payload dropped) so that a late retry of the
+        # same (sender, cid) still finds it and is not stored twice.
         self._w.execute(
             "CREATE TABLE IF NOT EXISTS directed (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "op TEXT, sender TEXT, recipient TEXT, payload BLOB, at_ms INTEGER)")
-        table("directed").create_index(["recipient", "id"], if_not_exists=True)
+            "op TEXT, sender TEXT, cid INTEGER, recipient TEXT, payload BLOB, at_ms INTEGER, "
+            "acked INTEGER NOT NULL DEFAULT 0)")
+        table("directed").create_index(["recipient", "acked", "id"], if_not_exists=True)
+        table("directed").create_index(["sender", "cid"], if_not_exists=True)
 
     # --- reads at start-up -----------------------------------------------------------
 
@@ -189,14 +192,11 @@ class SQLiteStore:
                         "WHERE excluded.issued_at >= units.issued_at",
                         (cmd.unit, cmd.body, cmd.signature, cmd.issued_at))
                 case StoreDirected():
-                    cur.execute(
-                        "INSERT INTO directed (op, sender, recipient, payload, at_ms) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (cmd.op, cmd.sender, cmd.recipient, cmd.payload, cmd.at_ms))
-                    results[i] = DirectedStored(int(cur.lastrowid or 0))
+                    results[i] = self._store_directed(cur, cmd)
                 case AckDirected():
-                    cur.executemany("DELETE FROM directed WHERE id = ? AND recipient = ?",
-                                    [(d, cmd.recipient) for d in cmd.ids])
+                    cur.executemany(
+                        "UPDATE directed SET acked = 1, payload = NULL "
+                        "WHERE id = ? AND recipient = ?", [(d, cmd.recipient) for d in cmd.ids])
                 case SaveCursor():
                     cur.execute(
                         "INSERT INTO cursors (unit, op, seq) VALUES (?, ?, ?) "
@@ -204,6 +204,19 @@ class SQLiteStore:
                         (cmd.unit, cmd.op, cmd.seq))
         self._flush(cur, rows)
         return results
+
+    @staticmethod
+    def _store_directed(cur: sqlite3.Cursor, cmd: StoreDirected) -> DirectedStored:
+        if cmd.cid is not None:
+            row = cur.execute("SELECT id FROM directed WHERE sender = ? AND cid = ?",
+                              (cmd.sender, cmd.cid)).fetchone()
+            if row is not None:
+                return DirectedStored(int(row[0]), duplicate=True)
+        cur.execute(
+            "INSERT INTO directed (op, sender, cid, recipient, payload, at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (cmd.op, cmd.sender, cmd.cid, cmd.recipient, cmd.payload, cmd.at_ms))
+        return DirectedStored(int(cur.lastrowid or 0))
 
     def _append(self, cmd: AppendMessage, existing: dict[tuple[str, str, int, int], int],
                 rows: list[tuple[object, ...]]) -> Appended:
@@ -282,7 +295,7 @@ class SQLiteStore:
                 DirectedEntry(*row)
                 for row in self._r.execute(
                     "SELECT id, op, sender, payload, at_ms FROM directed WHERE recipient = ? "
-                    "ORDER BY id LIMIT ?", (recipient, limit))
+                    "AND acked = 0 ORDER BY id LIMIT ?", (recipient, limit))
             ]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read directed messages of {recipient!r}: {exc}") from exc

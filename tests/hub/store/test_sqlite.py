@@ -215,6 +215,18 @@ def test_sqlite_directed_ids_are_never_reused(store: SQLiteStore) -> None:
     assert second.id > first.id
 
 
+def test_sqlite_directed_retry_with_the_same_cid_is_stored_once(store: SQLiteStore) -> None:
+    """A directed message re-sent with its (sender, cid) returns the first id, even after
+    the recipient acknowledged it, and is not pending again."""
+    [first] = store.apply([StoreDirected("OP-A", ADMIN, "JM", b"welcome", 1, cid=77)])
+    [again] = store.apply([StoreDirected("OP-A", ADMIN, "JM", b"welcome", 2, cid=77)])
+    assert again == DirectedStored(first.id, duplicate=True)  # type: ignore[union-attr]
+    store.apply([AckDirected("JM", (first.id,))])  # type: ignore[union-attr]
+    [late] = store.apply([StoreDirected("OP-A", ADMIN, "JM", b"welcome", 3, cid=77)])
+    assert late == DirectedStored(first.id, duplicate=True)  # type: ignore[union-attr]
+    assert store.pending_directed("JM", 10) == []
+
+
 def test_sqlite_failing_batch_stores_nothing(store: SQLiteStore, path: Path) -> None:
     """A batch that violates a constraint raises StoreError and leaves no trace of any
     command."""
