@@ -13,7 +13,6 @@ WebSocket close code::
     ├── RequestError             a valid frame that cannot be served; the
     │                            connection stays open (forbidden, unknown
     │                            operation, bad statement, limit reached)
-    ├── SlowConsumer             outbound queue over its limit         close 1013
     ├── CryptoError              (client/e2ee, next issue)
     ├── StoreError               the store failed; the request is not acked
     └── UsageError               this side misused the API (local)
@@ -37,12 +36,11 @@ class Code:
     UNKNOWN_AUTHORITY = "unknown_authority"
     NOT_MEMBER = "not_member"
     UNKNOWN_OPERATION = "unknown_operation"
-    OPERATION_EXISTS = "operation_exists"
     NOT_ADMIN = "not_admin"
     BAD_STATEMENT = "bad_statement"
     WRONG_EPOCH = "wrong_epoch"
     LIMIT = "limit_exceeded"
-    SLOW_CONSUMER = "slow_consumer"
+    SLOW_CONSUMER = "slow_consumer"  # a close reason (1013), never in an error frame
     STORE = "store_failure"
     SHUTTING_DOWN = "shutting_down"
 
@@ -107,12 +105,6 @@ class AuthError(ProtocolError):
 
 class RequestError(OpshubError):
     """A valid frame that cannot be served; answered with an error frame, connection kept."""
-
-
-class SlowConsumer(OpshubError):
-    """The peer reads too slowly: its bounded outbound queue overflowed."""
-
-    code = Code.SLOW_CONSUMER
 
 
 class CryptoError(OpshubError):
