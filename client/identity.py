@@ -133,6 +133,9 @@ class KeyFolder:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))  # accept a str too
+
     def write(self, authority: Authority, identities: list[UnitIdentity]) -> None:
         (self.root / "units").mkdir(parents=True, exist_ok=True)
         _write_secret(self.root / "authority.key", _raw_private(authority.key).hex() + "\n")

@@ -186,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    try:
+        return func(args)
+    except BrokenPipeError:  # e.g. `opshub keys | head`: the reader has gone, nothing to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -112,3 +112,9 @@ def test_cli_bench_hub_reports_required_fields(tmp_path: Path):
     assert result["lost"] == 0
     assert result["gaps"] == 0
     assert result["deliveries_received"] == result["deliveries_expected"]
+
+
+def test_cli_key_folder_accepts_a_plain_string(tmp_path: Path):
+    """KeyFolder("keys") works as the README shows, not only with a Path."""
+    assert main(["keys", "--out", str(tmp_path / "k")]) == 0
+    assert KeyFolder(str(tmp_path / "k")).identity("OCU").unit == "OCU"
