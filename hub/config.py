@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tomllib
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from hub.protocol.codec import Limits
 
@@ -34,3 +36,34 @@ class HubConfig:
     fanout: str = "coalesced"
     #: Entries per frame when replaying a log to a subscriber that is behind.
     catchup_page: int = 512
+
+
+#: Settings a config file may set (the rest come from flags or are derived).
+_FILE_SETTINGS = frozenset({
+    "hub_id", "max_outbound_bytes", "slow_consumer_timeout", "max_operations_per_unit",
+    "open_enrollment", "handshake_timeout", "cursor_flush_interval", "catchup_page",
+})
+
+
+def load_config_file(path: Path, base: HubConfig) -> HubConfig:
+    """Apply a TOML file to ``base``: top-level keys from _FILE_SETTINGS, and a [limits]
+    table (max_frame, max_batch, max_header, max_payload). Raises ValueError naming an
+    unknown key or a value of the wrong type."""
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read config file {path}: {exc}") from None
+    limits = data.pop("limits", {})
+    unknown = set(data) - _FILE_SETTINGS
+    limit_names = {f.name for f in fields(Limits)}
+    unknown |= {f"limits.{k}" for k in set(limits) - limit_names}
+    if unknown:
+        raise ValueError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+    for key, value in [*data.items(), *(("limits." + k, v) for k, v in limits.items())]:
+        current = getattr(base.limits if key.startswith("limits.") else base,
+                          key.removeprefix("limits."))
+        if type(value) is not type(current) and not (
+                isinstance(current, float) and type(value) is int):
+            raise ValueError(f"{path}: {key} must be {type(current).__name__}, "
+                             f"got {value!r}")
+    return replace(base, **data, limits=replace(base.limits, **limits))

@@ -16,7 +16,7 @@ from typing import Any
 
 from client.identity import KeyFolder, UnitSpec, generate
 from hub.app import RunningHub, serve
-from hub.config import HubConfig
+from hub.config import HubConfig, load_config_file
 
 DEFAULT_ROSTER = [
     UnitSpec("OCU", "BB", "WCO-RILO", "ocu"),
@@ -77,15 +77,24 @@ def hub_config(args: argparse.Namespace) -> tuple[HubConfig, list[Any]]:
     config = HubConfig(host=args.host, port=args.port, db=args.db,
                        authorities=tuple(authorities), open_enrollment=args.open_enrollment,
                        fanout=args.fanout)
+    if args.config is not None:
+        config = load_config_file(args.config, config)
     return config, roster
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.config is not None and not args.config.exists():
+        print(f"opshub serve: no config file {args.config}", file=sys.stderr)
+        return 2
     if not (args.keys / "authority.pub").exists():
         print(f"opshub serve: no authority.pub in {args.keys}; run `opshub keys --out "
               f"{args.keys}` first", file=sys.stderr)
         return 2
-    config, roster = hub_config(args)
+    try:
+        config, roster = hub_config(args)
+    except ValueError as exc:
+        print(f"opshub serve: {exc}", file=sys.stderr)
+        return 2
 
     def ready(running: RunningHub) -> None:
         print(f"opshub: hub {config.hub_id!r} listening on {running.http} "
@@ -138,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", type=Path, default=Path("opshub.db"))
     s.add_argument("--keys", type=Path, default=Path("keys"),
                    help="folder with authority.pub (trusted) and roster.json (preloaded)")
+    s.add_argument("--config", type=Path, default=None,
+                   help="TOML file with limits and timeouts (see docs/operations.md)")
     s.add_argument("--open-enrollment", action="store_true",
                    help="accept any credential the authority signed, enrolled or not")
     s.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop",

@@ -118,3 +118,14 @@ def test_cli_key_folder_accepts_a_plain_string(tmp_path: Path):
     """KeyFolder("keys") works as the README shows, not only with a Path."""
     assert main(["keys", "--out", str(tmp_path / "k")]) == 0
     assert KeyFolder(str(tmp_path / "k")).identity("OCU").unit == "OCU"
+
+
+def test_cli_serve_refuses_a_bad_config_file(tmp_path: Path, capsys):
+    """`opshub serve --config` with an unknown setting exits 2 and names it."""
+    assert main(["keys", "--out", str(tmp_path / "keys")]) == 0
+    bad = tmp_path / "hub.toml"
+    bad.write_text("max_outbound = 5\n")
+    rc = main(["serve", "--keys", str(tmp_path / "keys"), "--config", str(bad),
+               "--db", str(tmp_path / "x.db")])
+    assert rc == 2
+    assert "max_outbound" in capsys.readouterr().err
