@@ -212,6 +212,11 @@ class AgentSession:
             case State.AWAIT_CHALLENGE:
                 if not isinstance(frame, f.Challenge):
                     raise ProtocolError(f"expected a challenge, got {frame.T!r}")
+                if frame.version != f.PROTOCOL_VERSION:
+                    # Fatal, like a refused credential: reconnecting will not change it.
+                    raise AuthError(
+                        f"hub {frame.hub!r} speaks protocol version {frame.version}; this agent"
+                        f" speaks {f.PROTOCOL_VERSION}", code=Code.UNSUPPORTED_VERSION)
                 self._out.append(codec.encode(f.Hello(
                     credential=self.credential.body,
                     credential_sig=self.credential.signature,

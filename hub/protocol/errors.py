@@ -42,6 +42,7 @@ class Code:
     LIMIT = "limit_exceeded"
     SLOW_CONSUMER = "slow_consumer"  # a close reason (1013), never in an error frame
     STORE = "store_failure"
+    UNSUPPORTED_VERSION = "unsupported_version"  # raised by agents, never sent by the hub
     SHUTTING_DOWN = "shutting_down"
 
 

@@ -234,3 +234,13 @@ def test_agent_session_adopts_smaller_hub_limits(unit):
         agent.publish("OP", cid, b"m")
     frames = _sent(agent)
     assert [len(fr.items) for fr in frames if isinstance(fr, f.Publish)] == [2, 2, 1]
+
+
+def test_agent_session_refuses_another_protocol_version(unit):
+    """A challenge announcing another protocol version is fatal (AuthError), not retried."""
+    agent = _agent(unit)
+    agent.connection_made()
+    with pytest.raises(AuthError) as info:
+        agent.receive(codec.encode(f.Challenge(nonce=b"n" * 32, hub="hub", version=2)))
+    assert info.value.code == Code.UNSUPPORTED_VERSION
+    assert agent.data_to_send() == []  # no hello was sent
