@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, assert_never
 
@@ -275,7 +275,7 @@ class Broker:
             if sub.conn.unit in units:
                 self._end(sub, "removed from the operation")
 
-    def _deliver_live(self, op: str, chunk: list[list[Any]]) -> None:
+    def _deliver_live(self, op: str, chunk: Sequence[Sequence[Any]]) -> None:
         subs = self.subs.get(op)
         if not subs:
             return
@@ -349,8 +349,8 @@ class Broker:
                 return
             if sub.ended:
                 return
-            for chunk in _chunks([[r.seq, r.sender, r.kind, r.header, r.payload, r.at_ms]
-                                  for r in rows], self.config.limits.max_batch):
+            # Delivery tuples pack as the wire's arrays: no conversion.
+            for chunk in _chunks(list(rows), self.config.limits.max_batch):
                 data = _encode_deliver(sub.op, chunk)
                 while not sub.conn.offer(data):
                     await sub.conn.wait_writable()
@@ -531,10 +531,10 @@ def _log_failure(results: list[Result] | StoreError) -> None:
         log.error("background write failed: %s", results.message)
 
 
-def _chunks(entries: list[list[Any]], max_items: int) -> list[list[list[Any]]]:
+def _chunks(entries: Sequence[Sequence[Any]], max_items: int) -> list[list[Sequence[Any]]]:
     """Split delivery rows so that no frame holds more than ``max_items`` rows (the
     agents' max_batch) or grows much past 1 MiB."""
-    out: list[list[list[Any]]] = [[]]
+    out: list[list[Sequence[Any]]] = [[]]
     size = 0
     for e in entries:
         n = len(e[4]) + len(e[3]) + 64
@@ -546,6 +546,6 @@ def _chunks(entries: list[list[Any]], max_items: int) -> list[list[list[Any]]]:
     return out
 
 
-def _encode_deliver(op: str, rows: list[list[Any]]) -> bytes:
+def _encode_deliver(op: str, rows: Sequence[Sequence[Any]]) -> bytes:
     return msgpack.packb(  # type: ignore[no-any-return]
         {"t": f.Deliver.T, "op": op, "items": rows}, use_bin_type=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from hub.protocol.frames import Delivery
+
 
 class AppendMessage(NamedTuple):
     """Append to an operation's log; the store assigns the next sequence number
@@ -101,14 +103,8 @@ class DirectedStored:
 Result = Appended | DirectedStored | None
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    seq: int
-    sender: str
-    kind: int
-    header: bytes
-    payload: bytes
-    at_ms: int
+#: A stored log entry is exactly what goes on the wire in a deliver frame.
+LogEntry = Delivery
 
 
 @dataclass(frozen=True, slots=True)
