@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from client.connection import AgentConnection
@@ -78,3 +80,11 @@ async def create_operation(conn: AgentConnection, keys: Keys, op: str,
     admin = OperationAdmin(keys[conn.unit], op, now=time.time)
     await admin.send(conn, admin.create(f"Operation {op}", [keys[m].signed for m in members]))
     return admin
+
+
+def stored_seqs(db: Path, op: str) -> list[int]:
+    """The seqs of op's log as the SQLite file holds them, read straight from the
+    segments table (not through the store), in stored order."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT body FROM segments WHERE op = ? ORDER BY last_seq", (op,))
+        return [entry[0] for (body,) in rows for entry in msgpack.unpackb(body)]

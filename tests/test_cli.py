@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from client.connection import TIMEOUT, AgentConnection
 from client.identity import KeyFolder
 from client.membership import OperationAdmin
 from opshub.cli import main
+from tests.conftest import stored_seqs
 
 
 def test_cli_keys_writes_authority_roster_and_private_units(tmp_path: Path, capsys):
@@ -58,8 +58,7 @@ def test_cli_serve_sigterm_keeps_every_acknowledged_message(tmp_path: Path):
         rc = proc.wait(timeout=TIMEOUT * 3)
         assert rc == 0
         assert "stopped cleanly" in proc.stdout.read()
-    with sqlite3.connect(db) as conn:
-        stored = {row[0] for row in conn.execute("SELECT seq FROM messages WHERE op = 'OP-T'")}
+    stored = set(stored_seqs(db, "OP-T"))
     assert len(acked) > 0
     assert set(acked) <= stored
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from client.connection import TIMEOUT, AgentConnection, Delivered
 from hub.app import RunningHub
-from tests.conftest import create_operation
+from tests.conftest import create_operation, stored_seqs
 
 MEMBERS = ["JM-CUSTOMS", "TT-POLICE", "DM-CUSTOMS", "INTERPOL-LO"]
 
@@ -25,8 +25,9 @@ async def _drain(conn: AgentConnection, op_heads: dict[str, int]) -> dict[str, l
 
 
 def _db_count(db: Path, op: str) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM messages WHERE op = ?", (op,)).fetchone()[0])
+    seqs = stored_seqs(db, op)
+    assert seqs == list(range(1, len(seqs) + 1))
+    return len(seqs)
 
 
 async def test_delivery_ordered_without_loss_across_operations_and_agents(hub, agents, keys):
