@@ -338,6 +338,17 @@ class AgentConnection:
         self.session.ack_directed(tuple(ids))
         self._schedule_flush()
 
+    async def put_key_packages(self, packages: list[bytes]) -> int:
+        """Publish signed key packages; returns how many one-time ones the hub now holds."""
+        info = await self._call(lambda rid: f.PutKeyPackages(rid=rid, packages=tuple(packages)))
+        return int(info["available"])
+
+    async def claim_key_packages(self, units: list[str]) -> tuple[dict[str, bytes], list[str]]:
+        """Take one key package per unit (OCU units only): (unit -> package, units that
+        have none)."""
+        info = await self._call(lambda rid: f.ClaimKeyPackages(rid=rid, units=tuple(units)))
+        return dict(info["packages"]), list(info["missing"])
+
     # --- receiving ------------------------------------------------------------------------
 
     async def deliveries(self) -> AsyncIterator[Delivered | SubscriptionEnded]:

@@ -24,6 +24,7 @@ from hub.protocol import codec
 from hub.protocol import frames as f
 from hub.protocol.credentials import AuthorityRing, SignedCredential
 from hub.protocol.errors import AuthError, Code, RequestError, StoreError
+from hub.protocol.keypackages import MAX_STORED_PER_UNIT, SignedKeyPackage
 from hub.protocol.session import Authenticated, Event
 from hub.protocol.statements import OperationState, Statement, statement_hash
 from hub.store.base import (
@@ -31,9 +32,13 @@ from hub.store.base import (
     Appended,
     AppendMessage,
     ApplyStatement,
+    ClaimKeyPackages,
     Command,
     DirectedStored,
     Enroll,
+    KeyPackagesClaimed,
+    KeyPackagesStored,
+    PutKeyPackages,
     Result,
     SaveCursor,
     StoreDirected,
@@ -164,6 +169,10 @@ class Broker:
                 self._guard(conn, event.rid, self._send_directed, conn, event)
             case f.DirectedAck():
                 self.worker.submit([AckDirected(conn.unit, event.ids)], _log_failure)
+            case f.PutKeyPackages():
+                self._guard(conn, event.rid, self._put_key_packages, conn, event)
+            case f.ClaimKeyPackages():
+                self._guard(conn, event.rid, self._claim_key_packages, conn, event)
             case f.Hello():  # the session never lets a second hello through
                 raise AssertionError("hello after handshake")
             case _:
@@ -521,6 +530,57 @@ class Broker:
                                         at_ms=r.at_ms))
             size += len(r.payload)
         conn.enqueue(codec.encode(f.Directed(items=tuple(items))))
+
+
+    # --- key packages -------------------------------------------------------------------
+
+    def _put_key_packages(self, conn: Outbox, frame: f.PutKeyPackages) -> None:
+        """Verify each package against the sender's credential, then keep them."""
+        signed = self.directory.get(conn.unit)
+        if signed is None:  # cannot happen for an authenticated unit; refuse, do not crash
+            raise RequestError(f"unit {conn.unit!r} has no credential on file",
+                               code=Code.UNKNOWN_UNIT)
+        identity_key = signed.credential.identity_key
+        rows = []
+        for i, raw in enumerate(frame.packages):
+            try:
+                pkg = SignedKeyPackage.from_bytes(raw).verify(identity_key, conn.unit)
+            except RequestError as exc:
+                raise RequestError(f"packages[{i}]: {exc.message}", code=exc.code) from None
+            rows.append((pkg.id, raw, pkg.last_resort))
+        if sum(not last for _, _, last in rows) > MAX_STORED_PER_UNIT:
+            raise RequestError(f"at most {MAX_STORED_PER_UNIT} one-time key packages per unit",
+                               code=Code.LIMIT)
+
+        def done(results: list[Result] | StoreError) -> None:
+            if isinstance(results, StoreError):
+                self.send_error(conn, results.code, results.message, rid=frame.rid)
+                return
+            stored = results[0]
+            assert isinstance(stored, KeyPackagesStored)
+            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={"available": stored.available})))
+
+        self.worker.submit([PutKeyPackages(conn.unit, tuple(rows))], done)
+
+    def _claim_key_packages(self, conn: Outbox, frame: f.ClaimKeyPackages) -> None:
+        """Only OCU units (the admins who sign commits) may take other units' packages:
+        anyone else could drain them."""
+        signed = self.directory.get(conn.unit)
+        if signed is None or signed.credential.role != "ocu":
+            raise RequestError(f"only a unit with role 'ocu' may claim key packages; "
+                               f"{conn.unit!r} may not", code=Code.NOT_ADMIN)
+
+        def done(results: list[Result] | StoreError) -> None:
+            if isinstance(results, StoreError):
+                self.send_error(conn, results.code, results.message, rid=frame.rid)
+                return
+            claimed = results[0]
+            assert isinstance(claimed, KeyPackagesClaimed)
+            missing = [u for u in dict.fromkeys(frame.units) if u not in claimed.packages]
+            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={
+                "packages": claimed.packages, "missing": missing})))
+
+        self.worker.submit([ClaimKeyPackages(frame.units)], done)
 
 
 _NO_OP = OperationState(op="-", name="", admin="-", admin_key=b"", epoch=0, head=b"")

@@ -19,7 +19,6 @@ nonce for the member's j-th message, and the ratchet only moves forward.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
 
@@ -182,15 +181,30 @@ class SecretTree:
         if generation < r.generation:
             raise KeyError(f"generation {generation} of leaf {leaf} ({kind.decode()}) is "
                            f"consumed; the ratchet is at {r.generation}")
-        pre = dict(prefix=self.prefix, hash_name=self.hash_name)
         while r.generation < generation:
-            r.secret = derive_tree_secret(r.secret, b"secret", r.generation, self._nh, **pre)
+            _, _, r.secret = self.ratchet_step(r.secret, r.generation)
             r.generation += 1
-        key = derive_tree_secret(r.secret, b"key", generation, self.key_size, **pre)
-        nonce = derive_tree_secret(r.secret, b"nonce", generation, self.nonce_size, **pre)
-        r.secret = derive_tree_secret(r.secret, b"secret", generation, self._nh, **pre)
+        key, nonce, r.secret = self.ratchet_step(r.secret, generation)
         r.generation = generation + 1
         return key, nonce
+
+    def ratchet_step(self, secret: bytes, generation: int) -> tuple[bytes, bytes, bytes]:
+        """(key, nonce, next ratchet secret) of a ratchet at ``generation``; pure, so a
+        caller can look ahead without moving anything (see ``take_ratchet``)."""
+        p, h = self.prefix, self.hash_name
+        return (derive_tree_secret(secret, b"key", generation, self.key_size, prefix=p,
+                                   hash_name=h),
+                derive_tree_secret(secret, b"nonce", generation, self.nonce_size, prefix=p,
+                                   hash_name=h),
+                derive_tree_secret(secret, b"secret", generation, self._nh, prefix=p,
+                                   hash_name=h))
+
+    def take_ratchet(self, leaf: int, *, handshake: bool = False) -> tuple[bytes, int]:
+        """Hand the caller ``leaf``'s ratchet (its secret and generation) to advance with
+        ``ratchet_step``; the tree forgets it."""
+        r = self._ratchet(leaf, b"handshake" if handshake else b"application")
+        del self._ratchets[(leaf, b"handshake" if handshake else b"application")]
+        return r.secret, r.generation
 
     def application_key_nonce(self, leaf: int, generation: int) -> tuple[bytes, bytes]:
         """Key and nonce of ``leaf``'s application message ``generation``; consumes it
@@ -205,9 +219,3 @@ class SecretTree:
         """The generation the ratchet of ``leaf`` will hand out next."""
         return self._ratchet(leaf, b"handshake" if handshake else b"application").generation
 
-
-def fingerprint(public_key: bytes) -> str:
-    """A fingerprint people can read aloud and compare out of band: the first 20 bytes
-    of SHA-256 of the key, in ten groups of four hex digits."""
-    digest = hashlib.sha256(public_key).hexdigest()[:40].upper()
-    return " ".join(digest[i : i + 4] for i in range(0, 40, 4))

@@ -28,7 +28,8 @@ from hub.protocol.errors import AuthError, Code, ProtocolError, RequestError, Us
 #: Errors after which a publish is re-sent (same cid) rather than failed.
 RETRYABLE = frozenset({Code.STORE, Code.SHUTTING_DOWN})
 
-Request = f.Subscribe | f.Unsubscribe | f.Commit | f.SendDirected
+Request = (f.Subscribe | f.Unsubscribe | f.Commit | f.SendDirected | f.PutKeyPackages
+           | f.ClaimKeyPackages)
 Key = tuple[str, int]  # (op, cid) of a publish
 
 

@@ -18,6 +18,10 @@ import msgpack
 from hub.protocol import frames as f
 from hub.protocol.errors import DecodeError, FrameTooLarge
 
+#: A signed key package is ~1.3 KiB with the hybrid KEM; an upload carries at most this many.
+MAX_KEY_PACKAGE = 2048
+MAX_KEY_PACKAGES_PER_FRAME = 128
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
@@ -346,6 +350,18 @@ def _dack(r: _Reader) -> f.DirectedAck:
     return f.DirectedAck(ids=tuple(check_uint(v, f"$.ids[{i}]") for i, v in enumerate(ids)))
 
 
+def _kp_put(r: _Reader) -> f.PutKeyPackages:
+    raw = r.array("packages", max_len=MAX_KEY_PACKAGES_PER_FRAME)
+    return f.PutKeyPackages(rid=r.uint("rid"), packages=tuple(
+        check_bytes(v, f"$.packages[{i}]", MAX_KEY_PACKAGE) for i, v in enumerate(raw)))
+
+
+def _kp_claim(r: _Reader) -> f.ClaimKeyPackages:
+    raw = r.array("units", max_len=r.limits.max_batch)
+    return f.ClaimKeyPackages(rid=r.uint("rid"), units=tuple(
+        check_id(v, f"$.units[{i}]") for i, v in enumerate(raw)))
+
+
 _PARSERS: dict[str, Callable[[_Reader], f.Frame]] = {
     f.Challenge.T: _challenge,
     f.Ready.T: _ready,
@@ -363,4 +379,6 @@ _PARSERS: dict[str, Callable[[_Reader], f.Frame]] = {
     f.Commit.T: _commit,
     f.SendDirected.T: _send,
     f.DirectedAck.T: _dack,
+    f.PutKeyPackages.T: _kp_put,
+    f.ClaimKeyPackages.T: _kp_claim,
 }

@@ -13,7 +13,8 @@ WebSocket close code::
     ├── RequestError             a valid frame that cannot be served; the
     │                            connection stays open (forbidden, unknown
     │                            operation, bad statement, limit reached)
-    ├── CryptoError              (client/e2ee, next issue)
+    ├── CryptoError              a message or commit failed an end-to-end check
+    │                            (client/e2ee); the agent drops it and goes on
     ├── StoreError               the store failed; the request is not acked
     └── UsageError               this side misused the API (local)
 """
@@ -44,6 +45,15 @@ class Code:
     STORE = "store_failure"
     UNSUPPORTED_VERSION = "unsupported_version"  # raised by agents, never sent by the hub
     SHUTTING_DOWN = "shutting_down"
+    BAD_KEY_PACKAGE = "bad_key_package"
+    # raised by agents (client/e2ee) when a message or commit fails a check
+    DECRYPT_FAILED = "decrypt_failed"
+    REPLAYED = "replayed"
+    TOO_FAR_AHEAD = "too_far_ahead"
+    BAD_SENDER = "bad_sender_signature"
+    UNKNOWN_EPOCH = "unknown_epoch"
+    BAD_CONFIRMATION = "bad_confirmation_tag"
+    NO_KEY = "no_key_for_member"
 
 
 class CloseCode:

@@ -295,6 +295,33 @@ class DirectedAck:
         return {"t": self.T, "ids": list(self.ids)}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutKeyPackages:
+    """Publish this unit's signed key packages (``SignedKeyPackage.to_bytes()``): one-time
+    ones, and at most one marked last-resort, which replaces the previous one."""
+
+    T: ClassVar[str] = "kp_put"
+    rid: int
+    packages: tuple[bytes, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": self.T, "rid": self.rid, "packages": list(self.packages)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimKeyPackages:
+    """Take one key package of each unit (an OCU unit only, for a commit it will sign).
+    The answer's ``info`` holds ``packages`` (unit -> signed package) and ``missing``."""
+
+    T: ClassVar[str] = "kp_claim"
+    rid: int
+    units: tuple[str, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"t": self.T, "rid": self.rid, "units": list(self.units)}
+
+
 ServerFrame = Challenge | Ready | Error | Ok | Acks | Deliver | Ended | Directed
-ClientFrame = Hello | Publish | Subscribe | Unsubscribe | Ack | Commit | SendDirected | DirectedAck
+ClientFrame = (Hello | Publish | Subscribe | Unsubscribe | Ack | Commit | SendDirected | DirectedAck
+               | PutKeyPackages | ClaimKeyPackages)
 Frame = ServerFrame | ClientFrame

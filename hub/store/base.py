@@ -82,7 +82,33 @@ class SaveCursor:
     seq: int
 
 
-Command = AppendMessage | ApplyStatement | Enroll | StoreDirected | AckDirected | SaveCursor
+@dataclass(frozen=True, slots=True)
+class PutKeyPackages:
+    """Keep a unit's verified key packages: (package id, signed bytes, last_resort). A
+    last-resort package replaces the unit's previous one; a known id is ignored."""
+
+    unit: str
+    packages: tuple[tuple[bytes, bytes, bool], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimKeyPackages:
+    """Hand out one package per unit: the oldest one-time package (deleted), else the
+    unit's last-resort package (kept)."""
+
+    units: tuple[str, ...]
+
+
+class KeyPackagesStored(NamedTuple):
+    available: int  # one-time packages of the unit now held
+
+
+class KeyPackagesClaimed(NamedTuple):
+    packages: dict[str, bytes]  # unit -> signed package; units with none are absent
+
+
+Command = (AppendMessage | ApplyStatement | Enroll | StoreDirected | AckDirected | SaveCursor
+           | PutKeyPackages | ClaimKeyPackages)
 
 
 class Appended(NamedTuple):
@@ -100,7 +126,7 @@ class DirectedStored:
     duplicate: bool = False
 
 
-Result = Appended | DirectedStored | None
+Result = Appended | DirectedStored | KeyPackagesStored | KeyPackagesClaimed | None
 
 
 #: A stored log entry is exactly what goes on the wire in a deliver frame.

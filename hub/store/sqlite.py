@@ -27,17 +27,22 @@ import msgpack
 import sqlite_utils
 
 from hub.protocol.errors import StoreError
+from hub.protocol.keypackages import MAX_STORED_PER_UNIT
 from hub.store.base import (
     AckDirected,
     Appended,
     AppendMessage,
     ApplyStatement,
+    ClaimKeyPackages,
     Command,
     DirectedEntry,
     DirectedStored,
     Enroll,
+    KeyPackagesClaimed,
+    KeyPackagesStored,
     LogEntry,
     OperationRecord,
+    PutKeyPackages,
     Result,
     SaveCursor,
     Snapshot,
@@ -133,6 +138,12 @@ class SQLiteStore:
             "acked INTEGER NOT NULL DEFAULT 0)")
         table("directed").create_index(["recipient", "acked", "id"], if_not_exists=True)
         table("directed").create_index(["sender", "cid"], if_not_exists=True)
+        # Signed key packages (ciphertext-free: public keys only), oldest id handed out first.
+        self._w.execute(
+            "CREATE TABLE IF NOT EXISTS key_packages (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "unit TEXT NOT NULL, kp_id BLOB NOT NULL, body BLOB NOT NULL, "
+            "last_resort INTEGER NOT NULL, UNIQUE (unit, kp_id))")
+        table("key_packages").create_index(["unit", "last_resort", "id"], if_not_exists=True)
 
     # --- reads at start-up -----------------------------------------------------------
 
@@ -217,6 +228,10 @@ class SQLiteStore:
                         "INSERT INTO cursors (unit, op, seq) VALUES (?, ?, ?) "
                         "ON CONFLICT(unit, op) DO UPDATE SET seq = MAX(seq, excluded.seq)",
                         (cmd.unit, cmd.op, cmd.seq))
+                case PutKeyPackages():
+                    results[i] = self._put_key_packages(cur, cmd)
+                case ClaimKeyPackages():
+                    results[i] = self._claim_key_packages(cur, cmd)
         batch.write(cur)
         return results
 
@@ -232,6 +247,36 @@ class SQLiteStore:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (cmd.op, cmd.sender, cmd.cid, cmd.recipient, cmd.payload, cmd.at_ms))
         return DirectedStored(int(cur.lastrowid or 0))
+
+    @staticmethod
+    def _put_key_packages(cur: sqlite3.Cursor, cmd: PutKeyPackages) -> KeyPackagesStored:
+        for kp_id, body, last_resort in cmd.packages:
+            if last_resort:
+                cur.execute("DELETE FROM key_packages WHERE unit = ? AND last_resort = 1",
+                            (cmd.unit,))
+            cur.execute("INSERT OR IGNORE INTO key_packages (unit, kp_id, body, last_resort) "
+                        "VALUES (?, ?, ?, ?)", (cmd.unit, kp_id, body, int(last_resort)))
+        # Keep the newest MAX_STORED_PER_UNIT one-time packages: a unit cannot grow the
+        # table without bound, and the oldest are the likeliest to be stale anyway.
+        cur.execute("DELETE FROM key_packages WHERE unit = ? AND last_resort = 0 AND id NOT IN "
+                    "(SELECT id FROM key_packages WHERE unit = ? AND last_resort = 0 "
+                    "ORDER BY id DESC LIMIT ?)", (cmd.unit, cmd.unit, MAX_STORED_PER_UNIT))
+        (n,) = cur.execute("SELECT COUNT(*) FROM key_packages WHERE unit = ? AND "
+                           "last_resort = 0", (cmd.unit,)).fetchone()
+        return KeyPackagesStored(int(n))
+
+    @staticmethod
+    def _claim_key_packages(cur: sqlite3.Cursor, cmd: ClaimKeyPackages) -> KeyPackagesClaimed:
+        out: dict[str, bytes] = {}
+        for unit in dict.fromkeys(cmd.units):
+            row = cur.execute("SELECT id, body, last_resort FROM key_packages WHERE unit = ? "
+                              "ORDER BY last_resort, id LIMIT 1", (unit,)).fetchone()
+            if row is None:
+                continue
+            if not row[2]:
+                cur.execute("DELETE FROM key_packages WHERE id = ?", (row[0],))
+            out[unit] = row[1]
+        return KeyPackagesClaimed(out)
 
     def _append(self, cmd: AppendMessage, existing: dict[tuple[str, str, int, int], int],
                 batch: _LogBatch) -> Appended:

@@ -1,0 +1,599 @@
+"""One unit's end-to-end state for its operations: epochs, commits, welcomes, messages.
+
+Sans-I/O: methods take bytes and ``now`` and return bytes or results; randomness comes
+from the injected ``rand``. ``client.secure`` moves the bytes through the hub.
+
+Epochs. The admin's signed membership statement (``hub.protocol.statements``) carries,
+in its ``key_material`` field, the key material of the next epoch::
+
+    km = {"v": 1, "suite": name,
+          "sealed": [[unit, key package id, HPKE-sealed commit secret], ...],
+          "tag": confirmation tag}
+
+Every member that stays gets the fresh ``commit_secret`` sealed to one of its one-time
+key packages; a member that joins gets a *welcome* instead (a directed message holding
+the ``joiner_secret`` sealed to its key package). Then, as in RFC 9420 section 8::
+
+    ctx           = msgpack([op, epoch, prev statement hash, roster hash, suite])
+    joiner_secret = ExpandWithLabel(Extract(init_secret[n-1], commit_secret), "joiner", ctx)
+    epoch_secret  = ExpandWithLabel(joiner_secret, "epoch", ctx)
+    encryption_secret, confirmation_key, init_secret[n] = DeriveSecret(epoch_secret,
+                                                          "encryption" | "confirm" | "init")
+    tag           = HMAC(confirmation_key, ctx || SHA-256(sealed list))
+
+A removed member lacks the commit secret, a joiner lacks the previous init secret; the
+tag (inside the admin's signature) proves every member derived the same epoch. A member
+accepts an epoch secret from nothing but this: a verified commit plus its own sealed
+share or welcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from client.e2ee import message
+from client.e2ee.schedule import (
+    PREFIX,
+    SecretTree,
+    derive_secret,
+    expand_with_label,
+    hash_size,
+    hkdf_extract,
+)
+from client.e2ee.suite import CipherSuite, KeyPackageKeys, Rand, suite_named
+from client.identity import UnitIdentity
+from client.membership import OperationAdmin
+from hub.protocol.credentials import AuthorityRing, Credential, SignedCredential
+from hub.protocol.errors import Code, CryptoError, OpshubError, RequestError
+from hub.protocol.keypackages import SignedKeyPackage
+from hub.protocol.statements import OperationState, Statement, roster_hash, statement_hash
+
+#: A generation more than this far ahead of a sender's ratchet is refused.
+MAX_AHEAD = 1000
+#: Skipped keys kept per sender and epoch, for messages that arrive out of order.
+SKIPPED_WINDOW = 1000
+#: How long the previous epoch's receive keys are kept after a rotation (seconds).
+GRACE_SECONDS = 120.0
+
+APPLICATION = 1  # default content type
+
+
+def _ctx(stmt: Statement, suite: CipherSuite) -> bytes:
+    return msgpack.packb([stmt.op, stmt.epoch, stmt.prev, stmt.roster, suite.name],  # type: ignore[no-any-return]
+                         use_bin_type=True)
+
+
+def _commit_info(op: str, epoch: int) -> bytes:
+    return b"opshub/commit-secret/v1\x00" + bytes(msgpack.packb([op, epoch]))
+
+
+def _welcome_info(op: str, epoch: int) -> bytes:
+    return b"opshub/welcome/v1\x00" + bytes(msgpack.packb([op, epoch]))
+
+
+def _tag(confirmation_key: bytes, ctx: bytes, sealed: list[list[Any]]) -> bytes:
+    sealed_hash = hashlib.sha256(msgpack.packb(sealed, use_bin_type=True)).digest()
+    return hmac.digest(confirmation_key, b"opshub/confirm/v1\x00" + ctx + sealed_hash, "sha256")
+
+
+@dataclass(slots=True)
+class _Receiver:
+    """One sender's receive ratchet in one epoch, with the keys it skipped."""
+
+    secret: bytes
+    generation: int
+    skipped: OrderedDict[int, tuple[bytes, bytes]] = field(default_factory=OrderedDict)
+
+
+class Epoch:
+    """The keys of one epoch of one operation."""
+
+    def __init__(self, *, op: str, number: int, roster: tuple[str, ...], joiner_secret: bytes,
+                 ctx: bytes, suite: CipherSuite) -> None:
+        self.op = op
+        self.number = number
+        self.roster = roster
+        self.index = {unit: i for i, unit in enumerate(roster)}
+        self.suite = suite
+        self.joiner_secret = joiner_secret
+        h = suite.hash_name
+        epoch_secret = expand_with_label(joiner_secret, b"epoch", ctx, hash_size(h),
+                                         prefix=PREFIX, hash_name=h)
+        self.confirmation_key = derive_secret(epoch_secret, b"confirm", prefix=PREFIX,
+                                              hash_name=h)
+        self.init_secret = derive_secret(epoch_secret, b"init", prefix=PREFIX, hash_name=h)
+        encryption_secret = derive_secret(epoch_secret, b"encryption", prefix=PREFIX,
+                                          hash_name=h)
+        self.tree = SecretTree(encryption_secret, len(roster),
+                               prefix=PREFIX, key_size=suite.key_size,
+                               nonce_size=suite.nonce_size, hash_name=suite.hash_name)
+        self.receivers: dict[int, _Receiver] = {}
+        self.send: _Receiver | None = None
+        self.messages = 0  # messages sent or received in this epoch
+
+    def receiver(self, leaf: int) -> _Receiver:
+        r = self.receivers.get(leaf)
+        if r is None:
+            secret, generation = self.tree.take_ratchet(leaf)
+            r = self.receivers[leaf] = _Receiver(secret, generation)
+        return r
+
+
+def joiner_secret_for(init_secret: bytes, commit_secret: bytes, ctx: bytes,
+                      suite: CipherSuite) -> bytes:
+    return expand_with_label(hkdf_extract(init_secret, commit_secret, hash_name=suite.hash_name),
+                             b"joiner", ctx, hash_size(suite.hash_name), prefix=PREFIX,
+                             hash_name=suite.hash_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message that decrypted and whose signature checked."""
+
+    op: str
+    sender: str
+    epoch: int
+    generation: int
+    content_type: int
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CommitApplied:
+    op: str
+    epoch: int
+    members: frozenset[str]
+    keys: bool  # whether this unit holds the new epoch's keys
+    removed: bool = False  # this unit was removed by this commit
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A verified commit whose keys wait for this unit's welcome."""
+
+    epoch: int
+    ctx: bytes
+    tag: bytes
+    sealed: list[list[Any]]
+    roster: tuple[str, ...]
+    suite: CipherSuite
+
+
+class Channel:
+    """This unit's view of one operation: the verified chain and the epochs it can read."""
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+        self.chain: OperationState | None = None
+        self.credentials: dict[str, Credential] = {}
+        self.current: Epoch | None = None
+        self.previous: tuple[Epoch, float] | None = None  # with the time its grace ends
+        self.pending: _Pending | None = None
+        self.welcomes: dict[int, tuple[bytes, bytes]] = {}  # epoch -> (kp id, sealed)
+        self.joined_epoch: int | None = None
+        self.removed = False
+        self.epoch_started = 0.0
+
+    def epoch(self, number: int, now: float) -> Epoch | None:
+        if self.current is not None and self.current.number == number:
+            return self.current
+        if self.previous is not None and self.previous[0].number == number:
+            if now <= self.previous[1]:
+                return self.previous[0]
+            self.previous = None  # grace over: those keys are gone
+        return None
+
+
+class Member:
+    """One unit's end-to-end state across its operations."""
+
+    def __init__(self, identity: UnitIdentity, *, ring: AuthorityRing, keys: KeyPackageKeys,
+                 rand: Rand, grace: float = GRACE_SECONDS) -> None:
+        self.unit = identity.unit
+        self.identity = identity
+        self.ring = ring
+        self.keys = keys
+        self.rand = rand
+        self.grace = grace
+        self.channels: dict[str, Channel] = {}
+
+    def channel(self, op: str) -> Channel:
+        ch = self.channels.get(op)
+        if ch is None:
+            ch = self.channels[op] = Channel(op)
+        return ch
+
+    # --- commits ------------------------------------------------------------------------
+
+    def on_commit(self, op: str, body: bytes, signature: bytes, *, now: float) -> CommitApplied:
+        """Verify a statement from the operation's log and move to its epoch.
+
+        Raises CryptoError (the statement is refused and nothing changes): not signed by
+        the admin, not chained, a roster that does not match, a credential the authority
+        did not sign, a confirmation tag that does not match."""
+        ch = self.channel(op)
+        if ch.chain is not None and statement_hash(body) == ch.chain.head:
+            # our own accepted commit (an admin applies it when the hub accepts it)
+            return CommitApplied(op, ch.chain.epoch, ch.chain.members,
+                                 keys=ch.current is not None
+                                 and ch.current.number == ch.chain.epoch)
+        try:
+            stmt = Statement.from_bytes(body)
+            if stmt.op != op:
+                raise CryptoError(f"statement for {stmt.op!r} in the log of {op!r}",
+                                  code=Code.BAD_STATEMENT)
+            creds = self._verify_credentials(stmt, now)
+            if ch.chain is None:
+                admin = creds.get(stmt.admin)
+                if admin is None:
+                    raise CryptoError(f"epoch-0 statement lacks the credential of its admin "
+                                      f"{stmt.admin!r}", code=Code.BAD_STATEMENT)
+                state = OperationState.create(stmt, body, signature,
+                                              signer_key=admin.identity_key,
+                                              signer_role=admin.role)
+            else:
+                state = ch.chain.apply(stmt, body, signature)
+        except RequestError as exc:  # the shared statement rules speak RequestError
+            raise CryptoError(f"commit {op}/{_epoch_of(body)} refused: {exc.message}",
+                              code=exc.code) from None
+        km = _parse_km(stmt.key_material)
+        suite = suite_named(km["suite"])
+        ctx = _ctx(stmt, suite)
+        roster = tuple(sorted(state.members))
+        was_member = ch.chain is not None and self.unit in ch.chain.members
+        epoch: Epoch | None = None
+        if self.unit in stmt.removes:
+            ch.removed = True
+        elif self.unit in state.members and was_member and self.unit != stmt.admin:
+            mine = [s for s in km["sealed"] if s[0] == self.unit]
+            if len(mine) != 1:
+                raise CryptoError(f"commit {op}/{stmt.epoch} has no commit secret for "
+                                  f"{self.unit!r}", code=Code.NO_KEY)
+            assert ch.current is not None or ch.pending is not None
+            if ch.current is None or ch.current.number != stmt.epoch - 1:
+                raise CryptoError(f"commit {op}/{stmt.epoch} follows an epoch whose keys this "
+                                  f"unit lacks; ask the admin for a welcome",
+                                  code=Code.UNKNOWN_EPOCH)
+            commit_secret = self.keys.open(mine[0][1], mine[0][2],
+                                           _commit_info(op, stmt.epoch))
+            joiner = joiner_secret_for(ch.current.init_secret, commit_secret, ctx, suite)
+            epoch = self._checked_epoch(op, stmt.epoch, roster, joiner, ctx, km["tag"],
+                                        km["sealed"], suite)
+        # commit accepted: from here on nothing raises
+        ch.chain = state
+        ch.credentials.update(creds)
+        if epoch is not None:
+            self._install(ch, epoch, now)
+        elif self.unit in state.members and self.unit != stmt.admin:
+            ch.pending = _Pending(stmt.epoch, ctx, km["tag"], km["sealed"], roster, suite)
+            self._try_welcome(ch, now)
+        else:
+            ch.pending = None
+        return CommitApplied(op, stmt.epoch, state.members,
+                             keys=ch.current is not None and ch.current.number == stmt.epoch,
+                             removed=self.unit in stmt.removes)
+
+    def on_welcome(self, payload: bytes, *, now: float) -> str:
+        """Keep a welcome (from a directed message) and use it once its commit is verified.
+        Returns the operation it is for. Raises CryptoError for a malformed one."""
+        try:
+            w = msgpack.unpackb(payload, raw=False)
+            op, epoch, kp_id, sealed = w["op"], w["epoch"], w["kp"], w["sealed"]
+            if not (isinstance(op, str) and type(epoch) is int and isinstance(kp_id, bytes)
+                    and isinstance(sealed, bytes)):
+                raise TypeError("wrong field types")
+        except Exception as exc:
+            raise CryptoError(f"malformed welcome: {exc}", code=Code.BAD_STATEMENT) from None
+        ch = self.channel(op)
+        ch.welcomes[epoch] = (kp_id, sealed)
+        self._try_welcome(ch, now)
+        return op
+
+    def _try_welcome(self, ch: Channel, now: float) -> None:
+        p = ch.pending
+        if p is None or p.epoch not in ch.welcomes:
+            return
+        kp_id, sealed = ch.welcomes.pop(p.epoch)
+        joiner = self.keys.open(kp_id, sealed, _welcome_info(ch.op, p.epoch))
+        epoch = self._checked_epoch(ch.op, p.epoch, p.roster, joiner, p.ctx, p.tag, p.sealed,
+                                    p.suite)
+        self._install(ch, epoch, now)
+        if ch.joined_epoch is None:
+            ch.joined_epoch = p.epoch
+        ch.pending = None
+
+    @staticmethod
+    def _checked_epoch(op: str, number: int, roster: tuple[str, ...], joiner: bytes,
+                       ctx: bytes, tag: bytes, sealed: list[list[Any]],
+                       suite: CipherSuite) -> Epoch:
+        epoch = Epoch(op=op, number=number, roster=roster, joiner_secret=joiner, ctx=ctx,
+                      suite=suite)
+        expected = _tag(epoch.confirmation_key, ctx, sealed)
+        if not hmac.compare_digest(expected, tag):
+            raise CryptoError(f"confirmation tag of {op}/{number} does not match the keys "
+                              f"derived: the commit or welcome was altered",
+                              code=Code.BAD_CONFIRMATION)
+        return epoch
+
+    def _install(self, ch: Channel, epoch: Epoch, now: float) -> None:
+        if ch.current is not None:
+            ch.previous = (ch.current, now + self.grace)
+        ch.current = epoch
+        ch.epoch_started = now
+        if ch.joined_epoch is None:
+            ch.joined_epoch = epoch.number
+
+    def _verify_credentials(self, stmt: Statement, now: float) -> dict[str, Credential]:
+        out = {}
+        for body, sig in stmt.credentials:
+            try:
+                cred = self.ring.verify(SignedCredential(body, sig), now=int(now))
+            except OpshubError as exc:
+                raise CryptoError(f"commit {stmt.op}/{stmt.epoch} carries a credential the "
+                                  f"authority did not sign: {exc.message}",
+                                  code=Code.BAD_CREDENTIAL) from None
+            out[cred.unit] = cred
+        return out
+
+    # --- messages -----------------------------------------------------------------------
+
+    def encrypt(self, op: str, content: bytes, *, content_type: int = APPLICATION,
+                now: float) -> tuple[bytes, bytes]:
+        """(header, ciphertext) of ``content`` for the current epoch of ``op``."""
+        ch = self.channels.get(op)
+        if ch is None or ch.current is None or ch.removed:
+            raise CryptoError(f"no keys to send on {op!r}: not a member, or the welcome has "
+                              f"not arrived", code=Code.UNKNOWN_EPOCH)
+        epoch = ch.current
+        leaf = epoch.index[self.unit]
+        if epoch.send is None:
+            secret, generation = epoch.tree.take_ratchet(leaf)
+            epoch.send = _Receiver(secret, generation)
+        key, nonce, nxt = epoch.tree.ratchet_step(epoch.send.secret, epoch.send.generation)
+        header = message.Header(content_type, epoch.number, leaf, epoch.send.generation,
+                                self.rand(4))
+        epoch.send.secret, epoch.send.generation = nxt, epoch.send.generation + 1
+        epoch.messages += 1
+        ct = message.seal(op=op, header=header, content=content, key=key, nonce=nonce,
+                          signer=self.identity.key)
+        return header.to_bytes(), ct
+
+    def decrypt(self, op: str, header_bytes: bytes, ciphertext: bytes, *,
+                now: float) -> Received:
+        """Decrypt and verify one message. Raises CryptoError with a specific code:
+        unknown_epoch, replayed, too_far_ahead, decrypt_failed, bad_sender_signature.
+        A message that fails leaves every ratchet as it was."""
+        header = message.Header.from_bytes(header_bytes)
+        ch = self.channels.get(op)
+        epoch = None if ch is None else ch.epoch(header.epoch, now)
+        if epoch is None:
+            raise CryptoError(f"no keys for epoch {header.epoch} of {op!r}",
+                              code=Code.UNKNOWN_EPOCH)
+        if header.sender >= len(epoch.roster):
+            raise CryptoError(f"sender leaf {header.sender} is outside the roster of "
+                              f"{len(epoch.roster)}", code=Code.BAD_SENDER)
+        r = epoch.receiver(header.sender)
+        g = header.generation
+        skipped: list[tuple[int, tuple[bytes, bytes]]] = []
+        if g < r.generation:
+            kn = r.skipped.get(g)
+            if kn is None:
+                raise CryptoError(f"generation {g} from leaf {header.sender} in {op}/"
+                                  f"{header.epoch} was already used (replay)",
+                                  code=Code.REPLAYED)
+            key, nonce = kn
+            secret = r.secret
+        else:
+            if g - r.generation > MAX_AHEAD:
+                raise CryptoError(f"generation {g} is more than {MAX_AHEAD} ahead of "
+                                  f"{r.generation}", code=Code.TOO_FAR_AHEAD)
+            secret, gen = r.secret, r.generation
+            while gen < g:
+                k, n, secret = epoch.tree.ratchet_step(secret, gen)
+                skipped.append((gen, (k, n)))
+                gen += 1
+            key, nonce, secret = epoch.tree.ratchet_step(secret, g)
+        content, signature = message.open_unverified(
+            op=op, header_bytes=header_bytes, header=header, ciphertext=ciphertext, key=key,
+            nonce=nonce)
+        sender = epoch.roster[header.sender]
+        cred = ch.credentials.get(sender) if ch is not None else None
+        if cred is None:
+            raise CryptoError(f"no credential for {sender!r}", code=Code.BAD_SENDER)
+        message.verify(op=op, header_bytes=header_bytes, content=content, signature=signature,
+                       sender_key=Ed25519PublicKey.from_public_bytes(cred.identity_key),
+                       sender=sender)
+        # verified: now move the ratchet and forget the key
+        if g < r.generation:
+            del r.skipped[g]
+        else:
+            r.skipped.update(skipped)
+            while len(r.skipped) > SKIPPED_WINDOW:
+                r.skipped.popitem(last=False)
+            r.secret, r.generation = secret, g + 1
+        epoch.messages += 1
+        return Received(op, sender, header.epoch, g, header.content_type, content)
+
+
+def _epoch_of(body: bytes) -> str:
+    try:
+        return str(msgpack.unpackb(body, raw=False)["epoch"])
+    except Exception:
+        return "?"
+
+
+def _parse_km(km: bytes) -> dict[str, Any]:
+    try:
+        m = msgpack.unpackb(km, raw=False)
+        if not isinstance(m, dict) or m.get("v") != 1:
+            raise TypeError("not a version-1 key material map")
+        if not isinstance(m["suite"], str) or not isinstance(m["tag"], bytes):
+            raise TypeError("suite or tag missing")
+        sealed = m["sealed"]
+        if not isinstance(sealed, list) or not all(
+                isinstance(s, list) and len(s) == 3 and isinstance(s[0], str)
+                and isinstance(s[1], bytes) and isinstance(s[2], bytes) for s in sealed):
+            raise TypeError("sealed must be a list of [unit, key package id, sealed secret]")
+    except Exception as exc:
+        raise CryptoError(f"commit key material is malformed or missing: {exc}",
+                          code=Code.BAD_STATEMENT) from None
+    return m
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A signed commit not yet accepted by the hub, with what it will install."""
+
+    op: str
+    body: bytes
+    signature: bytes
+    welcomes: dict[str, bytes]  # joining unit -> directed payload
+    state: OperationState
+    epoch: Epoch
+    credentials: dict[str, Credential]
+
+
+class Admin(Member):
+    """An operation's admin (an OCU unit): signs commits that carry each epoch's keys.
+
+    ``propose_*`` need one key package per member other than the admin, claimed from
+    the hub (``packages_needed`` says whose); each is verified against the member's
+    credential before anything is sealed to it. After the hub accepts the commit,
+    ``accepted`` installs the epoch, and the welcomes go out as directed messages."""
+
+    def __init__(self, identity: UnitIdentity, *, ring: AuthorityRing, keys: KeyPackageKeys,
+                 rand: Rand, suite: CipherSuite, grace: float = GRACE_SECONDS) -> None:
+        super().__init__(identity, ring=ring, keys=keys, rand=rand, grace=grace)
+        self.suite = suite
+        self._admins: dict[str, OperationAdmin] = {}
+
+    def packages_needed(self, op: str, *, add: list[str] | tuple[str, ...] = (),
+                        remove: list[str] | tuple[str, ...] = ()) -> list[str]:
+        ch = self.channels.get(op)
+        members = set(add) if ch is None or ch.chain is None else (
+            (ch.chain.members | set(add)) - set(remove))
+        return sorted(members - {self.unit})
+
+    def propose_create(self, op: str, name: str, members: list[SignedCredential],
+                       packages: dict[str, bytes], *, now: float) -> Proposal:
+        admin = self._admins[op] = OperationAdmin(self.identity, op, now=lambda: now)
+        creds = {c.credential.unit: c.credential for c in members}
+        creds[self.unit] = self.identity.credential
+        roster = tuple(sorted(creds))
+        stmt_ctx = Statement(op=op, epoch=0, prev=b"", admin=self.unit,
+                             roster=roster_hash(set(roster)))
+        commit_secret = self.rand(hash_size(self.suite.hash_name))
+        init = bytes(hash_size(self.suite.hash_name))
+        km, epoch, welcomes = self._key_material(op, stmt_ctx, roster, joiners=set(roster),
+                                                 stayers=set(), init=init,
+                                                 commit_secret=commit_secret,
+                                                 packages=packages, creds=creds)
+        body, sig = admin.create(name, members, key_material=km)
+        assert admin._proposed is not None
+        return Proposal(op, body, sig, welcomes, admin._proposed, epoch, creds)
+
+    def propose_change(self, op: str, *, add: list[SignedCredential] = [],  # noqa: B006
+                       remove: list[str] = [], packages: dict[str, bytes],  # noqa: B006
+                       now: float) -> Proposal:
+        """Add and/or remove members, or with neither just rotate the keys."""
+        ch = self.channels.get(op)
+        admin = self._admins.get(op)
+        if ch is None or ch.chain is None or ch.current is None or admin is None:
+            raise CryptoError(f"{self.unit!r} is not the admin of a live {op!r}",
+                              code=Code.NOT_ADMIN)
+        admin.now = lambda: now
+        creds = dict(ch.credentials)
+        creds.update({c.credential.unit: c.credential for c in add})
+        added = {c.credential.unit for c in add}
+        members = (ch.chain.members | added) - set(remove)
+        roster = tuple(sorted(members))
+        stmt_ctx = Statement(op=op, epoch=ch.chain.epoch + 1, prev=ch.chain.head,
+                             admin=self.unit, roster=roster_hash(members))
+        km, epoch, welcomes = self._key_material(
+            op, stmt_ctx, roster, joiners=added, stayers=set(members - added),
+            init=ch.current.init_secret, commit_secret=self.rand(hash_size(self.suite.hash_name)),
+            packages=packages, creds=creds)
+        body, sig = admin.change(add=add, remove=remove, key_material=km)
+        assert admin._proposed is not None
+        return Proposal(op, body, sig, welcomes, admin._proposed, epoch,
+                        {u: c for u, c in creds.items() if u in members})
+
+    def accepted(self, p: Proposal, *, now: float) -> None:
+        """The hub stored the commit: move to its epoch."""
+        ch = self.channel(p.op)
+        self._admins[p.op].state = p.state
+        ch.chain = p.state
+        ch.credentials.update(p.credentials)
+        self._install(ch, p.epoch, now)
+
+    def welcome_again(self, op: str, unit: str, package: bytes) -> bytes:
+        """A new welcome to the current epoch for a member that lost its own."""
+        ch = self.channels.get(op)
+        if ch is None or ch.current is None or ch.chain is None or unit not in ch.chain.members:
+            raise CryptoError(f"{unit!r} is not a member of {op!r}", code=Code.NOT_MEMBER)
+        kp_id, public = self._package(unit, package, ch.credentials)
+        sealed = self.suite.seal(public, ch.current.joiner_secret,
+                                 _welcome_info(op, ch.current.number))
+        return _welcome(op, ch.current.number, kp_id, sealed)
+
+    def needs_rotation(self, op: str, *, now: float, max_messages: int,
+                       max_seconds: float) -> bool:
+        ch = self.channels.get(op)
+        if ch is None or ch.current is None:
+            return False
+        return (ch.current.messages >= max_messages
+                or now - ch.epoch_started >= max_seconds)
+
+    def _package(self, unit: str, package: bytes,
+                 creds: dict[str, Credential]) -> tuple[bytes, bytes]:
+        cred = creds.get(unit)
+        if cred is None:
+            raise CryptoError(f"no credential for {unit!r}", code=Code.BAD_CREDENTIAL)
+        try:
+            pkg = SignedKeyPackage.from_bytes(package).verify(cred.identity_key, unit)
+        except RequestError as exc:
+            raise CryptoError(f"key package of {unit!r} refused: {exc.message}",
+                              code=exc.code) from None
+        if pkg.kem != self.suite.kem:
+            raise CryptoError(f"key package of {unit!r} is for {pkg.kem}, the operation uses "
+                              f"{self.suite.kem}", code=Code.BAD_KEY_PACKAGE)
+        return pkg.id, pkg.public_key
+
+    def _key_material(self, op: str, stmt: Statement, roster: tuple[str, ...], *,
+                      joiners: set[str], stayers: set[str], init: bytes, commit_secret: bytes,
+                      packages: dict[str, bytes], creds: dict[str, Credential],
+                      ) -> tuple[bytes, Epoch, dict[str, bytes]]:
+        suite = self.suite
+        missing = sorted((joiners | stayers) - {self.unit} - set(packages))
+        if missing:
+            raise CryptoError(f"no key package for {', '.join(missing)}", code=Code.NO_KEY)
+        ctx = _ctx(stmt, suite)
+        joiner = joiner_secret_for(init, commit_secret, ctx, suite)
+        sealed: list[list[Any]] = []
+        for unit in sorted(stayers - {self.unit}):
+            kp_id, public = self._package(unit, packages[unit], creds)
+            sealed.append([unit, kp_id, suite.seal(public, commit_secret,
+                                                   _commit_info(op, stmt.epoch))])
+        welcomes = {}
+        for unit in sorted(joiners - {self.unit}):
+            kp_id, public = self._package(unit, packages[unit], creds)
+            welcomes[unit] = _welcome(op, stmt.epoch, kp_id,
+                                      suite.seal(public, joiner, _welcome_info(op, stmt.epoch)))
+        epoch = Epoch(op=op, number=stmt.epoch, roster=roster, joiner_secret=joiner, ctx=ctx,
+                      suite=suite)
+        km = msgpack.packb({"v": 1, "suite": suite.name, "sealed": sealed,
+                            "tag": _tag(epoch.confirmation_key, ctx, sealed)},
+                           use_bin_type=True)
+        return km, epoch, welcomes
+
+
+def _welcome(op: str, epoch: int, kp_id: bytes, sealed: bytes) -> bytes:
+    return msgpack.packb({"t": "welcome", "op": op, "epoch": epoch, "kp": kp_id,  # type: ignore[no-any-return]
+                          "sealed": sealed}, use_bin_type=True)

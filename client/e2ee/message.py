@@ -1,0 +1,113 @@
+"""Message framing: the routing header, padding, and the signed content inside the AEAD.
+
+    header (16 bytes, readable by the hub, authenticated as AEAD associated data):
+        version u8 | content type u8 | epoch u32 | sender leaf u16 | generation u32
+        | reuse guard 4 bytes
+    associated data = header || operation id (UTF-8)
+    AEAD plaintext  = u32 content length || content || Ed25519 signature (64)
+                      || zero padding up to a size bucket
+    signature       = Ed25519(sender identity key,
+                              SIGN_CONTEXT || associated data || content)
+    nonce           = ratchet nonce with its first 4 bytes XORed with the reuse guard
+
+Sizes are padded to buckets (powers of two from 256 bytes to 64 KiB, then multiples
+of 64 KiB) so that a message's length says little about its content. Pure functions.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from hub.protocol.errors import Code, CryptoError
+
+VERSION = 1
+SIGN_CONTEXT = b"opshub/message/v1\x00"
+_HEADER = struct.Struct(">BBIHI4s")
+HEADER_SIZE = _HEADER.size
+SIGNATURE_SIZE = 64
+_LEN = struct.Struct(">I")
+_BIG_BUCKET = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    content_type: int
+    epoch: int
+    sender: int
+    generation: int
+    reuse_guard: bytes
+
+    def to_bytes(self) -> bytes:
+        return _HEADER.pack(VERSION, self.content_type, self.epoch, self.sender,
+                            self.generation, self.reuse_guard)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Header:
+        if len(data) != HEADER_SIZE:
+            raise CryptoError(f"message header must be {HEADER_SIZE} bytes, got {len(data)}",
+                              code=Code.DECRYPT_FAILED)
+        version, ctype, epoch, sender, generation, guard = _HEADER.unpack(data)
+        if version != VERSION:
+            raise CryptoError(f"message format version {version} is not {VERSION}",
+                              code=Code.UNSUPPORTED_VERSION)
+        return cls(ctype, epoch, sender, generation, guard)
+
+
+def bucket(n: int) -> int:
+    """The padded size of an inner plaintext of ``n`` bytes."""
+    if n > _BIG_BUCKET:
+        return -(-n // _BIG_BUCKET) * _BIG_BUCKET
+    size = 256
+    while size < n:
+        size *= 2
+    return size
+
+
+def _nonce(nonce: bytes, guard: bytes) -> bytes:
+    head = bytes(a ^ b for a, b in zip(nonce[:4], guard, strict=True))
+    return head + nonce[4:]
+
+
+def seal(*, op: str, header: Header, content: bytes, key: bytes, nonce: bytes,
+         signer: Ed25519PrivateKey) -> bytes:
+    """The AEAD ciphertext of ``content`` signed by ``signer``."""
+    aad = header.to_bytes() + op.encode()
+    signature = signer.sign(SIGN_CONTEXT + aad + content)
+    inner = _LEN.pack(len(content)) + content + signature
+    inner += bytes(bucket(len(inner)) - len(inner))
+    return AESGCM(key).encrypt(_nonce(nonce, header.reuse_guard), inner, aad)
+
+
+def open_unverified(*, op: str, header_bytes: bytes, header: Header, ciphertext: bytes,
+                    key: bytes, nonce: bytes) -> tuple[bytes, bytes]:
+    """Decrypt; return (content, signature) still to be checked with ``verify``.
+    Raises CryptoError(decrypt_failed) for a ciphertext or header changed in transit."""
+    aad = header_bytes + op.encode()
+    try:
+        inner = AESGCM(key).decrypt(_nonce(nonce, header.reuse_guard), ciphertext, aad)
+    except InvalidTag:
+        raise CryptoError(f"message from leaf {header.sender} generation {header.generation} "
+                          f"does not decrypt: ciphertext or header altered",
+                          code=Code.DECRYPT_FAILED) from None
+    if len(inner) < _LEN.size + SIGNATURE_SIZE:
+        raise CryptoError("decrypted message is too short", code=Code.DECRYPT_FAILED)
+    (n,) = _LEN.unpack_from(inner)
+    end = _LEN.size + n
+    if end + SIGNATURE_SIZE > len(inner) or any(inner[end + SIGNATURE_SIZE :]):
+        raise CryptoError("decrypted message has a bad length or padding",
+                          code=Code.DECRYPT_FAILED)
+    return inner[_LEN.size : end], inner[end : end + SIGNATURE_SIZE]
+
+
+def verify(*, op: str, header_bytes: bytes, content: bytes, signature: bytes,
+           sender_key: Ed25519PublicKey, sender: str) -> None:
+    try:
+        sender_key.verify(signature, SIGN_CONTEXT + header_bytes + op.encode() + content)
+    except InvalidSignature:
+        raise CryptoError(f"message claims to be from {sender!r} but is not signed by its "
+                          f"identity key", code=Code.BAD_SENDER) from None
