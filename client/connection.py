@@ -338,9 +338,11 @@ class AgentConnection:
         self.session.ack_directed(tuple(ids))
         self._schedule_flush()
 
-    async def put_key_packages(self, packages: list[bytes]) -> int:
-        """Publish signed key packages; returns how many one-time ones the hub now holds."""
-        info = await self._call(lambda rid: f.PutKeyPackages(rid=rid, packages=tuple(packages)))
+    async def put_key_packages(self, packages: list[bytes], *, replace: bool = False) -> int:
+        """Publish signed key packages; returns how many one-time ones the hub now holds.
+        ``replace``: the hub first drops every package of this unit it holds."""
+        info = await self._call(lambda rid: f.PutKeyPackages(rid=rid, packages=tuple(packages),
+                                                             replace=replace))
         return int(info["available"])
 
     async def claim_key_packages(self, units: list[str]) -> tuple[dict[str, bytes], list[str]]:

@@ -560,7 +560,7 @@ class Broker:
             assert isinstance(stored, KeyPackagesStored)
             conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={"available": stored.available})))
 
-        self.worker.submit([PutKeyPackages(conn.unit, tuple(rows))], done)
+        self.worker.submit([PutKeyPackages(conn.unit, tuple(rows), frame.replace)], done)
 
     def _claim_key_packages(self, conn: Outbox, frame: f.ClaimKeyPackages) -> None:
         """Only OCU units (the admins who sign commits) may take other units' packages:

@@ -379,8 +379,14 @@ class Member:
         if header.sender >= len(epoch.roster):
             raise CryptoError(f"sender leaf {header.sender} is outside the roster of "
                               f"{len(epoch.roster)}", code=Code.BAD_SENDER)
-        r = epoch.receiver(header.sender)
         g = header.generation
+        if epoch.roster[header.sender] == self.unit:
+            # we never receive our own leaf: a copy of what we sent, or a forgery
+            sent = 0 if epoch.send is None else epoch.send.generation
+            raise CryptoError(f"message claims to come from this unit ({self.unit!r}) at "
+                              f"generation {g}", code=Code.REPLAYED if g < sent
+                              else Code.BAD_SENDER)
+        r = epoch.receiver(header.sender)
         skipped: list[tuple[int, tuple[bytes, bytes]]] = []
         if g < r.generation:
             kn = r.skipped.get(g)

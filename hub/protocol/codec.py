@@ -122,6 +122,15 @@ class _Reader:
             raise DecodeError(f"{len(v)} entries exceed the limit of {max_len}", ref=p)
         return v
 
+    def flag(self, key: str) -> bool:
+        """An optional boolean, False when absent."""
+        v = self._get(key, optional=True)
+        if v is None:
+            return False
+        if type(v) is not bool:
+            raise DecodeError(f"expected a boolean, got {_kind(v)}", ref=f"{self.path}.{key}")
+        return v
+
     def mapping(self, key: str) -> dict[str, Any]:
         v = self._get(key)
         if not isinstance(v, dict):
@@ -353,7 +362,8 @@ def _dack(r: _Reader) -> f.DirectedAck:
 def _kp_put(r: _Reader) -> f.PutKeyPackages:
     raw = r.array("packages", max_len=MAX_KEY_PACKAGES_PER_FRAME)
     return f.PutKeyPackages(rid=r.uint("rid"), packages=tuple(
-        check_bytes(v, f"$.packages[{i}]", MAX_KEY_PACKAGE) for i, v in enumerate(raw)))
+        check_bytes(v, f"$.packages[{i}]", MAX_KEY_PACKAGE) for i, v in enumerate(raw)),
+        replace=r.flag("replace"))
 
 
 def _kp_claim(r: _Reader) -> f.ClaimKeyPackages:

@@ -303,9 +303,14 @@ class PutKeyPackages:
     T: ClassVar[str] = "kp_put"
     rid: int
     packages: tuple[bytes, ...]
+    #: drop every package of this unit held so far (an agent that lost its private halves)
+    replace: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": self.T, "rid": self.rid, "packages": list(self.packages)}
+        out = {"t": self.T, "rid": self.rid, "packages": list(self.packages)}
+        if self.replace:
+            out["replace"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -89,6 +89,7 @@ class PutKeyPackages:
 
     unit: str
     packages: tuple[tuple[bytes, bytes, bool], ...]
+    replace: bool = False  # delete the unit's packages first
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,6 +250,8 @@ class SQLiteStore:
 
     @staticmethod
     def _put_key_packages(cur: sqlite3.Cursor, cmd: PutKeyPackages) -> KeyPackagesStored:
+        if cmd.replace:
+            cur.execute("DELETE FROM key_packages WHERE unit = ?", (cmd.unit,))
         for kp_id, body, last_resort in cmd.packages:
             if last_resort:
                 cur.execute("DELETE FROM key_packages WHERE unit = ? AND last_resort = 1",

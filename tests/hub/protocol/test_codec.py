@@ -44,6 +44,7 @@ EXAMPLES: list[f.Frame] = [
     f.SendDirected(rid=6, op="OP-1", to="TT-POLICE", payload=b"secret"),
     f.DirectedAck(ids=(1, 2, 3)),
     f.PutKeyPackages(rid=8, packages=(b"kp-1", b"kp-2")),
+    f.PutKeyPackages(rid=10, packages=(), replace=True),
     f.ClaimKeyPackages(rid=9, units=("JM-CUSTOMS", "TT-POLICE")),
 ]
 

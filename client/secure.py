@@ -1,0 +1,320 @@
+"""SecureAgent: an agent whose operation traffic is end-to-end encrypted.
+
+The application publishes and reads plaintext; on the wire and in the hub there is
+only the routing header and ciphertext. This is the I/O shell around the sans-I/O
+``client.e2ee.channel`` (Member, or Admin for OCU units): it publishes key packages,
+reads commits and messages from the operation logs and welcomes from directed
+messages, and, for an admin, claims key packages, signs commits and sends welcomes.
+
+A message or commit that fails a check is dropped, recorded in ``rejected`` with its
+stable code, and the agent goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import msgpack
+
+from client.connection import TIMEOUT, AgentConnection
+from client.e2ee.channel import APPLICATION, Admin, CommitApplied, Member, Proposal, Received
+from client.e2ee.suite import HYBRID, CipherSuite, KeyPackageKeys, Rand
+from client.identity import UnitIdentity
+from hub.protocol import frames as f
+from hub.protocol.agent_session import Delivered, SubscriptionEnded
+from hub.protocol.credentials import AuthorityRing, SignedCredential
+from hub.protocol.errors import Code, CryptoError
+
+log = logging.getLogger("opshub.secure")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decrypted, signature-checked message, with its place in the operation's log."""
+
+    op: str
+    seq: int
+    sender: str
+    content_type: int
+    content: bytes
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A log entry or directed message this agent refused, and why."""
+
+    op: str
+    seq: int | None
+    sender: str
+    code: str
+    reason: str
+
+
+class SecureAgent:
+    def __init__(self, url: str, identity: UnitIdentity, authority_keys: list[bytes], *,
+                 suite: CipherSuite = HYBRID, rand: Rand = os.urandom,
+                 clock: Callable[[], float] = time.time, packages: int = 16,
+                 rotate_messages: int = 10_000, rotate_seconds: float = 3600.0,
+                 reconnect: bool = True) -> None:
+        self.identity = identity
+        self.unit = identity.unit
+        self.clock = clock
+        self.packages = packages
+        self.rotate_messages = rotate_messages
+        self.rotate_seconds = rotate_seconds
+        self.conn = AgentConnection(url, identity, reconnect=reconnect, now=clock)
+        self.keys = KeyPackageKeys(self.unit, identity.key, suite, rand)
+        ring = AuthorityRing(authority_keys)
+        self.member: Member = (
+            Admin(identity, ring=ring, keys=self.keys, rand=rand, suite=suite)
+            if identity.credential.role == "ocu"
+            else Member(identity, ring=ring, keys=self.keys, rand=rand))
+        self.rejected: list[Rejected] = []
+        self.skipped_before_join = 0  # entries of epochs before this unit joined
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._epoch_changed = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed: set[str] = set()
+        self._rotating: set[str] = set()
+        self._topping_up = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, publish key packages (and a last-resort one), start reading."""
+        await self.conn.connect()
+        # replace: this agent holds no private half of any package published before it
+        await self.conn.put_key_packages(
+            self.keys.generate(self.packages, now=int(self.clock()), last_resort=True),
+            replace=True)
+        self._tasks = [asyncio.create_task(self._read_log(), name=f"log-{self.unit}"),
+                       asyncio.create_task(self._read_directed(), name=f"dir-{self.unit}")]
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.conn.close()
+
+    async def __aenter__(self) -> SecureAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- sending and receiving ------------------------------------------------------------
+
+    async def publish(self, op: str, content: bytes, *,
+                      content_type: int = APPLICATION) -> int:
+        """Encrypt, sign and publish ``content``; returns its seq once the hub stored it."""
+        header, ciphertext = self.member.encrypt(op, content, content_type=content_type,
+                                                 now=self.clock())
+        seq = await self.conn.publish(op, ciphertext, header=header)
+        self._maybe_rotate(op)
+        return seq
+
+    async def next_message(self, within: float = TIMEOUT) -> Message:
+        async with asyncio.timeout(within):
+            return await self._inbox.get()
+
+    async def messages(self) -> AsyncIterator[Message]:
+        while True:
+            yield await self._inbox.get()
+
+    def epoch(self, op: str) -> int | None:
+        """The epoch of ``op`` whose keys this agent holds, if any."""
+        ch = self.member.channels.get(op)
+        return None if ch is None or ch.current is None else ch.current.number
+
+    async def wait_for_epoch(self, op: str, epoch: int, within: float = TIMEOUT) -> None:
+        """Wait until this agent holds the keys of ``epoch`` (or a later one) of ``op``."""
+        async with asyncio.timeout(within), self._epoch_changed:
+            await self._epoch_changed.wait_for(lambda: self._holds(op, epoch))
+
+    def _holds(self, op: str, epoch: int) -> bool:
+        current = self.epoch(op)
+        return current is not None and current >= epoch
+
+    async def request_welcome(self, op: str) -> None:
+        """Ask the operation's admin for a welcome to the current epoch (after losing
+        one's keys). The admin answers with a directed welcome."""
+        ch = self.member.channels.get(op)
+        if ch is None or ch.chain is None:
+            raise CryptoError(f"{op!r} is not known to this agent", code=Code.UNKNOWN_OPERATION)
+        await self._top_up(force=True)
+        await self.conn.send_directed(op, ch.chain.admin, msgpack.packb(
+            {"t": "welcome_request", "op": op}, use_bin_type=True))
+
+    # --- the admin's side ------------------------------------------------------------------
+
+    @property
+    def admin(self) -> Admin:
+        if not isinstance(self.member, Admin):
+            raise CryptoError(f"{self.unit!r} is not an OCU unit", code=Code.NOT_ADMIN)
+        return self.member
+
+    async def create_operation(self, op: str, name: str,
+                               members: list[SignedCredential]) -> None:
+        """Create ``op`` with ``members``, their keys sealed in the commit's welcomes."""
+        units = [c.credential.unit for c in members if c.credential.unit != self.unit]
+        packages = await self._claim(units)
+        proposal = self.admin.propose_create(op, name, members, packages, now=self.clock())
+        await self._send_proposal(proposal)
+
+    async def change(self, op: str, *, add: list[SignedCredential] = [],  # noqa: B006
+                     remove: list[str] = []) -> int:  # noqa: B006
+        """Add and/or remove members (with neither: rotate the keys). Returns the epoch."""
+        added = [c.credential.unit for c in add]
+        packages = await self._claim(self.admin.packages_needed(op, add=added, remove=remove))
+        proposal = self.admin.propose_change(op, add=add, remove=remove, packages=packages,
+                                             now=self.clock())
+        await self._send_proposal(proposal)
+        return proposal.state.epoch
+
+    async def rotate(self, op: str) -> int:
+        return await self.change(op)
+
+    async def _claim(self, units: list[str]) -> dict[str, bytes]:
+        packages, missing = await self.conn.claim_key_packages(units)
+        if missing:
+            raise CryptoError(f"no key package on the hub for {', '.join(missing)}: they "
+                              f"have not connected since they were enrolled", code=Code.NO_KEY)
+        return packages
+
+    async def _send_proposal(self, proposal: Proposal) -> None:
+        await self.conn.commit(proposal.body, proposal.signature)
+        self.admin.accepted(proposal, now=self.clock())
+        await self._notify()
+        if proposal.op not in self._subscribed:
+            self._subscribed.add(proposal.op)
+            await self.conn.subscribe(proposal.op, after=0)
+        for unit, welcome in proposal.welcomes.items():
+            await self.conn.send_directed(proposal.op, unit, welcome)
+
+    def _maybe_rotate(self, op: str) -> None:
+        if not isinstance(self.member, Admin) or op in self._rotating:
+            return
+        if self.member.needs_rotation(op, now=self.clock(), max_messages=self.rotate_messages,
+                                      max_seconds=self.rotate_seconds):
+            self._rotating.add(op)
+            task = asyncio.create_task(self.rotate(op))
+            task.add_done_callback(lambda t: self._rotated(op, t))
+
+    def _rotated(self, op: str, task: asyncio.Task[int]) -> None:
+        self._rotating.discard(op)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("rotation of %s failed: %r", op, task.exception())
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def _read_log(self) -> None:
+        async for item in self.conn.deliveries():
+            if isinstance(item, SubscriptionEnded):
+                self._subscribed.discard(item.op)
+                continue
+            try:
+                if item.kind == f.KIND_COMMIT:
+                    body, signature = msgpack.unpackb(item.payload)
+                    applied = self.member.on_commit(item.op, body, signature, now=self.clock())
+                    await self._committed(applied)
+                else:
+                    self._receive(item)
+            except CryptoError as exc:
+                self._reject(item.op, item.seq, item.sender, exc)
+            except Exception as exc:  # a malformed entry must not stop the agent
+                self._reject(item.op, item.seq, item.sender,
+                             CryptoError(f"unreadable entry: {exc!r}", code=Code.DECRYPT_FAILED))
+
+    def _receive(self, item: Delivered) -> None:
+        if item.sender == self.unit:
+            return  # our own message, stored: we hold no receive keys for our own leaf
+        try:
+            got: Received = self.member.decrypt(item.op, item.header, item.payload,
+                                                now=self.clock())
+        except CryptoError as exc:
+            if exc.code == Code.UNKNOWN_EPOCH and self._before_join(item):
+                self.skipped_before_join += 1
+                return
+            raise
+        self._inbox.put_nowait(Message(item.op, item.seq, got.sender, got.content_type,
+                                       got.content, got.epoch))
+        self._maybe_rotate(item.op)
+
+    def _before_join(self, item: Delivered) -> bool:
+        """An entry of an epoch before this unit joined: expected to be unreadable."""
+        ch = self.member.channels.get(item.op)
+        if ch is None or len(item.header) < 6:
+            return False
+        epoch = int.from_bytes(item.header[2:6], "big")
+        first = ch.joined_epoch
+        if first is None and ch.pending is not None:
+            first = ch.pending.epoch
+        if first is None and ch.welcomes:
+            first = min(ch.welcomes)
+        return first is not None and epoch < first
+
+    async def _committed(self, applied: CommitApplied) -> None:
+        await self._notify()
+        if len(self.keys) < self.packages // 2:
+            await self._top_up()
+
+    async def _read_directed(self) -> None:
+        while True:
+            try:
+                item = await self.conn.next_directed(within=3600)
+            except TimeoutError:
+                continue
+            try:
+                await self._directed(item)
+            except CryptoError as exc:
+                self._reject(item.op, None, item.sender, exc)
+            except Exception as exc:
+                self._reject(item.op, None, item.sender,
+                             CryptoError(f"unreadable directed message: {exc!r}",
+                                         code=Code.DECRYPT_FAILED))
+            self.conn.ack_directed(item.id)
+
+    async def _directed(self, item: f.DirectedItem) -> None:
+        kind = msgpack.unpackb(item.payload, raw=False).get("t")
+        if kind == "welcome":
+            op = self.member.on_welcome(item.payload, now=self.clock())
+            await self._notify()
+            if op not in self._subscribed:
+                self._subscribed.add(op)
+                await self.conn.subscribe(op, after=0)  # verify the chain from epoch 0
+        elif kind == "welcome_request" and isinstance(self.member, Admin):
+            packages = await self._claim([item.sender])
+            welcome = self.member.welcome_again(item.op, item.sender, packages[item.sender])
+            await self.conn.send_directed(item.op, item.sender, welcome)
+        else:
+            raise CryptoError(f"unknown directed message type {kind!r}",
+                              code=Code.BAD_STATEMENT)
+
+    def _reject(self, op: str, seq: int | None, sender: str, exc: CryptoError) -> None:
+        log.warning("%s rejected %s entry %s from %s: %s (%s)", self.unit, op, seq, sender,
+                    exc.message, exc.code)
+        self.rejected.append(Rejected(op, seq, sender, exc.code, exc.message))
+
+    async def _notify(self) -> None:
+        async with self._epoch_changed:
+            self._epoch_changed.notify_all()
+
+    async def _top_up(self, force: bool = False) -> None:
+        if self._topping_up and not force:
+            return
+        self._topping_up = True
+        try:
+            await self.conn.put_key_packages(
+                self.keys.generate(self.packages - len(self.keys) or 1, now=int(self.clock())))
+        finally:
+            self._topping_up = False
