@@ -128,6 +128,20 @@ def cmd_bench_hub(args: argparse.Namespace) -> int:
     return 0 if result.get("ok") else 1
 
 
+def cmd_bench_crypto(args: argparse.Namespace) -> int:
+    from client.bench_crypto import run_crypto_bench
+    from client.e2ee.suite import CLASSIC, HYBRID
+
+    result = run_crypto_bench(messages=args.messages, size=args.size, members=args.members,
+                              runs=args.runs,
+                              suite=(HYBRID if args.kem == "hybrid" else CLASSIC).name)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opshub", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -189,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="repeat and report the median of each figure (and every run)")
     bh.add_argument("--json", default=None, help="write the result here too")
     bh.set_defaults(func=cmd_bench_hub)
+    bc = bsub.add_parser("crypto", help="end-to-end encryption cost on one core")
+    bc.add_argument("--messages", type=int, default=2000, help="messages per round")
+    bc.add_argument("--size", type=int, default=1024, help="content bytes")
+    bc.add_argument("--members", type=int, default=41, help="operation size for the rekey")
+    bc.add_argument("--kem", choices=["hybrid", "x25519"], default="hybrid")
+    bc.add_argument("--runs", type=int, default=5, help="rounds; medians are reported")
+    bc.add_argument("--json", default=None, help="write the result here too")
+    bc.set_defaults(func=cmd_bench_crypto)
     return p
 
 

@@ -33,7 +33,7 @@ import hashlib
 import hmac
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -115,6 +115,8 @@ class Epoch:
                                prefix=PREFIX, key_size=suite.key_size,
                                nonce_size=suite.nonce_size, hash_name=suite.hash_name)
         self.receivers: dict[int, _Receiver] = {}
+        #: leaf -> (unit, its identity key), filled on first use
+        self.verifiers: dict[int, tuple[str, Ed25519PublicKey]] = {}
         self.send: _Receiver | None = None
         self.messages = 0  # messages sent or received in this epoch
 
@@ -133,9 +135,9 @@ def joiner_secret_for(init_secret: bytes, commit_secret: bytes, ctx: bytes,
                              hash_name=suite.hash_name)
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A message that decrypted and whose signature checked."""
+class Received(NamedTuple):
+    """A message that decrypted and whose signature checked. (A NamedTuple: one per
+    message on the receive path.)"""
 
     op: str
     sender: str
@@ -203,6 +205,13 @@ class Member:
         self.rand = rand
         self.grace = grace
         self.channels: dict[str, Channel] = {}
+        self._keys: dict[bytes, Ed25519PublicKey] = {}
+
+    def _public_key(self, raw: bytes) -> Ed25519PublicKey:
+        key = self._keys.get(raw)
+        if key is None:
+            key = self._keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
+        return key
 
     def channel(self, op: str) -> Channel:
         ch = self.channels.get(op)
@@ -372,7 +381,12 @@ class Member:
         A message that fails leaves every ratchet as it was."""
         header = message.Header.from_bytes(header_bytes)
         ch = self.channels.get(op)
-        epoch = None if ch is None else ch.epoch(header.epoch, now)
+        if ch is None:
+            epoch = None
+        elif ch.current is not None and ch.current.number == header.epoch:
+            epoch = ch.current  # the usual case, without a call
+        else:
+            epoch = ch.epoch(header.epoch, now)
         if epoch is None:
             raise CryptoError(f"no keys for epoch {header.epoch} of {op!r}",
                               code=Code.UNKNOWN_EPOCH)
@@ -386,12 +400,13 @@ class Member:
             raise CryptoError(f"message claims to come from this unit ({self.unit!r}) at "
                               f"generation {g}", code=Code.REPLAYED if g < sent
                               else Code.BAD_SENDER)
-        r = epoch.receiver(header.sender)
-        skipped: list[tuple[int, tuple[bytes, bytes]]] = []
+        leaf = header.sender
+        r = epoch.receivers.get(leaf) or epoch.receiver(leaf)
+        skipped: list[tuple[int, tuple[bytes, bytes]]] | None = None
         if g < r.generation:
             kn = r.skipped.get(g)
             if kn is None:
-                raise CryptoError(f"generation {g} from leaf {header.sender} in {op}/"
+                raise CryptoError(f"generation {g} from leaf {leaf} in {op}/"
                                   f"{header.epoch} was already used (replay)",
                                   code=Code.REPLAYED)
             key, nonce = kn
@@ -401,28 +416,33 @@ class Member:
                 raise CryptoError(f"generation {g} is more than {MAX_AHEAD} ahead of "
                                   f"{r.generation}", code=Code.TOO_FAR_AHEAD)
             secret, gen = r.secret, r.generation
-            while gen < g:
-                k, n, secret = epoch.tree.ratchet_step(secret, gen)
-                skipped.append((gen, (k, n)))
-                gen += 1
-            key, nonce, secret = epoch.tree.ratchet_step(secret, g)
-        content, signature = message.open_unverified(
-            op=op, header_bytes=header_bytes, header=header, ciphertext=ciphertext, key=key,
-            nonce=nonce)
-        sender = epoch.roster[header.sender]
-        cred = ch.credentials.get(sender) if ch is not None else None
-        if cred is None:
-            raise CryptoError(f"no credential for {sender!r}", code=Code.BAD_SENDER)
-        message.verify(op=op, header_bytes=header_bytes, content=content, signature=signature,
-                       sender_key=Ed25519PublicKey.from_public_bytes(cred.identity_key),
-                       sender=sender)
+            step = epoch.tree.ratchet_step
+            if gen < g:
+                skipped = []
+                while gen < g:
+                    k, n, secret = step(secret, gen)
+                    skipped.append((gen, (k, n)))
+                    gen += 1
+            key, nonce, secret = step(secret, g)
+        aad = header_bytes + op.encode()
+        content, signature = message.open_unverified(aad, header, ciphertext, key, nonce)
+        verifier = epoch.verifiers.get(leaf)
+        if verifier is None:
+            sender = epoch.roster[leaf]
+            cred = ch.credentials.get(sender) if ch is not None else None
+            if cred is None:
+                raise CryptoError(f"no credential for {sender!r}", code=Code.BAD_SENDER)
+            verifier = epoch.verifiers[leaf] = (sender, self._public_key(cred.identity_key))
+        sender, public = verifier
+        message.verify(aad, content, signature, public, sender)
         # verified: now move the ratchet and forget the key
         if g < r.generation:
             del r.skipped[g]
         else:
-            r.skipped.update(skipped)
-            while len(r.skipped) > SKIPPED_WINDOW:
-                r.skipped.popitem(last=False)
+            if skipped:
+                r.skipped.update(skipped)
+                while len(r.skipped) > SKIPPED_WINDOW:
+                    r.skipped.popitem(last=False)
             r.secret, r.generation = secret, g + 1
         epoch.messages += 1
         return Received(op, sender, header.epoch, g, header.content_type, content)

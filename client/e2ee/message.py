@@ -17,7 +17,7 @@ of 64 KiB) so that a message's length says little about its content. Pure functi
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -34,8 +34,10 @@ _LEN = struct.Struct(">I")
 _BIG_BUCKET = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
+    """The routing header. (A NamedTuple: one is built per message, ~4x cheaper than a
+    frozen dataclass.)"""
+
     content_type: int
     epoch: int
     sender: int
@@ -48,14 +50,13 @@ class Header:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Header:
-        if len(data) != HEADER_SIZE:
-            raise CryptoError(f"message header must be {HEADER_SIZE} bytes, got {len(data)}",
-                              code=Code.DECRYPT_FAILED)
-        version, ctype, epoch, sender, generation, guard = _HEADER.unpack(data)
-        if version != VERSION:
-            raise CryptoError(f"message format version {version} is not {VERSION}",
+        if len(data) != HEADER_SIZE or data[0] != VERSION:
+            if len(data) != HEADER_SIZE:
+                raise CryptoError(f"message header must be {HEADER_SIZE} bytes, got "
+                                  f"{len(data)}", code=Code.DECRYPT_FAILED)
+            raise CryptoError(f"message format version {data[0]} is not {VERSION}",
                               code=Code.UNSUPPORTED_VERSION)
-        return cls(ctype, epoch, sender, generation, guard)
+        return cls._make(_HEADER.unpack(data)[1:])
 
 
 def bucket(n: int) -> int:
@@ -69,8 +70,8 @@ def bucket(n: int) -> int:
 
 
 def _nonce(nonce: bytes, guard: bytes) -> bytes:
-    head = bytes(a ^ b for a, b in zip(nonce[:4], guard, strict=True))
-    return head + nonce[4:]
+    head = int.from_bytes(nonce[:4], "big") ^ int.from_bytes(guard, "big")
+    return head.to_bytes(4, "big") + nonce[4:]
 
 
 def seal(*, op: str, header: Header, content: bytes, key: bytes, nonce: bytes,
@@ -83,31 +84,29 @@ def seal(*, op: str, header: Header, content: bytes, key: bytes, nonce: bytes,
     return AESGCM(key).encrypt(_nonce(nonce, header.reuse_guard), inner, aad)
 
 
-def open_unverified(*, op: str, header_bytes: bytes, header: Header, ciphertext: bytes,
-                    key: bytes, nonce: bytes) -> tuple[bytes, bytes]:
+def open_unverified(aad: bytes, header: Header, ciphertext: bytes, key: bytes,
+                    nonce: bytes) -> tuple[bytes, bytes]:
     """Decrypt; return (content, signature) still to be checked with ``verify``.
-    Raises CryptoError(decrypt_failed) for a ciphertext or header changed in transit."""
-    aad = header_bytes + op.encode()
+    ``aad`` is header bytes || op. Raises CryptoError(decrypt_failed) for a ciphertext
+    or header changed in transit. (Positional: this runs once per message received.)"""
     try:
         inner = AESGCM(key).decrypt(_nonce(nonce, header.reuse_guard), ciphertext, aad)
     except InvalidTag:
         raise CryptoError(f"message from leaf {header.sender} generation {header.generation} "
                           f"does not decrypt: ciphertext or header altered",
                           code=Code.DECRYPT_FAILED) from None
-    if len(inner) < _LEN.size + SIGNATURE_SIZE:
-        raise CryptoError("decrypted message is too short", code=Code.DECRYPT_FAILED)
     (n,) = _LEN.unpack_from(inner)
     end = _LEN.size + n
-    if end + SIGNATURE_SIZE > len(inner) or any(inner[end + SIGNATURE_SIZE :]):
-        raise CryptoError("decrypted message has a bad length or padding",
-                          code=Code.DECRYPT_FAILED)
+    if end + SIGNATURE_SIZE > len(inner):
+        raise CryptoError("decrypted message has a bad length", code=Code.DECRYPT_FAILED)
+    # The padding after the signature is authenticated by the AEAD and otherwise unused.
     return inner[_LEN.size : end], inner[end : end + SIGNATURE_SIZE]
 
 
-def verify(*, op: str, header_bytes: bytes, content: bytes, signature: bytes,
-           sender_key: Ed25519PublicKey, sender: str) -> None:
+def verify(aad: bytes, content: bytes, signature: bytes, sender_key: Ed25519PublicKey,
+           sender: str) -> None:
     try:
-        sender_key.verify(signature, SIGN_CONTEXT + header_bytes + op.encode() + content)
+        sender_key.verify(signature, SIGN_CONTEXT + aad + content)
     except InvalidSignature:
         raise CryptoError(f"message claims to be from {sender!r} but is not signed by its "
                           f"identity key", code=Code.BAD_SENDER) from None

@@ -22,6 +22,9 @@ from __future__ import annotations
 import hmac
 import struct
 
+from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its dispatch
+from _hashlib import hmac_new as _hmac_new
+
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
@@ -34,6 +37,9 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+
+
+_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
 
 
 def hash_size(hash_name: str) -> int:
@@ -73,7 +79,16 @@ def hkdf_extract(salt: bytes, ikm: bytes, *, hash_name: str = "sha256") -> bytes
 def expand_with_label(secret: bytes, label: bytes, context: bytes, length: int, *,
                       prefix: bytes, hash_name: str = "sha256") -> bytes:
     info = struct.pack(">H", length) + opaque(prefix + label) + opaque(context)
-    return HKDFExpand(_hash(hash_name), length, info).derive(secret)
+    return _expand(secret, info, length, hash_name)
+
+
+def _expand(prk: bytes, info: bytes, length: int, hash_name: str) -> bytes:
+    """HKDF-Expand (RFC 5869). Outputs up to one hash long (every key, nonce and secret
+    of the schedule) are one HMAC, computed by the standard library's C code, ~10x
+    faster than building an HKDFExpand object; longer ones use ``cryptography``."""
+    if length <= _SIZES.get(hash_name, 0):
+        return _hmac_digest(prk, info + b"\x01", hash_name)[:length]
+    return HKDFExpand(_hash(hash_name), length, info).derive(prk)
 
 
 def derive_secret(secret: bytes, label: bytes, *, prefix: bytes,
@@ -138,6 +153,8 @@ class SecretTree:
                  nonce_size: int = 12, hash_name: str = "sha256") -> None:
         if n_leaves < 1:
             raise ValueError("a secret tree needs at least one leaf")
+        if max(key_size, nonce_size) > hash_size(hash_name):
+            raise ValueError(f"key and nonce sizes must not exceed the {hash_name} output")
         self.n_leaves = n_leaves
         self.prefix = prefix
         self.key_size = key_size
@@ -145,6 +162,12 @@ class SecretTree:
         self.hash_name = hash_name
         self._nh = hash_size(hash_name)
         self._nodes: dict[int, bytes] = {_root(n_leaves): encryption_secret}
+        # DeriveTreeSecret's KDFLabel up to the 4-byte generation, per label
+        def info(label: bytes, length: int) -> bytes:
+            return struct.pack(">H", length) + opaque(prefix + label) + varint(4)
+        self._key_info = info(b"key", key_size)
+        self._nonce_info = info(b"nonce", nonce_size)
+        self._secret_info = info(b"secret", self._nh)
         self._ratchets: dict[tuple[int, bytes], _Ratchet] = {}
 
     def _leaf_secret(self, leaf: int) -> bytes:
@@ -190,14 +213,20 @@ class SecretTree:
 
     def ratchet_step(self, secret: bytes, generation: int) -> tuple[bytes, bytes, bytes]:
         """(key, nonce, next ratchet secret) of a ratchet at ``generation``; pure, so a
-        caller can look ahead without moving anything (see ``take_ratchet``)."""
-        p, h = self.prefix, self.hash_name
-        return (derive_tree_secret(secret, b"key", generation, self.key_size, prefix=p,
-                                   hash_name=h),
-                derive_tree_secret(secret, b"nonce", generation, self.nonce_size, prefix=p,
-                                   hash_name=h),
-                derive_tree_secret(secret, b"secret", generation, self._nh, prefix=p,
-                                   hash_name=h))
+        caller can look ahead without moving anything (see ``take_ratchet``).
+
+        The three are HKDF-Expand outputs of at most one hash under the same key, so
+        one HMAC keyed once and copied three times computes them (~2x faster than three
+        separate HMACs; this runs once per message sent or received)."""
+        gen = struct.pack(">I", generation) + b"\x01"
+        base = _hmac_new(secret, digestmod=self.hash_name)
+        key = base.copy()
+        key.update(self._key_info + gen)
+        nonce = base.copy()
+        nonce.update(self._nonce_info + gen)
+        base.update(self._secret_info + gen)
+        return (key.digest()[: self.key_size], nonce.digest()[: self.nonce_size],
+                base.digest()[: self._nh])
 
     def take_ratchet(self, leaf: int, *, handshake: bool = False) -> tuple[bytes, int]:
         """Hand the caller ``leaf``'s ratchet (its secret and generation) to advance with
