@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hmac
 import struct
-
 from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its dispatch
 from _hashlib import hmac_new as _hmac_new
 
