@@ -1,11 +1,12 @@
-"""``opshub demo``: an embedded hub, a handful of agents, one operation, told as it happens.
+"""``opshub demo``: an embedded hub, a handful of agents, one encrypted operation.
 
 Until the replay issue lands this is the main job: start a hub on 127.0.0.1 with a
-SQLite file, create an operation with signed membership, exchange a short
-warning -> query -> hit -> seizure -> feedback exchange, drop and resume one
-agent, remove a member, send a directed message, then print what the hub holds and stop.
-Payloads are opaque bytes to the hub; end-to-end encryption arrives with its own
-issue, so this demo's payloads are not yet encrypted.
+SQLite file; the OCU creates an operation whose epoch keys it seals to each member
+(end-to-end encryption: the hub stores and relays ciphertext only); units exchange a
+short warning -> query -> hit -> seizure -> feedback storyline; one unit joins late
+(and cannot read what came before), one drops and resumes, one is removed (and cannot
+read what comes after); then the hub's view, and a check that its database holds none
+of the plaintexts.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from pathlib import Path
 import aiohttp
 import msgpack
 
-from client.connection import AgentConnection, Delivered, SubscriptionEnded
-from client.identity import KeyFolder, UnitIdentity, generate
-from client.membership import OperationAdmin
+from client.identity import KeyFolder, generate
+from client.secure import Message, SecureAgent
 from hub.app import RunningHub
 from hub.config import HubConfig
 
@@ -52,8 +52,8 @@ def _encode(kind: str, text: str) -> bytes:
     return msgpack.packb({"type": kind, "text": text})  # type: ignore[no-any-return]
 
 
-def _decode(payload: bytes) -> tuple[str, str]:
-    m = msgpack.unpackb(payload)
+def _decode(content: bytes) -> tuple[str, str]:
+    m = msgpack.unpackb(content)
     return str(m["type"]), str(m["text"])
 
 
@@ -61,7 +61,10 @@ async def run_demo(workdir: Path | None = None, messages: int = len(SCRIPT)) -> 
     with tempfile.TemporaryDirectory(prefix="opshub-demo-") as tmp:
         root = workdir or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        return await _demo(root, max(1, min(messages, len(SCRIPT))))
+        return await _demo(root, max(2, min(messages, len(SCRIPT))))
+
+
+LATE = "DM-CUSTOMS"  # joins half-way, removed at the end
 
 
 async def _demo(root: Path, n_messages: int) -> int:
@@ -73,7 +76,7 @@ async def _demo(root: Path, n_messages: int) -> int:
     keys = KeyFolder(keys_dir)
     config = HubConfig(host="127.0.0.1", port=0, db=root / "hub.db",
                        authorities=(keys.authority_public(),))
-    _say("opshub demo: one operation, six agents, a real hub on 127.0.0.1\n")
+    _say("opshub demo: one end-to-end encrypted operation, a real hub on 127.0.0.1\n")
     _say(f"keys     authority and {len(identities)} unit credentials in {keys_dir}/")
     for ident in identities:
         c = ident.credential
@@ -82,107 +85,104 @@ async def _demo(root: Path, n_messages: int) -> int:
     running.hub.preload(keys.roster())
     async with running, AsyncExitStack() as stack:
         _say(f"hub      listening on {running.url}, database {config.db}\n")
-        conns: dict[str, AgentConnection] = {}
+        agents: dict[str, SecureAgent] = {}
         for unit, ident in ids.items():
-            conns[unit] = await stack.enter_async_context(_agent(running.url, ident))
-        ocu = conns["OCU"]
-        admin = OperationAdmin(ids["OCU"], OP, now=time.time)
-        members = [ids[u].signed for u in ids if u != "OCU"]
-        info = await admin.send(ocu, admin.create("Demo operation, Caribbean", members))
-        _say(f"commit   OCU creates {OP}: epoch {info['epoch']}, {len(ids)} members "
-             f"(signed by the OCU, checked by the hub), log seq {info['seq']}")
-        for conn in conns.values():
-            await conn.subscribe(OP, after=0)
-
-        received: dict[str, list[Delivered]] = {u: [] for u in conns}
-        readers = {u: asyncio.create_task(_collect(c, received[u])) for u, c in conns.items()}
+            agent = SecureAgent(running.url, ident, [keys.authority_public()])
+            agents[unit] = await stack.enter_async_context(agent)
+        _say("packages every agent published 16 one-time key packages (ML-KEM-768 + X25519)")
+        received: dict[str, list[Message]] = {u: [] for u in agents}
+        readers = [asyncio.create_task(_collect(a, received[u])) for u, a in agents.items()]
         try:
-            await _exchange(conns, received, n_messages, admin, ids)
+            sent = await _exchange(agents, received, n_messages, ids)
         finally:
-            for task in readers.values():
+            for task in readers:
                 task.cancel()
-            await asyncio.gather(*readers.values(), return_exceptions=True)
-
-        await _summary(running, received)
+            await asyncio.gather(*readers, return_exceptions=True)
+        await _summary(running, agents, received)
+    _check_database(config.db, sent)
     _say("\nhub      stopped cleanly; every acknowledged message is in the database")
     return 0
 
 
-class _agent:
-    """Connect an agent as an async context manager (keeps AsyncExitStack tidy)."""
-
-    def __init__(self, url: str, ident: UnitIdentity) -> None:
-        self.conn = AgentConnection(url, ident)
-
-    async def __aenter__(self) -> AgentConnection:
-        await self.conn.connect()
-        return self.conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.conn.close()
+async def _collect(agent: SecureAgent, into: list[Message]) -> None:
+    async for message in agent.messages():
+        into.append(message)
 
 
-async def _collect(conn: AgentConnection, into: list[Delivered]) -> None:
-    async for item in conn.deliveries():
-        if isinstance(item, SubscriptionEnded):
-            _say(f"ended    {conn.unit}: subscription to {item.op} ended ({item.reason})")
-        else:
-            into.append(item)
-
-
-async def _wait_for(received: dict[str, list[Delivered]], units: list[str], seq: int) -> None:
+async def _wait_for(received: dict[str, list[Message]], counts: dict[str, int]) -> None:
+    """Until each unit in ``counts`` has decrypted at least that many messages."""
     async with asyncio.timeout(10):
         # polls several readers' lists under a timeout
-        while any(not received[u] or received[u][-1].seq < seq for u in units):  # noqa: ASYNC110
+        while any(len(received[u]) < n for u, n in counts.items()):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
-async def _exchange(conns: dict[str, AgentConnection], received: dict[str, list[Delivered]],
-                    n_messages: int, admin: OperationAdmin,
-                    ids: dict[str, UnitIdentity]) -> None:
+async def _exchange(agents: dict[str, SecureAgent], received: dict[str, list[Message]],
+                    n_messages: int, ids: dict) -> list[bytes]:  # type: ignore[type-arg]
+    ocu = agents["OCU"]
+    first = [u for u in agents if u not in ("OCU", LATE)]
+    await ocu.create_operation(OP, "Demo operation, Caribbean", [ids[u].signed for u in first])
+    for u in first:
+        await agents[u].wait_for_epoch(OP, 0)
+    _say(f"commit   OCU creates {OP}, epoch 0: {len(first) + 1} members; each got a welcome "
+         f"(its epoch secret sealed to one of its key packages)")
     script = SCRIPT[:n_messages]
     half = len(script) // 2
+    sent: list[bytes] = []
+    counts = {u: 0 for u in agents}
+
+    async def say(sender: str, kind: str, text: str, note: str = "") -> None:
+        content = _encode(kind, text)
+        seq = await agents[sender].publish(OP, content)
+        sent.append(content)
+        for u in agents:
+            if u != sender and agents[u].epoch(OP) is not None and \
+                    not agents[u].member.channels[OP].removed:
+                counts[u] += 1
+        _say(f"seq {seq:<4} {sender:<12} {kind:<10} {text}{note}")
+
     for sender, kind, text in script[:half]:
-        seq = await conns[sender].publish(OP, _encode(kind, text))
-        _say(f"seq {seq:<4} {sender:<12} {kind:<10} {text}")
-    await _wait_for(received, list(conns), seq)
-    _say(f"         every member has received seq 1..{seq} in order\n")
+        if sender != LATE:
+            await say(sender, kind, text)
+    await _wait_for(received, {u: counts[u] for u in first})
+    _say("         every member decrypted every message, signatures checked\n")
+
+    epoch = await ocu.change(OP, add=[ids[LATE].signed])
+    await agents[LATE].wait_for_epoch(OP, epoch)
+    _say(f"commit   OCU adds {LATE}: epoch {epoch}, new keys for all; {LATE} verifies the "
+         f"chain from epoch 0 but holds no key of epoch 0 "
+         f"({agents[LATE].skipped_before_join} earlier messages stay unreadable to it)")
 
     _say("drop     TT-POLICE loses its connection")
-    tt = conns["TT-POLICE"]
-    await tt.drop()
+    tt = agents["TT-POLICE"]
+    await tt.conn.drop()
     for sender, kind, text in script[half:]:
-        conn = conns[sender]
-        offline = "" if conn.connected else "  (written offline, sent on reconnect)"
-        seq = await conn.publish(OP, _encode(kind, text))
-        _say(f"seq {seq:<4} {conn.unit:<12} {kind:<10} {text}{offline}")
-    await _wait_for(received, list(conns), seq)
-    _say(f"resume   TT-POLICE reconnected ({tt.connects} connections) and caught up to seq "
-         f"{received['TT-POLICE'][-1].seq}: nothing missed, nothing twice\n")
+        offline = "" if agents[sender].conn.connected else "  (sent on reconnect)"
+        await say(sender, kind, text, offline)
+    await _wait_for(received, counts)
+    _say(f"resume   TT-POLICE reconnected ({tt.conn.connects} connections) and caught up: "
+         f"nothing missed, nothing twice\n")
 
-    dm = ids["DM-CUSTOMS"].unit
-    info = await admin.send(conns["OCU"], admin.change(remove=[dm]))
-    _say(f"commit   OCU removes {dm}: epoch {info['epoch']}, log seq {info['seq']}")
-    try:
-        await conns[dm].publish(OP, _encode("seizure", "late report"))
-    except Exception as exc:
-        _say(f"refused  {dm} publishes after removal: {exc}")
-
-    item_id = await conns["OCU"].send_directed(OP, "INTERPOL-LO",
-                                               _encode("tasking", "Trace the two pistols."))
-    got = await conns["INTERPOL-LO"].next_directed()
-    conns["INTERPOL-LO"].ack_directed(got.id)
-    _say(f"directed OCU -> INTERPOL-LO (id {item_id}), kept by the hub until acknowledged: "
-         f"{_decode(got.payload)[1]!r}")
-    await asyncio.sleep(0.2)
+    epoch = await ocu.change(OP, remove=[LATE])
+    await agents["JM-CUSTOMS"].wait_for_epoch(OP, epoch)
+    _say(f"commit   OCU removes {LATE}: epoch {epoch}; the new epoch secret is sealed to the "
+         f"remaining members only")
+    await say("OCU", "situation", "Closing note for the remaining members only.")
+    dm = agents[LATE]
+    _say(f"         {LATE} holds keys up to epoch {dm.epoch(OP)} and is removed: "
+         f"{dm.member.channels[OP].removed}")
+    await _wait_for(received, {u: n for u, n in counts.items() if u != LATE})
+    return sent
 
 
-async def _summary(running: RunningHub, received: dict[str, list[Delivered]]) -> None:
+async def _summary(running: RunningHub, agents: dict[str, SecureAgent],
+                   received: dict[str, list[Message]]) -> None:
     _say("\nsummary")
     for unit, items in received.items():
-        kinds = sum(1 for d in items if d.kind == 0)
-        _say(f"         {unit:<12} received {len(items):>3} log entries "
-             f"({kinds} messages, {len(items) - kinds} membership commits)")
+        agent = agents[unit]
+        _say(f"         {unit:<12} decrypted {len(items):>3} messages, epoch {agent.epoch(OP)}, "
+             f"rejected {len(agent.rejected)}, unreadable from before joining "
+             f"{agent.skipped_before_join}")
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{running.http}/v1/operations/{OP}") as resp:
             op = await resp.json()
@@ -195,3 +195,14 @@ async def _summary(running: RunningHub, received: dict[str, list[Delivered]]) ->
     for line in metrics.splitlines():
         if line.startswith(wanted):
             _say(f"         {line}")
+
+
+def _check_database(db: Path, sent: list[bytes]) -> None:
+    """Read the hub's SQLite file and WAL as raw bytes: none of the texts may be there."""
+    raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+    texts = [msgpack.unpackb(c)["text"].encode() for c in sent]
+    found = [t for t in texts if t in raw]
+    _say(f"\ncheck    {len(raw) // 1024} KiB of database and WAL scanned: "
+         f"{len(found)} of {len(texts)} message texts found in plaintext")
+    if found:
+        raise SystemExit(f"plaintext found in the hub's database: {found[0]!r}")

@@ -593,7 +593,9 @@ def _log_failure(results: list[Result] | StoreError) -> None:
 
 def _chunks(entries: Sequence[Sequence[Any]], max_items: int) -> list[list[Sequence[Any]]]:
     """Split delivery rows so that no frame holds more than ``max_items`` rows (the
-    agents' max_batch) or grows much past 1 MiB."""
+    agents' max_batch) or grows much past 1 MiB. No entries, no chunks."""
+    if not entries:
+        return []
     out: list[list[Sequence[Any]]] = [[]]
     size = 0
     for e in entries:

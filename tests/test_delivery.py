@@ -152,6 +152,23 @@ async def test_delivery_removed_member_subscription_ends(hub, agents, keys):
     assert seen[-1].reason.startswith("removed")
 
 
+async def test_delivery_removal_as_last_entry_of_a_transaction_keeps_others_live(
+        hub, agents, keys, caplog):
+    """A removal statement that ends its transaction's entries: the removed member's
+    subscription ends, the others stay live, and the fan-out hook raises nothing (it
+    once tried to deliver the empty remainder of the transaction)."""
+    ocu = await agents("OCU-BB")
+    admin = await create_operation(ocu, keys, "OP-L", MEMBERS)
+    jm, dm = await agents("JM-CUSTOMS"), await agents("DM-CUSTOMS")
+    await jm.subscribe("OP-L", after=0)
+    await dm.subscribe("OP-L", after=0)
+    await admin.send(ocu, admin.change(remove=["DM-CUSTOMS"]))
+    await ocu.publish("OP-L", b"after the removal")
+    got = [await jm.next_delivery() for _ in range(3)]
+    assert [getattr(i, "seq", None) for i in got] == [1, 2, 3]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
 async def test_delivery_hub_restart_loses_no_acknowledged_message(keys, db_path):
     """A hub stopped and restarted on the same database mid-stream keeps every acked
     message, and agents reconnect and resume on their own."""
