@@ -93,7 +93,26 @@ def test_cli_demo_runs_and_reports(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     assert "caught up" in proc.stdout
     assert "stopped cleanly" in proc.stdout
+    assert re.search(r"scanned: 0 of \d+ message texts found in plaintext", proc.stdout)
+    assert re.findall(r"rejected (\d+)", proc.stdout) == ["0"] * 6
+    assert "ERROR" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
     assert (tmp_path / "hub.db").exists()
+
+
+def test_cli_bench_crypto_reports_rates_and_rekey(tmp_path: Path):
+    """A tiny `opshub bench crypto` run reports every figure the crypto issue asks for."""
+    out = tmp_path / "crypto.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "opshub", "bench", "crypto", "--messages", "200", "--runs", "1",
+         "--members", "5", "--json", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    for key in ("ed25519_verify_per_s", "encrypt_sign_per_s", "verify_decrypt_per_s",
+                "rekey_ms", "commit_open_ms"):
+        assert result[key] > 0, key
+    assert 0 < result["receive_vs_verify"] < 1.5
+    assert result["options"]["kem"] == "MLKEM768_X25519"
 
 
 def test_cli_bench_hub_reports_required_fields(tmp_path: Path):
