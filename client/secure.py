@@ -146,8 +146,8 @@ class SecureAgent:
         return current is not None and current >= epoch
 
     async def request_welcome(self, op: str) -> None:
-        """Ask the operation's admin for a welcome to the current epoch (after losing
-        one's keys). The admin answers with a directed welcome."""
+        """Ask the operation's admin for keys after losing one's own (a restarted agent).
+        The admin answers with a new epoch whose welcome is sealed to this unit."""
         ch = self.member.channels.get(op)
         if ch is None or ch.chain is None:
             raise CryptoError(f"{op!r} is not known to this agent", code=Code.UNKNOWN_OPERATION)
@@ -172,12 +172,13 @@ class SecureAgent:
         await self._send_proposal(proposal)
 
     async def change(self, op: str, *, add: list[SignedCredential] = [],  # noqa: B006
-                     remove: list[str] = []) -> int:  # noqa: B006
-        """Add and/or remove members (with neither: rotate the keys). Returns the epoch."""
+                     remove: list[str] = [], rejoin: list[str] = []) -> int:  # noqa: B006
+        """Add and/or remove members (with neither: rotate the keys); ``rejoin``: members
+        that lost their keys get a welcome. Returns the new epoch."""
         added = [c.credential.unit for c in add]
         packages = await self._claim(self.admin.packages_needed(op, add=added, remove=remove))
-        proposal = self.admin.propose_change(op, add=add, remove=remove, packages=packages,
-                                             now=self.clock())
+        proposal = self.admin.propose_change(op, add=add, remove=remove, rejoin=rejoin,
+                                             packages=packages, now=self.clock())
         await self._send_proposal(proposal)
         return proposal.state.epoch
 
@@ -293,9 +294,9 @@ class SecureAgent:
                 self._subscribed.add(op)
                 await self.conn.subscribe(op, after=0)  # verify the chain from epoch 0
         elif kind == "welcome_request" and isinstance(self.member, Admin):
-            packages = await self._claim([item.sender])
-            welcome = self.member.welcome_again(item.op, item.sender, packages[item.sender])
-            await self.conn.send_directed(item.op, item.sender, welcome)
+            # a new epoch, with a welcome for the requester: re-sending the current epoch's
+            # keys would let it reuse generations it already sent under
+            await self.change(item.op, rejoin=[item.sender])
         else:
             raise CryptoError(f"unknown directed message type {kind!r}",
                               code=Code.BAD_STATEMENT)

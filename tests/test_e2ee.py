@@ -276,16 +276,24 @@ async def test_e2ee_rotation_by_message_count(secure, keys) -> None:
 
 
 async def test_e2ee_member_that_lost_its_keys_asks_for_a_welcome(secure, keys) -> None:
-    """A member whose state is gone (a new agent, same identity) asks the admin for a
-    welcome and reads the current epoch again."""
-    _ocu, agents = await _operation(secure, keys, MEMBERS[:2])
+    """A member whose state is gone (a new agent, same identity) after several rotations
+    follows the chain without keys, asks the admin, and gets a fresh epoch with a welcome
+    sealed to it; then it reads and is read again."""
+    ocu, agents = await _operation(secure, keys, MEMBERS[:2])
+    await ocu.rotate(OP)
+    await ocu.rotate(OP)
+    await agents["TT-POLICE"].wait_for_epoch(OP, 2)
     await agents["TT-POLICE"].close()
     tt = await secure("TT-POLICE")  # fresh state: key packages and epochs are gone
     await tt.conn.subscribe(OP, after=0)
-    await _until(lambda: OP in tt.member.channels
-                 and tt.member.channels[OP].chain is not None)
+    await _until(lambda: OP in tt.member.channels and tt.member.channels[OP].chain is not None
+                 and tt.member.channels[OP].chain.epoch == 2)  # type: ignore[union-attr]
     assert tt.epoch(OP) is None
+    assert not tt.rejected
     await tt.request_welcome(OP)
-    await tt.wait_for_epoch(OP, 0)
+    await tt.wait_for_epoch(OP, 3)
+    await agents["JM-CUSTOMS"].wait_for_epoch(OP, 3)
     await agents["JM-CUSTOMS"].publish(OP, b"welcome back")
     assert (await tt.next_message()).content == b"welcome back"
+    await tt.publish(OP, b"thanks")
+    assert (await agents["JM-CUSTOMS"].next_message()).content == b"thanks"

@@ -63,6 +63,7 @@ SKIPPED_WINDOW = 1000
 GRACE_SECONDS = 120.0
 
 APPLICATION = 1  # default content type
+_MAX_WELCOMES = 8  # unused welcomes kept per epoch, and epochs with unused welcomes
 
 
 def _ctx(stmt: Statement, suite: CipherSuite) -> bytes:
@@ -101,8 +102,7 @@ class Epoch:
         self.number = number
         self.roster = roster
         self.index = {unit: i for i, unit in enumerate(roster)}
-        self.suite = suite
-        self.joiner_secret = joiner_secret
+        self.suite = suite  # the joiner secret is used here and not kept
         h = suite.hash_name
         epoch_secret = expand_with_label(joiner_secret, b"epoch", ctx, hash_size(h),
                                          prefix=PREFIX, hash_name=h)
@@ -178,7 +178,9 @@ class Channel:
         self.current: Epoch | None = None
         self.previous: tuple[Epoch, float] | None = None  # with the time its grace ends
         self.pending: _Pending | None = None
-        self.welcomes: dict[int, tuple[bytes, bytes]] = {}  # epoch -> (kp id, sealed)
+        #: epoch -> candidate welcomes (kp id, sealed); tried against the commit's tag
+        self.welcomes: dict[int, list[tuple[bytes, bytes]]] = {}
+        self.suite: str | None = None
         self.joined_epoch: int | None = None
         self.removed = False
         self.epoch_started = 0.0
@@ -254,33 +256,38 @@ class Member:
                               code=exc.code) from None
         km = _parse_km(stmt.key_material)
         suite = suite_named(km["suite"])
+        if ch.suite is not None and suite.name != ch.suite:
+            raise CryptoError(f"commit {op}/{stmt.epoch} switches the cipher suite from "
+                              f"{ch.suite} to {suite.name}; members refuse a suite change",
+                              code=Code.BAD_STATEMENT)
         ctx = _ctx(stmt, suite)
         roster = tuple(sorted(state.members))
-        was_member = ch.chain is not None and self.unit in ch.chain.members
         epoch: Epoch | None = None
-        if self.unit in stmt.removes:
-            ch.removed = True
-        elif self.unit in state.members and was_member and self.unit != stmt.admin:
+        member_after = self.unit in state.members and self.unit != stmt.admin
+        if member_after:
             mine = [s for s in km["sealed"] if s[0] == self.unit]
-            if len(mine) != 1:
-                raise CryptoError(f"commit {op}/{stmt.epoch} has no commit secret for "
-                                  f"{self.unit!r}", code=Code.NO_KEY)
-            assert ch.current is not None or ch.pending is not None
-            if ch.current is None or ch.current.number != stmt.epoch - 1:
-                raise CryptoError(f"commit {op}/{stmt.epoch} follows an epoch whose keys this "
-                                  f"unit lacks; ask the admin for a welcome",
-                                  code=Code.UNKNOWN_EPOCH)
-            commit_secret = self.keys.open(mine[0][1], mine[0][2],
-                                           _commit_info(op, stmt.epoch))
-            joiner = joiner_secret_for(ch.current.init_secret, commit_secret, ctx, suite)
-            epoch = self._checked_epoch(op, stmt.epoch, roster, joiner, ctx, km["tag"],
-                                        km["sealed"], suite)
+            prev = ch.current
+            if (mine and prev is not None and prev.number == stmt.epoch - 1
+                    and self.keys.holds(mine[0][1])):
+                commit_secret = self.keys.open(mine[0][1], mine[0][2],
+                                               _commit_info(op, stmt.epoch))
+                joiner = joiner_secret_for(prev.init_secret, commit_secret, ctx, suite)
+                epoch = self._checked_epoch(op, stmt.epoch, roster, joiner, ctx, km["tag"],
+                                            km["sealed"], suite)
+            # else: a joiner, or a member without the previous epoch's keys (a restarted
+            # agent): the chain moves on, the keys wait for a welcome
         # commit accepted: from here on nothing raises
         ch.chain = state
+        ch.suite = suite.name
         ch.credentials.update(creds)
+        if self.unit in stmt.removes:
+            ch.removed = True
+        for old_epoch in [e for e in ch.welcomes if e < stmt.epoch]:
+            del ch.welcomes[old_epoch]
         if epoch is not None:
             self._install(ch, epoch, now)
-        elif self.unit in state.members and self.unit != stmt.admin:
+            ch.pending = None
+        elif member_after:
             ch.pending = _Pending(stmt.epoch, ctx, km["tag"], km["sealed"], roster, suite)
             self._try_welcome(ch, now)
         else:
@@ -301,22 +308,39 @@ class Member:
         except Exception as exc:
             raise CryptoError(f"malformed welcome: {exc}", code=Code.BAD_STATEMENT) from None
         ch = self.channel(op)
-        ch.welcomes[epoch] = (kp_id, sealed)
-        self._try_welcome(ch, now)
+        if ch.chain is not None and epoch < ch.chain.epoch:
+            return op  # for an epoch already past: of no use any more
+        candidates = ch.welcomes.setdefault(epoch, [])
+        if len(candidates) >= _MAX_WELCOMES or len(ch.welcomes) > _MAX_WELCOMES:
+            raise CryptoError(f"too many unused welcomes for {op!r}", code=Code.LIMIT)
+        candidates.append((kp_id, sealed))
+        errors = self._try_welcome(ch, now)
+        if errors and ch.pending is not None and ch.pending.epoch == epoch:
+            raise errors[-1]  # this one was tried against its verified commit, and failed
         return op
 
-    def _try_welcome(self, ch: Channel, now: float) -> None:
+    def _try_welcome(self, ch: Channel, now: float) -> list[CryptoError]:
+        """Install the pending epoch from the first welcome whose keys match the commit's
+        confirmation tag. Anyone can send a directed message, so every candidate is tried
+        and the ones that fail are dropped; returns their errors."""
         p = ch.pending
-        if p is None or p.epoch not in ch.welcomes:
-            return
-        kp_id, sealed = ch.welcomes.pop(p.epoch)
-        joiner = self.keys.open(kp_id, sealed, _welcome_info(ch.op, p.epoch))
-        epoch = self._checked_epoch(ch.op, p.epoch, p.roster, joiner, p.ctx, p.tag, p.sealed,
-                                    p.suite)
-        self._install(ch, epoch, now)
-        if ch.joined_epoch is None:
-            ch.joined_epoch = p.epoch
-        ch.pending = None
+        errors: list[CryptoError] = []
+        if p is None:
+            return errors
+        for kp_id, sealed in ch.welcomes.pop(p.epoch, []):
+            try:
+                joiner = self.keys.open(kp_id, sealed, _welcome_info(ch.op, p.epoch))
+                epoch = self._checked_epoch(ch.op, p.epoch, p.roster, joiner, p.ctx, p.tag,
+                                            p.sealed, p.suite)
+            except CryptoError as exc:
+                errors.append(exc)
+                continue
+            self._install(ch, epoch, now)
+            if ch.joined_epoch is None:
+                ch.joined_epoch = p.epoch
+            ch.pending = None
+            break
+        return errors
 
     @staticmethod
     def _checked_epoch(op: str, number: int, roster: tuple[str, ...], joiner: bytes,
@@ -434,6 +458,9 @@ class Member:
                 raise CryptoError(f"no credential for {sender!r}", code=Code.BAD_SENDER)
             verifier = epoch.verifiers[leaf] = (sender, self._public_key(cred.identity_key))
         sender, public = verifier
+        if ch is not None and ch.chain is not None and sender not in ch.chain.members:
+            raise CryptoError(f"message from {sender!r}, who is no longer a member of {op!r}",
+                              code=Code.NOT_MEMBER)
         message.verify(aad, content, signature, public, sender)
         # verified: now move the ratchet and forget the key
         if g < r.generation:
@@ -526,9 +553,11 @@ class Admin(Member):
         return Proposal(op, body, sig, welcomes, admin._proposed, epoch, creds)
 
     def propose_change(self, op: str, *, add: list[SignedCredential] = [],  # noqa: B006
-                       remove: list[str] = [], packages: dict[str, bytes],  # noqa: B006
-                       now: float) -> Proposal:
-        """Add and/or remove members, or with neither just rotate the keys."""
+                       remove: list[str] = [], rejoin: list[str] = [],  # noqa: B006
+                       packages: dict[str, bytes], now: float) -> Proposal:
+        """Add and/or remove members, or with neither just rotate the keys. Members in
+        ``rejoin`` (ones that lost their keys) get a welcome to the new epoch instead of
+        a sealed commit secret: they lack the previous epoch's init secret."""
         ch = self.channels.get(op)
         admin = self._admins.get(op)
         if ch is None or ch.chain is None or ch.current is None or admin is None:
@@ -539,11 +568,12 @@ class Admin(Member):
         creds.update({c.credential.unit: c.credential for c in add})
         added = {c.credential.unit for c in add}
         members = (ch.chain.members | added) - set(remove)
+        joiners = added | (set(rejoin) & members)
         roster = tuple(sorted(members))
         stmt_ctx = Statement(op=op, epoch=ch.chain.epoch + 1, prev=ch.chain.head,
                              admin=self.unit, roster=roster_hash(members))
         km, epoch, welcomes = self._key_material(
-            op, stmt_ctx, roster, joiners=added, stayers=set(members - added),
+            op, stmt_ctx, roster, joiners=joiners, stayers=set(members - joiners),
             init=ch.current.init_secret, commit_secret=self.rand(hash_size(self.suite.hash_name)),
             packages=packages, creds=creds)
         body, sig = admin.change(add=add, remove=remove, key_material=km)
@@ -558,16 +588,6 @@ class Admin(Member):
         ch.chain = p.state
         ch.credentials.update(p.credentials)
         self._install(ch, p.epoch, now)
-
-    def welcome_again(self, op: str, unit: str, package: bytes) -> bytes:
-        """A new welcome to the current epoch for a member that lost its own."""
-        ch = self.channels.get(op)
-        if ch is None or ch.current is None or ch.chain is None or unit not in ch.chain.members:
-            raise CryptoError(f"{unit!r} is not a member of {op!r}", code=Code.NOT_MEMBER)
-        kp_id, public = self._package(unit, package, ch.credentials)
-        sealed = self.suite.seal(public, ch.current.joiner_secret,
-                                 _welcome_info(op, ch.current.number))
-        return _welcome(op, ch.current.number, kp_id, sealed)
 
     def needs_rotation(self, op: str, *, now: float, max_messages: int,
                        max_seconds: float) -> bool:

@@ -268,3 +268,72 @@ def test_channel_used_key_package_is_deleted(group: Group) -> None:
     held = len(jm.keys)
     group.change()
     assert len(jm.keys) == held - 1
+
+
+def _resigned(group: Group, p: Proposal, **km_changes: object) -> tuple[bytes, bytes]:
+    """The proposal's statement with its key material changed, signed by the admin."""
+    stmt = Statement.from_bytes(p.body)
+    km = msgpack.unpackb(stmt.key_material)
+    km.update(km_changes)
+    fields = {f: getattr(stmt, f) for f in stmt.__slots__}  # type: ignore[attr-defined]
+    return group.ids["OCU"].sign_statement(Statement(**{**fields,
+                                                        "key_material": msgpack.packb(km)}))
+
+
+def test_channel_removed_member_cannot_post_in_the_grace_period(group: Group) -> None:
+    """After NL's removal, readers still hold epoch 0's keys for in-flight messages, but
+    a message NL seals in epoch 0 after its removal is refused."""
+    group.change(remove=["NL"])
+    nl_epoch0 = group.members["NL"].channels["OP-E"]
+    assert nl_epoch0.removed
+    # NL keeps its epoch-0 keys; sealing with them needs a little help from the test
+    nl_epoch0.removed = False
+    header, ct = group.members["NL"].encrypt("OP-E", b"late order from NL", now=NOW)
+    with pytest.raises(CryptoError) as exc:
+        group.members["JM"].decrypt("OP-E", header, ct, now=NOW + 1)
+    assert exc.value.code == Code.NOT_MEMBER
+
+
+def test_channel_a_bogus_welcome_does_not_displace_the_real_one(group: Group) -> None:
+    p = group.change(add=["PT"], to=["JM", "TT", "NL"])
+    pt = group.members["PT"]
+    real = msgpack.unpackb(p.welcomes["PT"])
+    bogus = msgpack.packb({**real, "sealed": os.urandom(len(real["sealed"]))})
+    pt.on_welcome(p.welcomes["PT"], now=NOW)  # before its commit: kept as a candidate
+    pt.on_welcome(bogus, now=NOW)  # anyone may send one; it must not replace the first
+    for body, sig in group.log:
+        pt.on_commit("OP-E", body, sig, now=NOW)
+    assert pt.channels["OP-E"].current is not None
+    header, ct = group.members["JM"].encrypt("OP-E", b"hello PT", now=NOW)
+    assert pt.decrypt("OP-E", header, ct, now=NOW).content == b"hello PT"
+
+
+def test_channel_members_refuse_a_suite_change(group: Group) -> None:
+    """An admin commit that switches to another suite (e.g. dropping the post-quantum
+    KEM) is refused, and the member stays in its epoch."""
+    need = group.admin.packages_needed("OP-E")
+    p = group.admin.propose_change("OP-E", packages=group.claim(need), now=NOW)
+    body, sig = _resigned(group, p, suite=HYBRID.name)
+    with pytest.raises(CryptoError) as exc:
+        group.members["JM"].on_commit("OP-E", body, sig, now=NOW)
+    assert exc.value.code == Code.BAD_STATEMENT
+    assert "suite" in exc.value.message
+
+
+def test_channel_member_without_keys_follows_the_chain_and_rejoins(group: Group) -> None:
+    """A member that lost its state replays the chain (through rotations) without keys,
+    then a rejoin commit gives it a welcome to a fresh epoch: no generation of an epoch
+    it sent in is ever reused."""
+    group.change()
+    group.change()
+    fresh = group.member("TT")  # new key packages, no epochs
+    for body, sig in group.log:
+        fresh.on_commit("OP-E", body, sig, now=NOW)
+    ch = fresh.channels["OP-E"]
+    assert ch.chain is not None and ch.chain.epoch == 2 and ch.current is None
+    need = group.admin.packages_needed("OP-E")
+    p = group.admin.propose_change("OP-E", rejoin=["TT"], packages=group.claim(need), now=NOW)
+    group.commit(p)
+    assert ch.current is not None and ch.current.number == 3
+    header, ct = fresh.encrypt("OP-E", b"back", now=NOW)
+    assert group.members["JM"].decrypt("OP-E", header, ct, now=NOW).content == b"back"
