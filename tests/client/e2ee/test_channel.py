@@ -330,10 +330,13 @@ def test_channel_member_without_keys_follows_the_chain_and_rejoins(group: Group)
     for body, sig in group.log:
         fresh.on_commit("OP-E", body, sig, now=NOW)
     ch = fresh.channels["OP-E"]
-    assert ch.chain is not None and ch.chain.epoch == 2 and ch.current is None
+    assert ch.chain is not None
+    assert ch.chain.epoch == 2
+    assert ch.current is None
     need = group.admin.packages_needed("OP-E")
     p = group.admin.propose_change("OP-E", rejoin=["TT"], packages=group.claim(need), now=NOW)
     group.commit(p)
-    assert ch.current is not None and ch.current.number == 3
+    assert ch.current is not None
+    assert ch.current.number == 3
     header, ct = fresh.encrypt("OP-E", b"back", now=NOW)
     assert group.members["JM"].decrypt("OP-E", header, ct, now=NOW).content == b"back"
