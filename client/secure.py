@@ -29,7 +29,7 @@ from client.identity import UnitIdentity
 from hub.protocol import frames as f
 from hub.protocol.agent_session import Delivered, SubscriptionEnded
 from hub.protocol.credentials import AuthorityRing, SignedCredential
-from hub.protocol.errors import Code, CryptoError
+from hub.protocol.errors import Code, CryptoError, UsageError
 
 log = logging.getLogger("opshub.secure")
 
@@ -119,6 +119,10 @@ class SecureAgent:
         """Encrypt, sign and publish ``content``; returns its seq once the hub stored it."""
         header, ciphertext = self.member.encrypt(op, content, content_type=content_type,
                                                  now=self.clock())
+        if len(ciphertext) > self.conn.limits.max_payload:
+            raise UsageError(f"{len(content)} bytes of content make a {len(ciphertext)}-byte "
+                             f"ciphertext, over the hub's max_payload of "
+                             f"{self.conn.limits.max_payload}", code=Code.LIMIT)
         seq = await self.conn.publish(op, ciphertext, header=header)
         self._maybe_rotate(op)
         return seq

@@ -24,7 +24,7 @@ from hub.protocol import codec
 from hub.protocol import frames as f
 from hub.protocol.credentials import AuthorityRing, SignedCredential
 from hub.protocol.errors import AuthError, Code, RequestError, StoreError
-from hub.protocol.keypackages import MAX_STORED_PER_UNIT, SignedKeyPackage
+from hub.protocol.keypackages import SignedKeyPackage
 from hub.protocol.session import Authenticated, Event
 from hub.protocol.statements import OperationState, Statement, statement_hash
 from hub.store.base import (
@@ -548,9 +548,6 @@ class Broker:
             except RequestError as exc:
                 raise RequestError(f"packages[{i}]: {exc.message}", code=exc.code) from None
             rows.append((pkg.id, raw, pkg.last_resort))
-        if sum(not last for _, _, last in rows) > MAX_STORED_PER_UNIT:
-            raise RequestError(f"at most {MAX_STORED_PER_UNIT} one-time key packages per unit",
-                               code=Code.LIMIT)
 
         def done(results: list[Result] | StoreError) -> None:
             if isinstance(results, StoreError):

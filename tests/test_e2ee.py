@@ -21,7 +21,7 @@ from client.e2ee.suite import CLASSIC
 from client.secure import Message, SecureAgent
 from hub.app import RunningHub
 from hub.protocol import frames as f
-from hub.protocol.errors import Code, CryptoError, RequestError
+from hub.protocol.errors import Code, CryptoError, RequestError, UsageError
 from hub.protocol.statements import Statement, sign
 from tests.conftest import Keys
 
@@ -297,3 +297,14 @@ async def test_e2ee_member_that_lost_its_keys_asks_for_a_welcome(secure, keys) -
     assert (await tt.next_message()).content == b"welcome back"
     await tt.publish(OP, b"thanks")
     assert (await agents["JM-CUSTOMS"].next_message()).content == b"thanks"
+
+
+async def test_e2ee_oversize_content_is_refused_before_it_leaves(secure, keys) -> None:
+    """Content whose ciphertext would exceed the hub's max_payload is refused locally by
+    name; the connection stays up and the next message goes through."""
+    ocu, agents = await _operation(secure, keys, MEMBERS[:1])
+    with pytest.raises(UsageError) as exc:
+        await ocu.publish(OP, bytes(300 * 1024))
+    assert exc.value.code == Code.LIMIT
+    await ocu.publish(OP, b"small")
+    assert (await agents["JM-CUSTOMS"].next_message()).content == b"small"

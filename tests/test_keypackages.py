@@ -61,3 +61,16 @@ async def test_keypackages_only_ocu_units_may_claim(agents, keys):
     with pytest.raises(RequestError) as exc:
         await jm.claim_key_packages(["TT-POLICE"])
     assert exc.value.code == Code.NOT_ADMIN
+
+
+async def test_keypackages_package_with_a_non_string_kem_is_refused(agents, keys):
+    """A kem field of the wrong type is a bad_key_package, not a crash of the request."""
+    import msgpack
+
+    jm = await agents("JM-CUSTOMS")
+    body = msgpack.packb(["JM-CUSTOMS", ["X25519"], bytes(32), 1, False])
+    raw = SignedKeyPackage(body, keys["JM-CUSTOMS"].key.sign(b"x")).to_bytes()
+    with pytest.raises(RequestError) as exc:
+        await jm.put_key_packages([raw])
+    assert exc.value.code == Code.BAD_KEY_PACKAGE
+    assert await jm.put_key_packages(_keys(keys, "JM-CUSTOMS").generate(1, now=keys.now)) == 1

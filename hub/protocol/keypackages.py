@@ -26,7 +26,7 @@ from hub.protocol.errors import Code, RequestError
 KEY_PACKAGE_CONTEXT = b"opshub/keypackage/v1\x00"
 #: KEM names and the size of their public keys (raw; the hybrid is ML-KEM || X25519).
 KEMS = {"MLKEM768_X25519": 1184 + 32, "X25519": 32}
-#: One-time packages the hub keeps per unit; an upload beyond that is refused.
+#: One-time packages the hub keeps per unit: beyond that, the oldest are dropped.
 MAX_STORED_PER_UNIT = 256
 
 
@@ -61,7 +61,7 @@ class KeyPackage:
         if not (isinstance(pkg.unit, str) and frames.valid_id(pkg.unit)):
             raise RequestError(f"key package names an invalid unit {pkg.unit!r}",
                                code=Code.BAD_KEY_PACKAGE)
-        if pkg.kem not in KEMS:
+        if not isinstance(pkg.kem, str) or pkg.kem not in KEMS:
             raise RequestError(f"key package KEM {pkg.kem!r} is not one of {sorted(KEMS)}",
                                code=Code.BAD_KEY_PACKAGE)
         if not isinstance(pkg.public_key, bytes) or len(pkg.public_key) != KEMS[pkg.kem]:

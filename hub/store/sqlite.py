@@ -75,7 +75,8 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 class SQLiteStore:
-    """A single SQLite file holding operations, the directory, logs, cursors, audit."""
+    """A single SQLite file holding operations, the directory, key packages, logs, cursors
+    and directed messages."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
