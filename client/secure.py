@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import msgpack
 
 from client.connection import TIMEOUT, AgentConnection
+from client.e2ee import message
 from client.e2ee.channel import APPLICATION, Admin, CommitApplied, Member, Proposal, Received
 from client.e2ee.suite import HYBRID, CipherSuite, KeyPackageKeys, Rand
 from client.identity import UnitIdentity
@@ -258,9 +259,9 @@ class SecureAgent:
     def _before_join(self, item: Delivered) -> bool:
         """An entry of an epoch before this unit joined: expected to be unreadable."""
         ch = self.member.channels.get(item.op)
-        if ch is None or len(item.header) < 6:
+        if ch is None:
             return False
-        epoch = int.from_bytes(item.header[2:6], "big")
+        epoch = message.Header.from_bytes(item.header).epoch  # decrypt parsed it already
         first = ch.joined_epoch
         if first is None and ch.pending is not None:
             first = ch.pending.epoch
@@ -320,6 +321,7 @@ class SecureAgent:
         self._topping_up = True
         try:
             await self.conn.put_key_packages(
-                self.keys.generate(self.packages - len(self.keys) or 1, now=int(self.clock())))
+                self.keys.generate(max(1, self.packages - len(self.keys)),
+                                   now=int(self.clock())))
         finally:
             self._topping_up = False

@@ -492,20 +492,28 @@ class Broker:
         at_ms = int(self.now() * 1000)
         cmd = StoreDirected(frame.op, conn.unit, frame.to, frame.payload, at_ms, frame.cid)
 
+        def answer(stored: Result) -> dict[str, Any]:
+            assert isinstance(stored, DirectedStored)
+            if not stored.duplicate:  # a retry: the recipient has (or will get) the first
+                item = f.DirectedItem(id=stored.id, op=frame.op, sender=conn.unit,
+                                      payload=frame.payload, at_ms=at_ms)
+                data = codec.encode(f.Directed(items=(item,)))
+                for target in self.by_unit.get(frame.to, ()):
+                    target.enqueue(data)
+            return {"id": stored.id}
+
+        self._store_then_answer(conn, frame.rid, cmd, answer)
+
+    def _store_then_answer(self, conn: Outbox, rid: int, cmd: Command,
+                           answer: Callable[[Result], dict[str, Any]]) -> None:
+        """Run one store command for a request, then answer ``ok`` with ``answer(result)``
+        (called on the loop, after the commit), or the store's error."""
+
         def done(results: list[Result] | StoreError) -> None:
             if isinstance(results, StoreError):
-                self.send_error(conn, results.code, results.message, rid=frame.rid)
+                self.send_error(conn, results.code, results.message, rid=rid)
                 return
-            stored = results[0]
-            assert isinstance(stored, DirectedStored)
-            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={"id": stored.id})))
-            if stored.duplicate:
-                return  # a retry: the recipient has (or will get) the first copy
-            item = f.DirectedItem(id=stored.id, op=frame.op, sender=conn.unit,
-                                  payload=frame.payload, at_ms=at_ms)
-            data = codec.encode(f.Directed(items=(item,)))
-            for target in self.by_unit.get(frame.to, ()):
-                target.enqueue(data)
+            conn.enqueue(codec.encode(f.Ok(rid=rid, info=answer(results[0]))))
 
         self.worker.submit([cmd], done)
 
@@ -549,15 +557,12 @@ class Broker:
                 raise RequestError(f"packages[{i}]: {exc.message}", code=exc.code) from None
             rows.append((pkg.id, raw, pkg.last_resort))
 
-        def done(results: list[Result] | StoreError) -> None:
-            if isinstance(results, StoreError):
-                self.send_error(conn, results.code, results.message, rid=frame.rid)
-                return
-            stored = results[0]
+        def answer(stored: Result) -> dict[str, Any]:
             assert isinstance(stored, KeyPackagesStored)
-            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={"available": stored.available})))
+            return {"available": stored.available}
 
-        self.worker.submit([PutKeyPackages(conn.unit, tuple(rows), frame.replace)], done)
+        self._store_then_answer(conn, frame.rid,
+                                PutKeyPackages(conn.unit, tuple(rows), frame.replace), answer)
 
     def _claim_key_packages(self, conn: Outbox, frame: f.ClaimKeyPackages) -> None:
         """Only OCU units (the admins who sign commits) may take other units' packages:
@@ -567,17 +572,12 @@ class Broker:
             raise RequestError(f"only a unit with role 'ocu' may claim key packages; "
                                f"{conn.unit!r} may not", code=Code.NOT_ADMIN)
 
-        def done(results: list[Result] | StoreError) -> None:
-            if isinstance(results, StoreError):
-                self.send_error(conn, results.code, results.message, rid=frame.rid)
-                return
-            claimed = results[0]
+        def answer(claimed: Result) -> dict[str, Any]:
             assert isinstance(claimed, KeyPackagesClaimed)
             missing = [u for u in dict.fromkeys(frame.units) if u not in claimed.packages]
-            conn.enqueue(codec.encode(f.Ok(rid=frame.rid, info={
-                "packages": claimed.packages, "missing": missing})))
+            return {"packages": claimed.packages, "missing": missing}
 
-        self.worker.submit([ClaimKeyPackages(frame.units)], done)
+        self._store_then_answer(conn, frame.rid, ClaimKeyPackages(frame.units), answer)
 
 
 _NO_OP = OperationState(op="-", name="", admin="-", admin_key=b"", epoch=0, head=b"")
