@@ -15,6 +15,8 @@ WebSocket close code::
     │                            operation, bad statement, limit reached)
     ├── CryptoError              a message or commit failed an end-to-end check
     │                            (client/e2ee); the agent drops it and goes on
+    ├── SchemaError              a message's content fails its JSON Schema (client side;
+    │                            ``problems`` lists every one with its JSON path)
     ├── StoreError               the store failed; the request is not acked
     └── UsageError               this side misused the API (local)
 """
@@ -54,6 +56,8 @@ class Code:
     UNKNOWN_EPOCH = "unknown_epoch"
     BAD_CONFIRMATION = "bad_confirmation_tag"
     NO_KEY = "no_key_for_member"
+    # raised by agents when decrypted content is not a valid message (schemas/)
+    INVALID_MESSAGE = "invalid_message"
 
 
 class CloseCode:
@@ -122,6 +126,17 @@ class CryptoError(OpshubError):
     """A signature, credential or ciphertext failed verification."""
 
     code = Code.BAD_SIGNATURE
+
+
+class SchemaError(OpshubError):
+    """A message's content does not match its schema. ``problems`` holds every problem
+    found (each with a JSON path), not only the first."""
+
+    code = Code.INVALID_MESSAGE
+
+    def __init__(self, message: str, *, problems: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class StoreError(OpshubError):
