@@ -8,6 +8,11 @@ messages, and, for an admin, claims key packages, signs commits and sends welcom
 
 A message or commit that fails a check is dropped, recorded in ``rejected`` with its
 stable code, and the agent goes on with the next one.
+
+Schema messages (schemas/) go through ``send``, which checks them before anything is
+encrypted, so an invalid message never reaches the wire; a receiver checks each one again
+after decrypting (schema, rules, references to earlier messages, and that the content's
+sender is the member who signed it) and rejects it with ``invalid_message`` otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -27,10 +33,14 @@ from client.e2ee import message
 from client.e2ee.channel import APPLICATION, Admin, CommitApplied, Member, Proposal, Received
 from client.e2ee.suite import HYBRID, CipherSuite, KeyPackageKeys, Rand
 from client.identity import UnitIdentity
+from client.messages import content as message_content
+from client.messages import default_catalog
+from client.messages.catalog import Catalog, Problem
+from client.messages.checks import Ledger, problems
 from hub.protocol import frames as f
 from hub.protocol.agent_session import Delivered, SubscriptionEnded
 from hub.protocol.credentials import AuthorityRing, SignedCredential
-from hub.protocol.errors import Code, CryptoError, UsageError
+from hub.protocol.errors import Code, CryptoError, OpshubError, SchemaError, UsageError
 
 log = logging.getLogger("opshub.secure")
 
@@ -45,6 +55,8 @@ class Message:
     content_type: int
     content: bytes
     epoch: int
+    #: the checked message (a dict) when content_type is MESSAGE
+    body: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,7 @@ class Rejected:
     sender: str
     code: str
     reason: str
+    problems: list[Problem] = field(default_factory=list)
 
 
 class SecureAgent:
@@ -63,7 +76,7 @@ class SecureAgent:
                  suite: CipherSuite = HYBRID, rand: Rand = os.urandom,
                  clock: Callable[[], float] = time.time, packages: int = 16,
                  rotate_messages: int = 10_000, rotate_seconds: float = 3600.0,
-                 reconnect: bool = True) -> None:
+                 reconnect: bool = True, catalog: Catalog | None = None) -> None:
         self.identity = identity
         self.unit = identity.unit
         self.clock = clock
@@ -77,6 +90,9 @@ class SecureAgent:
             Admin(identity, ring=ring, keys=self.keys, rand=rand, suite=suite)
             if identity.credential.role == "ocu"
             else Member(identity, ring=ring, keys=self.keys, rand=rand))
+        self.catalog = catalog if catalog is not None else default_catalog()
+        #: per operation, the schema messages its channel carried (for references)
+        self.ledgers: dict[str, Ledger] = {}
         self.rejected: list[Rejected] = []
         self.skipped_before_join = 0  # entries of epochs before this unit joined
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
@@ -127,6 +143,46 @@ class SecureAgent:
         seq = await self.conn.publish(op, ciphertext, header=header)
         self._maybe_rotate(op)
         return seq
+
+    async def send(self, op: str, message: dict[str, Any]) -> int:
+        """Check, encrypt, sign and publish a schema message; returns its seq. Raises
+        SchemaError listing every problem (nothing is sent): schema, rules, a reference
+        to a message this operation has not carried, an operation or sender that is not
+        this agent's."""
+        found = self._sender_problems(op, self.unit, message)
+        found += problems(self.catalog, message, self._ledger(op))
+        if found:
+            kind = message.get("type") if isinstance(message, dict) else None
+            raise SchemaError(f"{self.unit} will not send this {kind or 'message'}: "
+                              + "; ".join(map(str, found)), problems=found)
+        seq = await self.publish(op, message_content.encode(message),
+                                 content_type=message_content.MESSAGE)
+        self._ledger(op).record(message, seq)
+        return seq
+
+    def _ledger(self, op: str) -> Ledger:
+        ledger = self.ledgers.get(op)
+        if ledger is None:
+            ch = self.member.channels.get(op)
+            # a member that joined after epoch 0 has not seen what came before
+            complete = ch is None or ch.joined_epoch in (None, 0)
+            ledger = self.ledgers[op] = Ledger(complete=complete)
+        return ledger
+
+    @staticmethod
+    def _sender_problems(op: str, sender: str, message: Any) -> list[Problem]:
+        if not isinstance(message, dict):
+            return []
+        out = []
+        if "operation" in message and message["operation"] != op:
+            out.append(Problem("/operation", "rule", f"{message['operation']!r} is not the "
+                               f"operation it is sent in ({op!r})"))
+        unit = message.get("sender", {}).get("unit") if isinstance(
+            message.get("sender"), dict) else None
+        if unit is not None and unit != sender:
+            out.append(Problem("/sender/unit", "rule", f"{unit!r} is not the member who "
+                               f"signed the message ({sender!r})"))
+        return out
 
     async def next_message(self, within: float = TIMEOUT) -> Message:
         async with asyncio.timeout(within):
@@ -252,9 +308,31 @@ class SecureAgent:
                 self.skipped_before_join += 1
                 return
             raise
+        body = None
+        if got.content_type == message_content.MESSAGE:
+            body = self._checked(item.op, item.seq, got.sender, got.content)
+            if body is None:
+                self._maybe_rotate(item.op)
+                return
         self._inbox.put_nowait(Message(item.op, item.seq, got.sender, got.content_type,
-                                       got.content, got.epoch))
+                                       got.content, got.epoch, body))
         self._maybe_rotate(item.op)
+
+    def _checked(self, op: str, seq: int, sender: str, content: bytes) -> dict[str, Any] | None:
+        """The decrypted schema message, or None after recording why it is rejected."""
+        try:
+            body = message_content.decode(content)
+        except SchemaError as exc:
+            self._reject(op, seq, sender, exc)
+            return None
+        found = self._sender_problems(op, sender, body)
+        found += problems(self.catalog, body, self._ledger(op))
+        if found:
+            self._reject(op, seq, sender, SchemaError(
+                "invalid message: " + "; ".join(map(str, found)), problems=found))
+            return None
+        self._ledger(op).record(body, seq)
+        return body  # type: ignore[no-any-return]
 
     def _before_join(self, item: Delivered) -> bool:
         """An entry of an epoch before this unit joined: expected to be unreadable."""
@@ -306,10 +384,11 @@ class SecureAgent:
             raise CryptoError(f"unknown directed message type {kind!r}",
                               code=Code.BAD_STATEMENT)
 
-    def _reject(self, op: str, seq: int | None, sender: str, exc: CryptoError) -> None:
+    def _reject(self, op: str, seq: int | None, sender: str, exc: OpshubError) -> None:
         log.warning("%s rejected %s entry %s from %s: %s (%s)", self.unit, op, seq, sender,
                     exc.message, exc.code)
-        self.rejected.append(Rejected(op, seq, sender, exc.code, exc.message))
+        self.rejected.append(Rejected(op, seq, sender, exc.code, exc.message,
+                                      list(getattr(exc, "problems", []))))
 
     async def _notify(self) -> None:
         async with self._epoch_changed:

@@ -142,6 +142,60 @@ def cmd_bench_crypto(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from client.messages import default_catalog
+    from client.messages.files import validate_files
+
+    results = validate_files(default_catalog(), args.files, references=args.references)
+    if not results:
+        print("opshub validate: no message files given", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([{"file": str(r.path), "ok": r.ok,
+                           "problems": [p.to_json() for p in r.problems]} for r in results],
+                         indent=2))
+    else:
+        for r in results:
+            if r.ok:
+                if not args.quiet:
+                    print(f"{r.path}: ok ({r.message['type']} v{r.message['version']})")
+                continue
+            for problem in r.problems:
+                print(f"{r.path}: {problem.path or '/'}: {problem.message}")
+        bad = sum(not r.ok for r in results)
+        print(f"{len(results) - bad} of {len(results)} files valid", file=sys.stderr)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_schemas_docs(args: argparse.Namespace) -> int:
+    from client.messages.docgen import generate
+
+    from client.messages import default_catalog
+
+    text = generate(default_catalog())
+    if args.check:
+        if not args.out.exists() or args.out.read_text(encoding="utf-8") != text:
+            print(f"{args.out} is stale: run `opshub schemas docs` to regenerate it",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.out} is current")
+        return 0
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_bench_messages(args: argparse.Namespace) -> int:
+    from client.bench_messages import run_messages_bench
+
+    result = run_messages_bench(number=args.number, runs=args.runs)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opshub", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -179,6 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--messages", type=int, default=12)
     d.set_defaults(func=cmd_demo)
 
+    v = sub.add_parser("validate", help="check message files (JSON or YAML) against "
+                       "schemas/; exit status 0 only when every file is valid")
+    v.add_argument("files", type=Path, nargs="+", help="files, or folders of .json/.yaml")
+    v.add_argument("--references", action="store_true",
+                   help="take the files as one operation's traffic: ids unique, every "
+                   "refers_to names one of them")
+    v.add_argument("--json", action="store_true", help="print the results as JSON")
+    v.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    v.set_defaults(func=cmd_validate)
+
+    sc = sub.add_parser("schemas", help="schema tools")
+    scsub = sc.add_subparsers(dest="schemas", required=True)
+    sd = scsub.add_parser("docs", help="generate docs/schemas.md from schemas/")
+    sd.add_argument("--out", type=Path, default=Path("docs/schemas.md"))
+    sd.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    sd.set_defaults(func=cmd_schemas_docs)
+
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)
     bh = bsub.add_parser("hub", help="durable publish + fan-out throughput and latency")
@@ -211,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--runs", type=int, default=5, help="rounds; medians are reported")
     bc.add_argument("--json", default=None, help="write the result here too")
     bc.set_defaults(func=cmd_bench_crypto)
+    bm = bsub.add_parser("messages", help="schema check cost per message (microseconds)")
+    bm.add_argument("--number", type=int, default=500, help="calls per example per round")
+    bm.add_argument("--runs", type=int, default=5, help="rounds; medians are reported")
+    bm.add_argument("--json", default=None, help="write the result here too")
+    bm.set_defaults(func=cmd_bench_messages)
     return p
 
 

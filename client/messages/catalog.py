@@ -76,6 +76,9 @@ class Catalog:
             kind, version = doc.get("x-message-type"), doc.get("x-version")
             if kind is None:
                 continue  # a definitions file (common.schema.json) or the scenario format
+            if not isinstance(kind, str) or not isinstance(version, int):
+                raise ValueError(f"{name}: x-message-type must be a string and x-version "
+                                 f"an integer")
             validator = jsonschema_rs.validator_for(doc, registry=registry,
                                                     validate_formats=True)
             self.schemas[(kind, version)] = MessageSchema(kind, version, folder / name, doc,
@@ -115,6 +118,7 @@ class Catalog:
                                     f"known here (known: {known})"))
         if problems:
             return None, problems
+        assert isinstance(kind, str) and isinstance(version, int)
         return self.schemas[(kind, version)], []
 
     def problems(self, message: Any) -> list[Problem]:
