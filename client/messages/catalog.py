@@ -57,6 +57,10 @@ class MessageSchema:
     file: Path
     schema: dict[str, Any]
     validator: Any
+    #: the same schema with every ``x-nominal`` part replaced by ``false``: valid only
+    #: for a message that holds no nominal data (a compiled check, ~as fast as
+    #: ``validator``; nominal.nominal_paths says where, at ~10x the cost)
+    nominal_free: Any
 
 
 class Catalog:
@@ -71,6 +75,8 @@ class Catalog:
         if not self.documents:
             raise FileNotFoundError(f"no *.schema.json files in {folder}")
         registry = jsonschema_rs.Registry([(d["$id"], d) for d in self.documents.values()])
+        without = {n: _without_nominal(d) for n, d in self.documents.items()}
+        registry_without = jsonschema_rs.Registry([(d["$id"], d) for d in without.values()])
         self.schemas: dict[tuple[str, int], MessageSchema] = {}
         for name, doc in self.documents.items():
             kind, version = doc.get("x-message-type"), doc.get("x-version")
@@ -81,8 +87,11 @@ class Catalog:
                                  f"an integer")
             validator = jsonschema_rs.validator_for(doc, registry=registry,
                                                     validate_formats=True)
+            nominal_free = jsonschema_rs.validator_for(without[name],
+                                                       registry=registry_without,
+                                                       validate_formats=True)
             self.schemas[(kind, version)] = MessageSchema(kind, version, folder / name, doc,
-                                                          validator)
+                                                          validator, nominal_free)
         self.versions: dict[str, list[int]] = {}
         for kind, version in sorted(self.schemas):
             self.versions.setdefault(kind, []).append(version)
@@ -187,6 +196,18 @@ class Catalog:
                             f"{_json_type(error.instance)}, expected "
                             f"{error.message.rsplit(' of type ', 1)[-1].replace(chr(34), '')}")]
         return [Problem(where, name, error.message)]
+
+
+def _without_nominal(node: Any) -> Any:
+    """A copy of a schema document with each subschema annotated ``x-nominal: true``
+    replaced by the ``false`` schema (nothing there may be present)."""
+    if isinstance(node, dict):
+        if node.get("x-nominal") is True:
+            return False
+        return {k: _without_nominal(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_without_nominal(v) for v in node]
+    return node
 
 
 def _enum_key(options: list[Any]) -> str:
