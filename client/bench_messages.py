@@ -21,6 +21,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from client.messages import content, default_catalog
@@ -36,6 +37,10 @@ def _per_call_us(fn: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - t) / number * 1e6
 
 
+def _round_trip(message: dict[str, Any]) -> Any:
+    return content.decode(content.encode(message))
+
+
 def run_messages_bench(*, number: int = 500, runs: int = 5) -> dict[str, Any]:
     cat = default_catalog()
     examples = SCHEMA_DIR / "examples"
@@ -44,12 +49,11 @@ def run_messages_bench(*, number: int = 500, runs: int = 5) -> dict[str, Any]:
     ledger = Ledger(complete=False)
     rounds: list[dict[str, float]] = []
     for _ in range(runs):
-        schema = [_per_call_us(lambda m=m: cat.schemas[(m["type"], m["version"])]
-                               .validator.is_valid(m), number) for m in valid]
-        check = [_per_call_us(lambda m=m: problems(cat, m, ledger), number) for m in valid]
-        codec = [_per_call_us(lambda m=m: content.decode(content.encode(m)), number)
-                 for m in valid]
-        slow = [_per_call_us(lambda m=m: problems(cat, m), max(1, number // 10))
+        schema = [_per_call_us(partial(cat.schemas[(m["type"], m["version"])]
+                                       .validator.is_valid, m), number) for m in valid]
+        check = [_per_call_us(partial(problems, cat, m, ledger), number) for m in valid]
+        codec = [_per_call_us(partial(_round_trip, m), number) for m in valid]
+        slow = [_per_call_us(partial(problems, cat, m), max(1, number // 10))
                 for m in invalid]
         rounds.append({"schema_us": statistics.median(schema),
                        "check_us": statistics.median(check),

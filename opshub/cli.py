@@ -168,9 +168,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas_docs(args: argparse.Namespace) -> int:
-    from client.messages.docgen import generate
-
     from client.messages import default_catalog
+    from client.messages.docgen import generate
 
     text = generate(default_catalog())
     if args.check:

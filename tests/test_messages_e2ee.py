@@ -70,10 +70,13 @@ async def test_messages_report_round_trip_is_exact(channel) -> None:
     await channel["JM-CUSTOMS"].send(OP, report)
     for unit in ("TT-POLICE", "OCU-BB"):
         got = await channel[unit].next_message()
-        assert got.content_type == content.MESSAGE and got.sender == "JM-CUSTOMS"
-        assert got.body == report and list(got.body) == list(report)
+        assert got.content_type == content.MESSAGE
+        assert got.sender == "JM-CUSTOMS"
+        assert got.body == report
+        assert list(got.body) == list(report)
         assert content.decode(got.content) == report
-    assert not channel["TT-POLICE"].rejected and not channel["OCU-BB"].rejected
+    assert not channel["TT-POLICE"].rejected
+    assert not channel["OCU-BB"].rejected
 
 
 async def test_messages_invalid_message_never_leaves_the_sender(channel, db_path: Path
@@ -114,7 +117,8 @@ async def test_messages_receiver_rejects_a_misbehaving_members_messages(channel)
     await jm.publish(OP, content.encode(claims), content_type=content.MESSAGE)
     await jm.send(OP, example("alert", "JM-CUSTOMS"))
     got = await tt.next_message()
-    assert got.body is not None and got.body["sender"]["unit"] == "JM-CUSTOMS"
+    assert got.body is not None
+    assert got.body["sender"]["unit"] == "JM-CUSTOMS"
     assert [r.code for r in tt.rejected] == [Code.INVALID_MESSAGE] * 3
     assert [[p.path for p in r.problems] for r in tt.rejected] == [
         [""], ["/items/0/category"], ["/sender/unit"]]
@@ -138,4 +142,5 @@ async def test_messages_feedback_must_follow_a_warning(channel) -> None:
     assert (await tt.next_message()).body == warning
     assert (await tt.next_message()).body == feedback
     assert (await ocu.next_message()).body == feedback
-    assert not tt.rejected and not ocu.rejected
+    assert not tt.rejected
+    assert not ocu.rejected

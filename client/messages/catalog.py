@@ -127,7 +127,8 @@ class Catalog:
                                     f"known here (known: {known})"))
         if problems:
             return None, problems
-        assert isinstance(kind, str) and isinstance(version, int)
+        assert isinstance(kind, str)
+        assert isinstance(version, int)
         return self.schemas[(kind, version)], []
 
     def problems(self, message: Any) -> list[Problem]:

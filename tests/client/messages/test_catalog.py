@@ -156,7 +156,8 @@ def test_catalog_misspelt_field_is_named() -> None:
     m = _message()
     m["event"]["whenn"] = m["event"]["when"]
     (p,) = default_catalog().problems(m)
-    assert p.path == "/event/whenn" and "'whenn'" in p.message
+    assert p.path == "/event/whenn"
+    assert "'whenn'" in p.message
     assert p.keyword in ("additionalProperties", "unevaluatedProperties")
 
 

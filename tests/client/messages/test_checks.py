@@ -75,7 +75,8 @@ def test_ledger_reference_to_the_wrong_type_is_refused() -> None:
     ledger = Ledger()
     ledger.record(alert, seq=4)
     (p,) = problems(default_catalog(), feedback, ledger)
-    assert p.path == "/refers_to" and "alert" in p.message
+    assert p.path == "/refers_to"
+    assert "alert" in p.message
 
 
 def test_ledger_late_joiner_accepts_unknown_references() -> None:
@@ -112,7 +113,8 @@ def test_nominal_paths_come_from_the_schema_annotations() -> None:
     paths = nominal_paths(default_catalog(), m)
     people = [f"/items/{i}" for i, it in enumerate(m["items"]) if it["category"] == "person"]
     others = [f"/items/{i}" for i, it in enumerate(m["items"]) if it["category"] != "person"]
-    assert people and set(people) <= set(paths)
+    assert people
+    assert set(people) <= set(paths)
     assert not set(others) & set(paths)
 
 
@@ -126,7 +128,8 @@ def test_strip_nominal_removes_people_and_keeps_the_rest() -> None:
     names += [it["person"][k] for it in m["items"] if isinstance(it.get("person"), dict)
               for k in ("family_name", "given_names") if k in it["person"]]
     stripped, removed = strip_nominal(default_catalog(), m)
-    assert removed and names
+    assert removed
+    assert names
     text = json.dumps(stripped)
     assert not any(n in text for n in names)
     assert stripped["marking"]["nominal"] is False
@@ -151,7 +154,8 @@ def test_content_round_trip_is_exact() -> None:
     for path in VALID:
         m = load_file(path)
         back = content.decode(content.encode(m))
-        assert back == m and list(back) == list(m)
+        assert back == m
+        assert list(back) == list(m)
 
 
 def test_content_decode_refuses_non_json() -> None:
@@ -185,7 +189,8 @@ def test_validate_files_reports_unparseable_files(tmp_path: Path) -> None:
     good.write_text(json.dumps(example("alert")))
     results = {r.path.name: r for r in validate_files(default_catalog(), [tmp_path])}
     assert results["good.json"].ok
-    assert not results["bad.yaml"].ok and "line" in results["bad.yaml"].problems[0].message
+    assert not results["bad.yaml"].ok
+    assert "line" in results["bad.yaml"].problems[0].message
 
 
 def test_nominal_free_check_agrees_with_the_annotations() -> None:
