@@ -12,16 +12,14 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from client.messages.catalog import Catalog, pointer
-from client.messages.summary import summarise, word
+from client.messages.summary import summarise
+from client.messages.values import compact, enum_words, utc_minute
 
 #: Shown in the headline, so left out of the field list.
 _HEADLINE_FIELDS = frozenset({"type", "version", "id", "sent_at", "marking"})
-_QUANTITY_KEYS = frozenset({"value", "unit", "estimated"})
-_MONEY_KEYS = frozenset({"amount", "currency", "usd_equivalent"})
 
 _PAGE_STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
@@ -31,7 +29,7 @@ body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 60em;
 .opshub-summary { margin: 0.3em 0 0.6em; font-style: italic; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em; margin: 0; }
 dt { font-weight: 600; }
-dd { margin: 0; }
+dd { margin: 0; white-space: pre-line; }
 ol { margin: 0; padding-left: 1.4em; }
 """
 
@@ -41,10 +39,13 @@ def field_titles(catalog: Catalog, message: Any) -> dict[str, str]:
 
     Titles are annotations in JSON Schema 2020-12, so the validator collects them while it
     evaluates the message, following every ``$ref``, ``allOf`` and ``if``/``then`` (the
-    seizure report's item categories) on the way. Where a property titles a ``$ref``
-    (``"where": {"title": "place of seizure", "$ref": ".../location"}``), the title at the
-    referring site wins over the referenced definition's. A message whose type or version
-    is unknown gets no titles; an invalid one gets those of the parts that were evaluated.
+    seizure report's item categories) on the way. Only titles written on a property count:
+    the title of a whole definition reached by ``$ref`` names a type, not the field
+    (``refers_to``, ``seizure_ref`` and ``delivery_id`` are all a "message id"), so such a
+    field is labelled by its name. Where a property is defined in several places (its
+    message type's schema and the envelope), the one with the fewest ``$ref`` hops wins. A
+    message whose type or version is unknown gets no titles; an invalid one gets those of
+    the parts that were evaluated.
     """
     schema, _ = catalog.schema_for(message)
     if schema is None:
@@ -55,7 +56,9 @@ def field_titles(catalog: Catalog, message: Any) -> dict[str, str]:
         if not isinstance(notes, dict) or not isinstance(notes.get("title"), str):
             continue
         path: str = unit["evaluationPath"]
-        rank = (path.count("/$ref"), path.count("/"))  # fewest hops: the referring site
+        if path.endswith("/$ref"):
+            continue  # a definition's own title
+        rank = (path.count("/$ref"), path.count("/"))
         where: str = unit["instanceLocation"]
         if where not in best or rank < best[where][0]:
             best[where] = (rank, notes["title"])
@@ -117,55 +120,6 @@ def headline(message: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def utc_minute(value: Any) -> str:
-    """An RFC 3339 time as "2025-09-27 14:10 UTC"; anything unparsable as it is."""
-    try:
-        when = datetime.fromisoformat(str(value))
-    except ValueError:
-        return str(value)
-    if when.tzinfo is not None:
-        when = when.astimezone(UTC)
-    return when.strftime("%Y-%m-%d %H:%M") + (" UTC" if when.tzinfo is not None else "")
-
-
-def number(value: float) -> str:
-    """1631000 -> "1,631,000"; 2.50 -> "2.5"."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        value = int(value)
-    return f"{value:,}"
-
-
-def compact(value: Any, words: frozenset[str]) -> str | None:
-    """A value that fits on one line (scalar, quantity, money, list of scalars) as text, or
-    None for one that needs a block of its own."""
-    match value:
-        case bool():
-            return "yes" if value else "no"
-        case int() | float():
-            return number(value)
-        case str():
-            return word(value, words)
-        case None:
-            return "-"
-        case {"value": int() | float() as amount, "unit": str() as unit} if (
-                set(value) <= _QUANTITY_KEYS):
-            text = f"{number(amount)} {unit}"
-            return text + " (estimated)" if value.get("estimated") is True else text
-        case {"amount": int() | float() as amount, "currency": str() as currency} if (
-                set(value) <= _MONEY_KEYS):
-            text = f"{currency} {number(amount)}"
-            usd = value.get("usd_equivalent")
-            if isinstance(usd, int | float) and currency != "USD":
-                text += f" (USD {number(usd)})"
-            return text
-        case list() if all(compact(v, words) is not None and not isinstance(v, dict | list)
-                           for v in value):
-            return ", ".join(str(compact(v, words)) for v in value) or "none"
-        case dict() if not value:
-            return "none"
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class _View:
     """What rendering one message needs from the catalog: titles by pointer and the enum
@@ -196,7 +150,9 @@ class _View:
             for path, label, item in self.fields(value, where):
                 one_line = compact(item, self.words)
                 if one_line is not None:
-                    lines.append(f"{label}: {one_line}")
+                    first, *more = one_line.splitlines() or [""]
+                    lines.append(f"{label}: {first}")
+                    lines.extend("  " + line for line in more)
                 else:
                     lines.append(f"{label}:")
                     lines.extend("  " + line for line in self.text_block(item, path))
@@ -204,7 +160,7 @@ class _View:
             for i, item in enumerate(value):
                 mark = f"{i + 1}. "
                 one_line = compact(item, self.words)
-                sub = [one_line] if one_line is not None else self.text_block(
+                sub = one_line.splitlines() if one_line is not None else self.text_block(
                     item, f"{where}/{i}")
                 lines.extend((mark if n == 0 else " " * len(mark)) + line
                              for n, line in enumerate(sub or ["-"]))
@@ -223,25 +179,6 @@ class _View:
         rows = "".join(f"<dt>{_esc(label)}</dt><dd>{self.html_block(item, path)}</dd>\n"
                        for path, label, item in self.fields(value, where))
         return f"<dl>\n{rows}</dl>"
-
-
-def enum_words(catalog: Catalog) -> frozenset[str]:
-    """Every ``snake_case`` enumerated value of the catalog's schemas: shown with spaces
-    (``express_courier`` -> "express courier"). Enumerations are not annotations, so the
-    validator cannot say which values came from one; a free-text value that happens to equal
-    such a code is shown with spaces too, a harmless confusion."""
-    out: set[str] = set()
-    stack: list[Any] = list(catalog.documents.values())
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            options = node.get("enum")
-            if isinstance(options, list):
-                out.update(v for v in options if isinstance(v, str) and "_" in v)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return frozenset(out)
 
 
 def _esc(text: str) -> str:
