@@ -65,7 +65,7 @@ class BenchOptions:
     keys: Path | None = None
     db: Path | None = None
     fanout: str = "coalesced"
-    hub_loop: str = "uvloop"
+    hub_loop: str = "asyncio"
 
 
 # --- the hub process -----------------------------------------------------------------
@@ -81,7 +81,7 @@ class HubProcess:
     """``opshub serve`` in a child process, with its CPU time and peak RSS from /proc."""
 
     def __init__(self, keys: Path, db: Path, fanout: str = "coalesced",
-                 loop: str = "uvloop") -> None:
+                 loop: str = "asyncio") -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opshub", "serve", "--host", "127.0.0.1", "--port", "0",
              "--db", str(db), "--keys", str(keys), "--fanout", fanout, "--loop", loop],

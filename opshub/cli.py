@@ -218,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TOML file with limits and timeouts (see docs/operations.md)")
     s.add_argument("--open-enrollment", action="store_true",
                    help="accept any credential the authority signed, enrolled or not")
-    s.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop",
-                   help="event loop (uvloop by default; interleaved benchmarks found the two "
-                   "within noise, uvloop steadier and a little cheaper)")
+    s.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                   help="event loop of the hub (asyncio by default: ahead of uvloop in 7 of 8 "
+                   "interleaved benchmark rounds, see docs/performance.md)")
     s.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",
                    help="per-delivery: one frame and one awaited send per delivery (a naive "
                    "design, for benchmark comparison only)")
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     bh.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",
                     help="fan-out design of the started hub (per-delivery: the naive "
                     "reference, one awaited send per delivery)")
-    bh.add_argument("--hub-loop", choices=["asyncio", "uvloop"], default="uvloop",
+    bh.add_argument("--hub-loop", choices=["asyncio", "uvloop"], default="asyncio",
                     help="event loop of the started hub")
     bh.add_argument("--runs", type=int, default=1,
                     help="repeat and report the median of each figure (and every run)")
