@@ -76,7 +76,8 @@ class SecureAgent:
                  suite: CipherSuite = HYBRID, rand: Rand = os.urandom,
                  clock: Callable[[], float] = time.time, packages: int = 16,
                  rotate_messages: int = 10_000, rotate_seconds: float = 3600.0,
-                 reconnect: bool = True, catalog: Catalog | None = None) -> None:
+                 reconnect: bool = True, catalog: Catalog | None = None,
+                 reads: Callable[[str], bool] | None = None) -> None:
         self.identity = identity
         self.unit = identity.unit
         self.clock = clock
@@ -91,6 +92,11 @@ class SecureAgent:
             if identity.credential.role == "ocu"
             else Member(identity, ring=ring, keys=self.keys, rand=rand))
         self.catalog = catalog if catalog is not None else default_catalog()
+        #: which senders' application messages this agent decrypts (None: all). Skipped
+        #: entries still count in ``read_up_to``; commits are always applied.
+        self.reads = reads
+        #: per operation, the last log seq this agent has handled
+        self.read_up_to: dict[str, int] = {}
         #: per operation, the schema messages its channel carried (for references)
         self.ledgers: dict[str, Ledger] = {}
         self.rejected: list[Rejected] = []
@@ -150,22 +156,25 @@ class SecureAgent:
         to a message this operation has not carried, an operation or sender that is not
         this agent's."""
         found = self._sender_problems(op, self.unit, message)
-        found += problems(self.catalog, message, self._ledger(op))
+        found += problems(self.catalog, message, self.ledger(op))
         if found:
             kind = message.get("type") if isinstance(message, dict) else None
             raise SchemaError(f"{self.unit} will not send this {kind or 'message'}: "
                               + "; ".join(map(str, found)), problems=found)
         seq = await self.publish(op, message_content.encode(message),
                                  content_type=message_content.MESSAGE)
-        self._ledger(op).record(message, seq)
+        self.ledger(op).record(message, seq)
         return seq
 
-    def _ledger(self, op: str) -> Ledger:
+    def ledger(self, op: str) -> Ledger:
+        """The schema messages ``op``'s channel has carried as far as this agent knows
+        (what it sent and read); what a message may refer to."""
         ledger = self.ledgers.get(op)
         if ledger is None:
             ch = self.member.channels.get(op)
             # a member that joined after epoch 0 has not seen what came before
-            complete = ch is None or ch.joined_epoch in (None, 0)
+            # and one that skips some senders (``reads``) has not either
+            complete = (ch is None or ch.joined_epoch in (None, 0)) and self.reads is None
             ledger = self.ledgers[op] = Ledger(complete=complete)
         return ledger
 
@@ -296,10 +305,13 @@ class SecureAgent:
             except Exception as exc:  # a malformed entry must not stop the agent
                 self._reject(item.op, item.seq, item.sender,
                              CryptoError(f"unreadable entry: {exc!r}", code=Code.DECRYPT_FAILED))
+            self.read_up_to[item.op] = item.seq
 
     def _receive(self, item: Delivered) -> None:
         if item.sender == self.unit:
             return  # our own message, stored: we hold no receive keys for our own leaf
+        if self.reads is not None and not self.reads(item.sender):
+            return
         try:
             got: Received = self.member.decrypt(item.op, item.header, item.payload,
                                                 now=self.clock())
@@ -326,12 +338,12 @@ class SecureAgent:
             self._reject(op, seq, sender, exc)
             return None
         found = self._sender_problems(op, sender, body)
-        found += problems(self.catalog, body, self._ledger(op))
+        found += problems(self.catalog, body, self.ledger(op))
         if found:
             self._reject(op, seq, sender, SchemaError(
                 "invalid message: " + "; ".join(map(str, found)), problems=found))
             return None
-        self._ledger(op).record(body, seq)
+        self.ledger(op).record(body, seq)
         return body  # type: ignore[no-any-return]
 
     def _before_join(self, item: Delivered) -> bool:

@@ -195,6 +195,53 @@ def cmd_bench_messages(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from client.replay.run import run_replay
+    from hub.protocol.errors import ScenarioError
+
+    speed = None if args.speed == "max" else float(args.speed)
+    try:
+        report = _run(run_replay(args.operation, seed=args.seed, speed=speed, out=args.out,
+                                 db=args.db))
+    except ScenarioError as exc:
+        print(f"opshub replay: {exc.message}", file=sys.stderr)
+        return 2
+    failed = [c for c in report["checks"] if not c["ok"]]
+    print(f"\n{report['operation']}: {report['messages']} messages in "
+          f"{report['wall_seconds']:.1f} s; {len(report['checks']) - len(failed)} of "
+          f"{len(report['checks'])} published figures reproduced")
+    for c in report["checks"]:
+        mark = "ok " if c["ok"] else "FAIL"
+        print(f"  {mark} {c['metric']:<32} {c['rule']:<9} published {c['published']:>12,g}"
+              f"  observed {c['observed']:>12,g}")
+    print(f"report   {args.out}/report.json, report.md, report.html")
+    return 0 if not failed else 1
+
+
+def cmd_scenario_check(args: argparse.Namespace) -> int:
+    from client.replay.plan import make_plan
+    from client.replay.scenario import load, resolve
+    from hub.protocol.errors import ScenarioError
+
+    status = 0
+    for name in args.scenarios:
+        try:
+            scenario = load(resolve(name))
+            plan = make_plan(scenario, args.seed)
+        except ScenarioError as exc:
+            print(exc.message, file=sys.stderr)
+            status = 1
+            continue
+        except ValueError as exc:
+            print(f"{name}: cannot generate the traffic: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{scenario.path}: ok ({len(scenario.participants)} participants, "
+              f"{len(scenario.steps)} storyline messages, {len(plan.events)} planned "
+              f"events, {plan.expected_messages} messages)")
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opshub", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -248,6 +295,24 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--out", type=Path, default=Path("docs/schemas.md"))
     sd.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     sd.set_defaults(func=cmd_schemas_docs)
+
+    r = sub.add_parser("replay", help="replay a documented operation as encrypted traffic "
+                       "and write the OCU's after-action report")
+    r.add_argument("operation", help="a name in seeds/ (cocair-v, trigger-vii, calypso-2) "
+                   "or a path to a scenario file")
+    r.add_argument("--speed", default="max",
+                   help="max (as fast as possible) or a factor of real time, e.g. 3600")
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--out", type=Path, default=Path("replay-out"))
+    r.add_argument("--db", type=Path, default=None, help="hub database (default: temporary)")
+    r.set_defaults(func=cmd_replay)
+
+    sn = sub.add_parser("scenario", help="scenario tools")
+    snsub = sn.add_subparsers(dest="scenario", required=True)
+    sck = snsub.add_parser("check", help="check scenario files without running them")
+    sck.add_argument("scenarios", nargs="+")
+    sck.add_argument("--seed", type=int, default=1)
+    sck.set_defaults(func=cmd_scenario_check)
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)

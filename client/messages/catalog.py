@@ -75,6 +75,7 @@ class Catalog:
         if not self.documents:
             raise FileNotFoundError(f"no *.schema.json files in {folder}")
         registry = jsonschema_rs.Registry([(d["$id"], d) for d in self.documents.values()])
+        self._registry = registry
         without = {n: _without_nominal(d) for n, d in self.documents.items()}
         registry_without = jsonschema_rs.Registry([(d["$id"], d) for d in without.values()])
         self.schemas: dict[tuple[str, int], MessageSchema] = {}
@@ -97,6 +98,16 @@ class Catalog:
             self.versions.setdefault(kind, []).append(version)
         self._expected = _enum_descriptions(self.documents.values())
         self._property_names = _property_names(self.documents.values())
+
+    def document_validator(self, name: str) -> Any:
+        """A compiled validator for a schema file that is not a message type (such as
+        ``scenario.schema.json``), with every file of the folder resolvable."""
+        return jsonschema_rs.validator_for(self.documents[name], registry=self._registry,
+                                           validate_formats=True)
+
+    def phrase(self, error: Any) -> list[Problem]:
+        """Problems of one jsonschema-rs error, phrased as for messages."""
+        return self._phrase(error)
 
     @property
     def types(self) -> list[str]:

@@ -17,6 +17,8 @@ WebSocket close code::
     │                            (client/e2ee); the agent drops it and goes on
     ├── SchemaError              a message's content fails its JSON Schema (client side;
     │                            ``problems`` lists every one with its JSON path)
+    ├── ScenarioError            a scenario file is not valid (``problems``: file, line,
+    │                            path and reason of each); nothing runs
     ├── StoreError               the store failed; the request is not acked
     └── UsageError               this side misused the API (local)
 """
@@ -133,6 +135,16 @@ class SchemaError(OpshubError):
     found (each with a JSON path), not only the first."""
 
     code = Code.INVALID_MESSAGE
+
+    def __init__(self, message: str, *, problems: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class ScenarioError(OpshubError):
+    """A scenario cannot be replayed. ``problems`` holds every problem found."""
+
+    code = "invalid_scenario"
 
     def __init__(self, message: str, *, problems: list[Any] | None = None) -> None:
         super().__init__(message)

@@ -1,0 +1,316 @@
+"""The replay: every participant of a scenario as an agent over a real WebSocket to a
+hub, the planned traffic sent on a virtual clock, the agents' reactions, and the OCU's
+after-action report.
+
+Roles:
+- the OCU creates the operation's channel (one commit sealing the epoch keys to every
+  member), decrypts and checks everything, tallies it, sends a situation report each
+  evening built from its tally, and hands each request for information to the desk it is
+  addressed to (the desks sit in the coordination unit, as in the documented
+  operations);
+- a liaison desk answers those requests from its simulated databases;
+- a national unit sends its reports and requests, reads what the OCU and the desks send,
+  and answers each warning addressed to it with a feedback.
+
+Agents improvise only for background traffic (ids with ``-B``); storylines are played as
+written. The clock is virtual: at ``speed=None`` (max) it jumps from one window of
+``WINDOW`` virtual seconds to the next as soon as every agent has read everything; with
+a factor it waits window / factor real seconds per window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import heapq
+import itertools
+import random
+import statistics
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from client.identity import Authority, UnitIdentity, UnitSpec
+from client.replay.plan import BACKGROUND, FEEDBACK_ACTIONS, Event, Plan, make_plan
+from client.replay.scenario import Participant, Scenario, envelope
+from client.replay.tally import Tally
+from client.secure import Message, SecureAgent
+from hub.app import RunningHub
+from hub.config import HubConfig
+
+WINDOW = 900.0  # virtual seconds per step of the clock
+MIN_REACTION = WINDOW  # reactions land in a later window than what caused them
+
+
+class Clock:
+    """Virtual seconds since the operation's first day, 00:00 UTC."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.t0 = scenario.t0
+        self.now = 0.0
+
+    def seconds(self, rfc3339: str) -> float:
+        t = dt.datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+        return (t - self.t0).total_seconds()
+
+
+class ReplayAgent:
+    """One participant: its SecureAgent and what it does with what it reads."""
+
+    def __init__(self, replay: Replay, who: Participant, agent: SecureAgent) -> None:
+        self.replay = replay
+        self.who = who
+        self.agent = agent
+        self.busy = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"replay-{self.who.unit}")
+
+    async def _run(self) -> None:
+        async for m in self.agent.messages():
+            self.busy = True
+            try:
+                if m.body is not None:
+                    self.on_message(m, m.body)
+            finally:
+                self.busy = False
+
+    def idle(self, head: int) -> bool:
+        return (self.agent.read_up_to.get(self.replay.code, 0) >= head
+                and self.agent._inbox.empty() and not self.busy)
+
+    def on_message(self, m: Message, body: dict[str, Any]) -> None:
+        if (body["type"] == "warning" and BACKGROUND in body["id"]
+                and self.who.unit in body["addressees"]):
+            rng = self.replay.rng_for(body["id"], self.who.unit)
+            at = self.replay.clock.seconds(body["sent_at"]) + MIN_REACTION + rng.randrange(
+                3600 * 6)
+            self.replay.schedule(at, self.who.unit, {
+                "type": "feedback", "refers_to": body["id"],
+                "action_taken": rng.choice(FEEDBACK_ACTIONS),
+                "result": "Handled at the control point; nothing further to report."})
+
+
+class DeskAgent(ReplayAgent):
+    def answer(self, request: dict[str, Any]) -> None:
+        """Look the request up in this desk's databases and schedule the answer. (The
+        OCU hands the request over in the room: the desk has not decrypted it itself.)"""
+        self.agent.ledger(self.replay.code).record(request)
+        q = request["query"]
+        key = ((q.get("vehicle") or {}).get("registration")
+               or (q.get("firearm") or {}).get("serial_number")
+               or (q.get("document") or {}).get("number"))
+        record = self.replay.plan.databases.get(self.who.unit, {}).get(key or "")
+        rng = self.replay.rng_for(request["id"], self.who.unit)
+        lo, hi = self.replay.scenario.background.get("response_minutes") or [20, 120]
+        at = self.replay.clock.seconds(request["sent_at"]) + max(
+            MIN_REACTION, rng.randint(lo, hi) * 60.0)
+        body: dict[str, Any] = {"type": "rfi_response", "refers_to": request["id"],
+                                "result": "hit" if record else "no_hit",
+                                "responded_by": self.who.party()}
+        if record:
+            body["hits"] = [record]
+        self.replay.schedule(at, self.who.unit, body)
+
+
+class OcuAgent(ReplayAgent):
+    def on_message(self, m: Message, body: dict[str, Any]) -> None:
+        self.replay.record(body)
+        if body["type"] == "request_for_information" and BACKGROUND in body["id"]:
+            for to in body["to"]:
+                desk = self.replay.agents.get(to["unit"])
+                if isinstance(desk, DeskAgent):
+                    desk.answer(body)
+
+
+class Replay:
+    def __init__(self, scenario: Scenario, *, seed: int = 1, speed: float | None = None,
+                 db: Path, progress: Callable[[str], None] | None = None) -> None:
+        self.scenario = scenario
+        self.code = scenario.code
+        self.seed = seed
+        self.speed = speed
+        self.db = db
+        self.progress = progress or (lambda _line: None)
+        self.clock = Clock(scenario)
+        self.plan: Plan = make_plan(scenario, seed)
+        self.tally = Tally(scenario.participants)
+        self.agents: dict[str, ReplayAgent] = {}
+        self._queue: list[tuple[float, int, str, dict[str, Any] | None, int]] = []
+        self._order = itertools.count()
+        self.head = 0
+        self.sent = 0
+        self.log: list[dict[str, Any]] = []  # what the OCU read or sent, for the report
+        self.reactions: dict[str, int] = {}  # per sender, for message ids
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def rng_for(self, *parts: str) -> random.Random:
+        return random.Random(":".join(["opshub", self.code, str(self.seed), *parts]))
+
+    def schedule(self, at: float, sender: str, body: dict[str, Any] | None, day: int = 0
+                 ) -> None:
+        heapq.heappush(self._queue, (at, next(self._order), sender, body, day))
+
+    def record(self, message: dict[str, Any]) -> None:
+        """The OCU has read (or sent) ``message``: tally it."""
+        at = self.clock.seconds(message["sent_at"])
+        self.tally.add(message, at=at)
+        self.log.append(message)
+
+    # --- running -------------------------------------------------------------------------
+
+    async def run(self, identities: dict[str, UnitIdentity], authority: Authority
+                  ) -> dict[str, Any]:
+        config = HubConfig(host="127.0.0.1", port=0, db=self.db,
+                           authorities=(authority.public_key,))
+        running = RunningHub(config)
+        running.hub.preload([i.signed for i in identities.values()])
+        started = time.perf_counter()
+        async with running:
+            await self._start_agents(running.url, identities, authority)
+            try:
+                await self._create_channel(identities)
+                for e in self.plan.events:
+                    self.schedule(e.at, e.sender, e.message, e.day)
+                await self._drive()
+            finally:
+                for a in self.agents.values():
+                    if a.task is not None:
+                        a.task.cancel()
+                for a in self.agents.values():
+                    await a.agent.close()
+        wall = time.perf_counter() - started
+        return {"wall_seconds": round(wall, 2), "sent": self.sent,
+                "rejected": {u: len(a.agent.rejected) for u, a in self.agents.items()}}
+
+    async def _start_agents(self, url: str, identities: dict[str, UnitIdentity],
+                            authority: Authority) -> None:
+        s = self.scenario
+        readable = {s.ocu} | {p.unit for p in s.by_role("liaison")}
+        partners: dict[str, set[str]] = defaultdict(set)
+        for story in s.storylines:
+            members = {step["from"] for step in story["steps"]}
+            for u in members:
+                partners[u] |= members
+        for unit, who in s.participants.items():
+            if who.role == "ocu":
+                reads = None
+            else:
+                allowed = frozenset(readable | partners[unit])
+                reads = allowed.__contains__
+            secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
+                                 packages=4)
+            await secure.start()
+            cls = {"ocu": OcuAgent, "liaison": DeskAgent}.get(who.role, ReplayAgent)
+            agent = cls(self, who, secure)
+            agent.start()
+            self.agents[unit] = agent
+
+    async def _create_channel(self, identities: dict[str, UnitIdentity]) -> None:
+        ocu = self.agents[self.scenario.ocu].agent
+        members = [identities[u].signed for u in self.agents if u != self.scenario.ocu]
+        await ocu.create_operation(self.code, self.scenario.name, members)
+        for u, a in self.agents.items():
+            if u != self.scenario.ocu:
+                await a.agent.wait_for_epoch(self.code, 0)
+        self.progress(f"channel  {self.code}: epoch 0, {len(self.agents)} members, keys "
+                      f"sealed to each")
+
+    async def _drive(self) -> None:
+        day_seen = 0
+        real0 = time.perf_counter()
+        while self._queue:
+            window_end = (self._queue[0][0] // WINDOW + 1) * WINDOW
+            batch = []
+            while self._queue and self._queue[0][0] < window_end:
+                batch.append(heapq.heappop(self._queue))
+            if self.speed is not None:
+                due = real0 + window_end / self.speed
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await asyncio.gather(*(self._send_all(sender, items) for sender, items in
+                                   _by_sender(batch).items()))
+            await self._quiesce()
+            day = int(window_end // 86400) + 1
+            if day != day_seen and day_seen:
+                self._day_progress(day_seen)
+            day_seen = day
+        self._day_progress(day_seen, final=True)
+
+    async def _send_all(self, sender: str, items: list[tuple[float, int, str, Any, int]]
+                        ) -> None:
+        agent = self.agents[sender].agent
+        for at, _, _, body, day in items:
+            if body is None:
+                body = self._sitrep(at, day)
+            elif "sent_at" not in body:
+                body = _with_envelope(self, sender, at, body)
+            seq = await agent.send(self.code, body)
+            self.sent += 1
+            self.head = max(self.head, seq)
+            if sender == self.scenario.ocu:
+                self.record(body)
+
+    async def _quiesce(self, within: float = 120.0) -> None:
+        async with asyncio.timeout(within):
+            while not all(a.idle(self.head) for a in self.agents.values()):
+                await asyncio.sleep(0.002)
+
+    def _day_progress(self, day: int, final: bool = False) -> None:
+        t = self.tally.totals()
+        date = self.scenario.start + dt.timedelta(days=day - 1)
+        self.progress(f"day {day:<3} {date}  messages {int(t.get('messages', 0)):>6}  "
+                      f"seizure reports {int(t.get('reports', 0)):>4}  arrests "
+                      f"{int(t.get('arrests', 0)):>4}  hits {int(t.get('hits', 0)):>3}"
+                      + ("  (end)" if final else ""))
+
+    def _sitrep(self, at: float, day: int) -> dict[str, Any]:
+        t = self.tally.totals()
+        by_country: Counter[str] = Counter()
+        for r in self.tally.live_reports():
+            by_country[r["sender"]["country"]] += 1
+        body = {"type": "situation_report",
+                "period": {"from": self.scenario.when(0), "to": self.scenario.when(at)},
+                "day": day,
+                "totals": {"messages": int(t.get("messages", 0)),
+                           "seizures": int(t.get("reports", 0)),
+                           "arrests": int(t.get("arrests", 0)),
+                           "database_hits": int(t.get("hits", 0)),
+                           "by_country": [{"country": c, "seizures": n}
+                                          for c, n in sorted(by_country.items())][:50]}}
+        return _with_envelope(self, self.scenario.ocu, at, body)
+
+
+def _with_envelope(replay: Replay, sender: str, at: float, body: dict[str, Any]
+                   ) -> dict[str, Any]:
+    replay.reactions[sender] = replay.reactions.get(sender, 0) + 1
+    message_id = f"{sender}.R{replay.reactions[sender]:04d}".upper()
+    return envelope(replay.code, replay.scenario.participants[sender], message_id, at,
+                    dict(body), start_of=replay.scenario.data)
+
+
+def _by_sender(batch: list[tuple[float, int, str, Any, int]]
+               ) -> dict[str, list[tuple[float, int, str, Any, int]]]:
+    out: dict[str, list[tuple[float, int, str, Any, int]]] = defaultdict(list)
+    for item in batch:
+        out[item[2]].append(item)
+    return out
+
+
+def identities_for(scenario: Scenario, *, now: int) -> tuple[Authority, dict[str, UnitIdentity]]:
+    authority = Authority.generate()
+    ids = {u: authority.enroll(UnitSpec(u, p.country, p.agency, p.role), now=now - 60)
+           for u, p in scenario.participants.items()}
+    return authority, ids
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+__all__ = ["Event", "Replay", "identities_for"]

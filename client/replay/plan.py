@@ -1,0 +1,396 @@
+"""The traffic generator: from a scenario and a seed, every message the replay sends,
+when and by whom, and the simulated databases the liaison desks answer from.
+
+Deterministic for a seed. Storylines are sent as written. Filler seizure reports carry
+exactly what the published figures need beyond the storylines (an exact, at-least or
+about figure is filled to its published value), spread over the operation's days, units,
+places and commodities. Filler warnings, alerts and requests for information fill the
+message budget; the messages they cause (feedback from each addressed unit, a desk's
+answer) are counted in advance so that the replay carries ``background.messages`` in all.
+The tally is never computed from this plan: the OCU counts what it decrypts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from client.messages import default_catalog
+from client.messages.checks import problems
+from client.replay.scenario import Participant, Scenario, envelope
+from client.replay.tally import Tally
+
+#: Background message ids carry this marker; agents improvise reactions only to these
+#: (storyline messages are answered by their storylines).
+BACKGROUND = ".BG"
+SITREP_HOUR = 20
+FEEDBACK_ACTIONS = ["controlled_no_finding", "not_found", "monitored",
+                    "not_controlled_too_late"]
+_OFFICE = [1, 1, 1, 1, 1, 2, 4, 7, 9, 10, 10, 9, 8, 9, 10, 10, 9, 7, 5, 4, 3, 2, 1, 1]
+
+#: filler item per commodity key: category, fields, unit of quantity and rounding
+DRUG_FORM = {"cocaine": "powder", "cocaine_base": "paste", "cannabis_herb": "herb",
+             "cannabis_resin": "resin", "cannabis_plants": "plants", "heroin": "powder",
+             "khat": "herb", "methamphetamine": "powder", "psychotropic_other": "tablets",
+             "tramadol": "tablets", "mdma": "tablets", "fentanyl": "powder",
+             "codeine": "liquid"}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: float
+    sender: str
+    message: dict[str, Any] | None  # None: a situation report built by the OCU at run time
+    storyline: str | None = None
+    day: int = 0
+
+
+@dataclass(slots=True)
+class Plan:
+    events: list[Event]
+    #: desk unit -> {lookup key -> record of a hit}; a key not there is a miss
+    databases: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    expected_messages: int = 0
+
+
+def _split(total: float, parts: int, rng: random.Random, *, integer: bool) -> list[float]:
+    """``parts`` positive amounts summing to ``total`` exactly (integers if asked)."""
+    if parts <= 1:
+        return [total]
+    weights = [rng.uniform(0.3, 1.7) for _ in range(parts)]
+    s = sum(weights)
+    if integer:
+        total_i = int(round(total))
+        parts = min(parts, total_i) or 1
+        base = [max(1, int(total_i * w / s)) for w in weights[:parts]]
+        base[-1] = total_i - sum(base[:-1])
+        while base[-1] < 1:  # rounding pushed the last one to zero or below
+            i = max(range(parts - 1), key=lambda k: base[k])
+            base[i] -= 1
+            base[-1] += 1
+        return [float(b) for b in base]
+    out = [round(total * w / s, 1) for w in weights]
+    out[-1] = round(total - sum(out[:-1]), 6)
+    if out[-1] <= 0:
+        return [total]
+    return out
+
+
+class Planner:
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.s = scenario
+        self.rng = random.Random(f"opshub:{scenario.code}:{seed}")
+        self.units = scenario.by_role("unit")
+        self.desks = scenario.by_role("liaison")
+        self.ocu = scenario.participants[scenario.ocu]
+        self.counters: dict[str, int] = {}
+        bg = scenario.background
+        self.rhythm = bg.get("rhythm") or _OFFICE
+        self.commodities: dict[str, float] = bg.get("commodities") or {"drug.cocaine": 1.0}
+        self.response = bg.get("response_minutes") or [20, 120]
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _id(self, unit: str) -> str:
+        self.counters[unit] = self.counters.get(unit, 0) + 1
+        return f"{unit}{BACKGROUND}{self.counters[unit]:04d}".upper()
+
+    def _time(self, day: int | None = None) -> float:
+        day = day if day is not None else self.rng.randrange(self.s.days)
+        hour = self.rng.choices(range(24), weights=self.rhythm)[0]
+        return day * 86400.0 + hour * 3600 + self.rng.randrange(3600)
+
+    def _unit(self) -> Participant:
+        return self.rng.choices(self.units, weights=[u.weight for u in self.units])[0]
+
+    def _message(self, sender: Participant, at: float, body: dict[str, Any]) -> dict[str, Any]:
+        m = envelope(self.s.code, sender, self._id(sender.unit), at, body,
+                     start_of=self.s.data)
+        found = problems(default_catalog(), m)
+        if found:  # a bug in this generator, not in the scenario
+            raise AssertionError(f"generated {m['type']} is invalid: {found}")
+        return m
+
+    def _place(self, unit: Participant) -> dict[str, Any]:
+        if unit.places:
+            p = dict(self.rng.choice(unit.places))
+            return {"country": unit.country, **p}
+        return {"country": unit.country, "place_type": "airport"}
+
+    # --- seizure reports ---------------------------------------------------------------
+
+    def _items_for(self, metric: str, amount: float) -> list[dict[str, Any]]:
+        """Items that together add ``amount`` to ``metric`` (and to its parents only)."""
+        parts = metric.split(".")
+        cat = parts[0]
+        if cat == "drug":
+            substance = parts[1] if len(parts) == 3 else self._pick("drug", "cocaine")
+            unit = parts[-1] if parts[-1] != "count" else "kg"
+            n = max(1, min(12, int(math.log10(max(amount, 1)) * 3) + 1))
+            return [{"category": "drug", "substance": substance,
+                     "form": DRUG_FORM.get(substance, "other"),
+                     "quantity": {"value": v, "unit": unit}}
+                    for v in _split(amount, n, self.rng, integer=unit != "kg")]
+        if cat in ("firearm", "firearm_part", "document"):
+            field_name = {"firearm": "firearm_type", "firearm_part": "part",
+                          "document": "document_status"}[cat]
+            default = {"firearm": "pistol", "firearm_part": "magazine",
+                       "document": "falsified"}[cat]
+            kind = parts[1] if len(parts) == 3 else self._pick(cat, default)
+            n = max(1, min(int(amount), int(math.sqrt(amount)) + 1))
+            items = []
+            for c in _split(amount, n, self.rng, integer=True):
+                item: dict[str, Any] = {"category": cat, field_name: kind, "count": int(c)}
+                if cat == "document":
+                    item["document_type"] = "passport"
+                    item.pop(field_name)
+                    item["document_status"] = kind
+                items.append(item)
+            return items
+        if metric == "ammunition.rounds":
+            n = max(1, min(20, int(amount // 50) + 1))
+            return [{"category": "ammunition", "rounds": int(r)}
+                    for r in _split(amount, n, self.rng, integer=True)]
+        if cat == "currency":
+            counterfeit = metric == "currency.counterfeit.usd"
+            n = max(1, min(10, int(math.log10(max(amount, 1)))))
+            return [{"category": "currency", "counterfeit": counterfeit,
+                     "money": {"amount": v, "currency": "USD"}}
+                    for v in _split(amount, n, self.rng, integer=True)]
+        if cat == "person":
+            role = parts[1] if parts[1] != "notice" else "suspect"
+            notice = parts[2] if parts[1] == "notice" else None
+            out = []
+            for _ in range(int(amount)):
+                person: dict[str, Any] = {"role": role, "family_name": "Fictional",
+                                          "given_names": f"Person {self.rng.randrange(10**6)}"}
+                if notice:
+                    person.update(notice=notice, arrested=True)
+                out.append({"category": "person", "person": person})
+            return out
+        raise ValueError(f"the generator cannot fill metric {metric!r}")
+
+    def _pick(self, category: str, default: str) -> str:
+        keys = [(k.split(".")[1], w) for k, w in self.commodities.items()
+                if k.startswith(category + ".") and len(k.split(".")) == 2]
+        if not keys:
+            return default
+        return self.rng.choices([k for k, _ in keys], weights=[w for _, w in keys])[0]
+
+    def seizure_reports(self, storyline: Tally) -> list[dict[str, Any]]:
+        """Items and report skeletons (unit, time, items, arrests) for the residuals."""
+        targets = {r["metric"]: r for r in self.s.results}
+        have = storyline.totals()
+        items: list[dict[str, Any]] = []
+        # most specific first: drug.cocaine.kg before drug.kg
+        fillable = [r for r in self.s.results if r["rule"] != "at_most" and r["metric"] not in
+                    ("messages", "reports", "items", "arrests", "countries")
+                    and not r["metric"].startswith(("hits", "messages."))]
+        added: dict[str, float] = {}
+        for r in sorted(fillable, key=lambda r: -r["metric"].count(".")):
+            metric = r["metric"]
+            current = have.get(metric, 0.0) + added.get(metric, 0.0)
+            residual = round(r["value"] - current, 6)
+            if residual <= 0:
+                continue
+            new = self._items_for(metric, residual)
+            probe = Tally({})
+            probe.reports["x"] = {"items": new}
+            for k, v in probe.totals().items():
+                if k not in ("reports", "items", "countries"):
+                    added[k] = added.get(k, 0.0) + v
+            items.extend(new)
+        n_reports = len(storyline.live_reports())
+        reports_target = targets.get("reports")
+        count = (int(reports_target["value"]) - n_reports if reports_target
+                 else max(1, len(items) // 2))
+        items_target = targets.get("items")
+        if items_target is not None:
+            need = int(items_target["value"]) - int(have.get("items", 0)) - len(items)
+            items.extend(self._free_items(max(0, need)))
+        if count <= 0:
+            if items:
+                raise ValueError("the published number of reports leaves no report for the "
+                                 "residual figures")
+            return []
+        if len(items) < count:
+            items.extend(self._free_items(count - len(items)))
+        self.rng.shuffle(items)
+        groups: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+        for i, item in enumerate(items):
+            groups[i % count if i < count else self.rng.randrange(count)].append(item)
+        arrests = targets.get("arrests")
+        residual_arrests = int(arrests["value"] - have.get("arrests", 0)) if arrests else 0
+        per = _split(residual_arrests, min(count, max(residual_arrests, 1)), self.rng,
+                     integer=True) if residual_arrests > 0 else []
+        out = []
+        for i, group in enumerate(groups):
+            out.append({"items": group, "arrests": int(per[i]) if i < len(per) else 0})
+        return out
+
+    def _free_items(self, n: int) -> list[dict[str, Any]]:
+        """Items that move no published figure (categories no result names)."""
+        named = {r["metric"].split(".")[0] for r in self.s.results}
+        choices = [c for c in ("tobacco", "alcohol", "counterfeit_goods", "other")
+                   if c not in named and "items" != c]
+        out = []
+        for _ in range(n):
+            cat = self.rng.choice(choices)
+            if cat == "tobacco":
+                out.append({"category": "tobacco", "product": "cigarettes",
+                            "quantity": {"value": self.rng.randrange(200, 20000, 200),
+                                         "unit": "sticks"}})
+            elif cat == "alcohol":
+                out.append({"category": "alcohol", "beverage": "spirits",
+                            "quantity": {"value": self.rng.randrange(5, 400), "unit": "l"}})
+            elif cat == "counterfeit_goods":
+                out.append({"category": "counterfeit_goods", "goods": "clothing",
+                            "quantity": {"value": self.rng.randrange(10, 500),
+                                         "unit": "pieces"}})
+            else:
+                out.append({"category": "other", "description": "undeclared goods"})
+        return out
+
+    def report_events(self, skeletons: list[dict[str, Any]]) -> list[Event]:
+        events = []
+        units = list(self.units)
+        self.rng.shuffle(units)
+        for i, sk in enumerate(skeletons):
+            unit = units[i] if i < len(units) else self._unit()
+            at = self._time()
+            place = self._place(unit)
+            body: dict[str, Any] = {
+                "type": "seizure_report", "form": "simplified", "status": "submitted",
+                "revision": 1,
+                "event": {"when": self.s.when(max(0.0, at - 3600)), "where": place,
+                          "direction": self.rng.choice(["import", "export", "transit"]),
+                          "detection": {"method": self.rng.choice(
+                              ["risk_profile", "x_ray", "documentary_check",
+                               "physical_examination", "detector_dog"])}},
+                "items": sk["items"],
+                "outcome": {"arrests": sk["arrests"]},
+            }
+            if any(it["category"] == "person" for it in sk["items"]):
+                body["marking"] = {"tlp": "AMBER", "nominal": True}
+            events.append(Event(at, unit.unit, self._message(unit, at, body)))
+        return events
+
+    # --- filler traffic ----------------------------------------------------------------
+
+    def hits_needed(self, storyline: Tally) -> int:
+        have = storyline.totals()
+        need = 0
+        for r in self.s.results:
+            if r["metric"].startswith("hits") and r["rule"] != "at_most":
+                need = max(need, int(r["value"] - have.get(r["metric"], 0)))
+        return need
+
+    def filler(self, budget: int, hits: int, databases: dict[str, dict[str, dict[str, Any]]]
+               ) -> list[Event]:
+        """Warnings, alerts and requests (with the messages they cause) worth exactly
+        ``budget`` messages, ``hits`` of the requests hitting a planted record."""
+        mix = self.s.background.get("mix") or {"warning": 3, "request_for_information": 2,
+                                               "alert": 1}
+        mix = {k: v for k, v in mix.items() if v > 0 and k != "situation_report"}
+        desks = [d for d in self.desks if d.databases]
+        if not desks:
+            mix.pop("request_for_information", None)
+        events: list[Event] = []
+        if hits > 0 and not desks:
+            raise ValueError("the published hits need a liaison desk with databases")
+        hit_left = hits
+        while budget > 0:
+            kind = self.rng.choices(list(mix), weights=list(mix.values()))[0] if mix else "alert"
+            if hit_left > 0 and budget >= 2:
+                kind = "request_for_information"
+            if kind == "warning" and budget >= 2:
+                n = min(budget - 1, self.rng.randint(1, 3))
+                events.append(self._warning(n))
+                budget -= 1 + n
+            elif kind == "request_for_information" and budget >= 2:
+                events.append(self._request(desks, databases, hit=hit_left > 0))
+                hit_left -= 1
+                budget -= 2
+            else:
+                events.append(self._alert())
+                budget -= 1
+        if hit_left > 0:
+            raise ValueError(f"the message budget leaves no room for {hit_left} more hits")
+        return events
+
+    def _warning(self, n: int) -> Event:
+        at = self._time()
+        addressees = self.rng.sample(self.units, min(n, len(self.units)))
+        body = {"type": "warning",
+                "subject": {"kind": self.rng.choice(["passenger", "shipment", "parcel"]),
+                            "description": "Profile matched by the operation's risk "
+                                           "indicators."},
+                "reason": "Selected by the OCU's targeting for control at arrival.",
+                "suspected_commodities": [self.rng.choice(["drug", "firearm", "currency"])],
+                "requested_action": "control",
+                "addressees": [u.unit for u in addressees]}
+        return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
+
+    def _alert(self) -> Event:
+        at = self._time()
+        body = {"type": "alert", "subject": "Reminder of the operation's risk indicators",
+                "severity": "info",
+                "body": "Units are reminded to report every seizure through the channel."}
+        return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
+
+    def _request(self, desks: list[Participant], databases: dict[str, dict[str, dict[str, Any]]],
+                 *, hit: bool) -> Event:
+        desk = self.rng.choice(desks)
+        db = self.rng.choice(list(desk.databases))
+        unit = self._unit()
+        at = self._time()
+        key = f"REF{self.rng.randrange(10**8):08d}"
+        body: dict[str, Any] = {"type": "request_for_information", "to": [desk.party()],
+                                "databases": [db],
+                                "reason": "Routine check of a subject controlled today."}
+        if db in ("interpol_smv",):
+            body["subject"] = {"kind": "vehicle"}
+            body["query"] = {"vehicle": {"registration": key[:10]}}
+            lookup = key[:10]
+        elif db in ("interpol_iarms", "atf_etrace"):
+            body["subject"] = {"kind": "firearm"}
+            body["query"] = {"firearm": {"make": "Unknown make", "serial_number": key}}
+            lookup = key
+        else:
+            body["subject"] = {"kind": "travel_document"}
+            body["query"] = {"document": {"kind": "passport", "number": key}}
+            body["marking"] = {"tlp": "AMBER", "nominal": True}
+            lookup = key
+        if hit:
+            databases.setdefault(desk.unit, {})[lookup] = {
+                "database": db, "reference": f"{db.upper()}-{self.rng.randrange(10**6):06d}",
+                "summary": "Record found; the requesting unit is asked to follow up."}
+        return Event(at, unit.unit, self._message(unit, at, body))
+
+    def sitreps(self) -> list[Event]:
+        return [Event(d * 86400.0 + SITREP_HOUR * 3600, self.ocu.unit, None, day=d + 1)
+                for d in range(self.s.days)]
+
+
+def make_plan(scenario: Scenario, seed: int) -> Plan:
+    """Every planned event of a replay, in time order. Raises ValueError when the
+    published figures cannot be generated from this scenario."""
+    planner = Planner(scenario, seed)
+    story = Tally(scenario.participants)
+    for step in scenario.steps:
+        story.add(step.message, at=step.at)
+    events = [Event(st.at, st.sender, st.message, st.storyline) for st in scenario.steps]
+    events += planner.report_events(planner.seizure_reports(story))
+    events += planner.sitreps()
+    databases: dict[str, dict[str, dict[str, Any]]] = {}
+    total = int(scenario.background["messages"])
+    budget = total - len(events)
+    if budget < 0:
+        raise ValueError(f"background.messages ({total}) is fewer than the {len(events)} "
+                         f"messages the storylines, reports and daily reports need")
+    events += planner.filler(budget, planner.hits_needed(story), databases)
+    # every unit says something, so that the countries figure can be reached
+    events.sort(key=lambda e: (e.at, e.sender))
+    return Plan(events, databases, total)

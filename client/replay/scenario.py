@@ -1,0 +1,307 @@
+"""Scenario files: load a documented operation (YAML), check everything that can be
+checked before anything runs, and hand the replay a typed Scenario.
+
+Checks, each problem with file, line and JSON path: the scenario schema
+(schemas/scenario.schema.json); participants (one OCU, unique units); every storyline
+step (a known sender, a resolvable time, references to earlier steps, and its message
+valid under the message schemas once the envelope is filled in); the published results
+(known metrics, and storyline figures that already exceed an exact or at-most figure:
+unreachable). Pure apart from reading the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from client.messages import default_catalog
+from client.messages.catalog import Catalog, Problem
+from client.messages.checks import problems as message_problems
+from client.messages.content import _Loader
+from hub.protocol.errors import ScenarioError
+
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
+_REF = re.compile(r"^@([a-z0-9][a-z0-9-]*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioProblem:
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '/'}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    unit: str
+    name: str
+    country: str
+    agency: str
+    role: str
+    databases: tuple[str, ...] = ()
+    places: tuple[dict[str, Any], ...] = ()
+    weight: float = 1.0
+
+    def party(self) -> dict[str, Any]:
+        return {"unit": self.unit, "country": self.country, "agency": self.agency,
+                "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    storyline: str
+    id: str
+    at: float  # virtual seconds since the operation's first day, 00:00 UTC
+    sender: str
+    message: dict[str, Any]  # the full message, envelope included
+
+
+@dataclass(slots=True)
+class Scenario:
+    path: Path
+    data: dict[str, Any]
+    code: str
+    name: str
+    start: dt.date
+    end: dt.date
+    participants: dict[str, Participant]
+    ocu: str
+    steps: list[Step]
+    results: list[dict[str, Any]]
+    background: dict[str, Any]
+    storylines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    @property
+    def t0(self) -> dt.datetime:
+        return dt.datetime.combine(self.start, dt.time(), tzinfo=dt.UTC)
+
+    def when(self, seconds: float) -> str:
+        """RFC 3339 time of a virtual offset."""
+        return (self.t0 + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def by_role(self, role: str) -> list[Participant]:
+        return [p for p in self.participants.values() if p.role == role]
+
+
+def resolve(name_or_path: str) -> Path:
+    """A scenario by name in seeds/ (``cocair-v``) or a path to any scenario file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    for candidate in (SEEDS_DIR / f"{name_or_path}.yaml", SEEDS_DIR / f"{name_or_path.lower()}.yaml"):
+        if candidate.exists():
+            return candidate
+    known = ", ".join(sorted(f.stem for f in SEEDS_DIR.glob("*.yaml")))
+    raise ScenarioError(f"no scenario {name_or_path!r} in {SEEDS_DIR} (known: {known})")
+
+
+def _lines(text: str) -> dict[str, int]:
+    """JSON pointer -> 1-based line of every node of a YAML document."""
+    out: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        out[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                walk(v, f"{path}/{k.value}")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, f"{path}/{i}")
+
+    root = yaml.compose(text, Loader=_Loader)
+    if root is not None:
+        walk(root, "")
+    return out
+
+
+def load(path: Path, catalog: Catalog | None = None) -> Scenario:
+    """Load and check a scenario. Raises ScenarioError listing every problem."""
+    catalog = catalog or default_catalog()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+        lines = _lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = ScenarioProblem(str(path), line, "", f"not valid YAML: "
+                                  f"{getattr(exc, 'problem', None) or exc}")
+        raise ScenarioError(str(problem), problems=[problem]) from None
+    found: list[ScenarioProblem] = []
+
+    def add(pointer: str, message: str) -> None:
+        line = lines.get(pointer)
+        probe = pointer
+        while line is None and probe:
+            probe = probe.rsplit("/", 1)[0]
+            line = lines.get(probe)
+        found.append(ScenarioProblem(str(path), line, pointer, message))
+
+    validator = catalog.document_validator("scenario.schema.json")
+    if not validator.is_valid(data):
+        for error in validator.iter_errors(data):
+            for p in catalog.phrase(error):
+                add(p.path, p.message)
+        _raise(path, found)
+    scenario = _build(path, data, catalog, add)
+    _raise(path, found)
+    return scenario
+
+
+def _raise(path: Path, found: list[ScenarioProblem]) -> None:
+    if found:
+        found.sort(key=lambda p: (p.line or 0, p.path))
+        raise ScenarioError(f"{path}: {len(found)} problem(s):\n  "
+                            + "\n  ".join(map(str, found)), problems=found)
+
+
+def _build(path: Path, data: dict[str, Any], catalog: Catalog, add: Any) -> Scenario:
+    op = data["operation"]
+    start, end = dt.date.fromisoformat(op["start"]), dt.date.fromisoformat(op["end"])
+    if end < start:
+        add("/operation/end", f"the operation ends ({end}) before it starts ({start})")
+    participants: dict[str, Participant] = {}
+    for i, p in enumerate(data["participants"]):
+        if p["unit"] in participants:
+            add(f"/participants/{i}/unit", f"unit {p['unit']!r} is listed twice")
+        participants[p["unit"]] = Participant(
+            p["unit"], p["name"], p["country"], p["agency"], p["role"],
+            tuple(p.get("databases", ())), tuple(p.get("places", ())), p.get("weight", 1.0))
+    ocus = [p.unit for p in participants.values() if p.role == "ocu"]
+    if len(ocus) != 1:
+        add("/participants", f"exactly one participant must have role ocu, found {len(ocus)}")
+    ocu = ocus[0] if ocus else ""
+    if ocu and op["ocu"]["unit"] != ocu:
+        add("/operation/ocu/unit", f"{op['ocu']['unit']!r} is not the participant with role "
+            f"ocu ({ocu!r})")
+    if not [p for p in participants.values() if p.role == "unit"]:
+        add("/participants", "no participant has role unit")
+    days = (end - start).days + 1
+    steps = _steps(data, participants, days, op["code"], catalog, add)
+    scenario = Scenario(path, data, op["code"], op["name"], start, end, participants, ocu,
+                        steps, data["results"], data["background"], data["storylines"])
+    _check_results(scenario, add)
+    return scenario
+
+
+def _steps(data: dict[str, Any], participants: dict[str, Participant], days: int,
+           code: str, catalog: Catalog, add: Any) -> list[Step]:
+    steps: list[Step] = []
+    times: dict[str, float] = {}
+    ids: dict[str, str] = {}
+    counters: dict[str, int] = {}
+    for s, story in enumerate(data["storylines"]):
+        for k, step in enumerate(story["steps"]):
+            where = f"/storylines/{s}/steps/{k}"
+            sender = participants.get(step["from"])
+            if sender is None:
+                add(f"{where}/from", f"{step['from']!r} is not a participant")
+                continue
+            at = step["at"]
+            if "day" in at:
+                if at["day"] > days:
+                    add(f"{where}/at/day", f"day {at['day']} is after the operation's last "
+                        f"day ({days})")
+                hh, mm = map(int, at["time"].split(":"))
+                t = (at["day"] - 1) * 86400.0 + hh * 3600 + mm * 60
+            elif at["after"] not in times:
+                add(f"{where}/at/after", f"step {at['after']!r} is not an earlier step")
+                continue
+            else:
+                t = times[at["after"]] + at["minutes"] * 60.0
+            step_id = step.get("id") or f"{story['id']}-{k + 1}"
+            if step_id in times:
+                add(f"{where}/id", f"step id {step_id!r} is used twice")
+            counters[sender.unit] = counters.get(sender.unit, 0) + 1
+            message_id = f"{sender.unit}-S{counters[sender.unit]:03d}".upper()
+            body = _substitute(copy.deepcopy(step["message"]), ids, f"{where}/message", add)
+            message = envelope(code, sender, message_id, t, body, start_of=data)
+            for p in message_problems(catalog, message):
+                add(f"{where}/message{p.path}", p.message)
+            times[step_id], ids[step_id] = t, message_id
+            steps.append(Step(story["id"], step_id, t, sender.unit, message))
+    steps.sort(key=lambda st: st.at)
+    return steps
+
+
+def envelope(code: str, sender: Participant, message_id: str, at: float,
+             body: dict[str, Any], *, start_of: dict[str, Any]) -> dict[str, Any]:
+    """The full message: envelope fields first (unless the body gives them), then the
+    body."""
+    t0 = dt.datetime.combine(dt.date.fromisoformat(start_of["operation"]["start"]), dt.time(),
+                             tzinfo=dt.UTC)
+    sent = (t0 + dt.timedelta(seconds=at)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kind = body.pop("type")
+    head = {"type": kind, "version": body.pop("version", 1), "id": body.pop("id", message_id),
+            "operation": code, "sender": sender.party(), "sent_at": body.pop("sent_at", sent),
+            "language": body.pop("language", "en"),
+            "marking": body.pop("marking", {"tlp": "AMBER", "nominal": False})}
+    return {**head, **body}
+
+
+def _substitute(node: Any, ids: dict[str, str], where: str, add: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, ids, f"{where}/{k}", add) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, ids, f"{where}/{i}", add) for i, v in enumerate(node)]
+    if isinstance(node, str) and (m := _REF.match(node)):
+        if m.group(1) not in ids:
+            add(where, f"{node!r} does not name an earlier step")
+            return "UNRESOLVED"
+        return ids[m.group(1)]
+    return node
+
+
+def _check_results(scenario: Scenario, add: Any) -> None:
+    from client.replay.tally import Tally, known_metric
+
+    tally = Tally(scenario.participants)
+    for step in scenario.steps:
+        tally.add(step.message, at=step.at)
+    for i, r in enumerate(scenario.results):
+        if not known_metric(r["metric"]):
+            add(f"/results/{i}/metric", f"{r['metric']!r} is not a metric the OCU can tally "
+                "(see docs/scenarios.md)")
+            continue
+        have = tally.value(r["metric"])
+        if r["rule"] in ("exact", "at_most") and have > r["value"] + 1e-9:
+            add(f"/results/{i}/value", f"cannot be reached: the storylines alone give "
+                f"{have:g} for {r['metric']}, more than the published {r['value']:g}")
+    units = [p for p in scenario.participants.values() if p.role == "unit"]
+    for i, r in enumerate(scenario.results):
+        if r["metric"] == "countries" and r["rule"] in ("exact", "at_least", "about"):
+            n = len({p.country for p in units})
+            low = r["value"] * (1 - r.get("tolerance", 0)) if r["rule"] == "about" else r["value"]
+            high = (r["value"] * (1 + r.get("tolerance", 0)) if r["rule"] == "about"
+                    else r["value"] if r["rule"] == "exact" else float("inf"))
+            if not low - 1e-9 <= n <= high + 1e-9:
+                add(f"/results/{i}/value", f"cannot be reached: the participants' units come "
+                    f"from {n} countries")
+        if r["metric"] == "messages":
+            total = scenario.background["messages"]
+            if total < len(scenario.steps):
+                add("/background/messages", f"{total} messages is fewer than the storylines' "
+                    f"{len(scenario.steps)} steps")
+
+
+def problem_list(exc: ScenarioError) -> list[Problem]:
+    """The scenario problems as message-style problems (path and message)."""
+    return [Problem(p.path, "scenario", p.message) for p in exc.problems]

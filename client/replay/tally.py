@@ -1,0 +1,137 @@
+"""The OCU's tally: figures computed from the messages it has read (decrypted and
+checked), under the metric names scenarios use for their published results.
+
+Metrics (see docs/scenarios.md): ``messages``, ``messages.<type>``, ``reports``,
+``items``, ``arrests``, ``countries``, ``hits``, ``hits.<database>`` (``hits.interpol``
+for all INTERPOL databases), ``<category>.count``, ``<category>.kg`` / ``.l`` /
+``.<unit>``, ``drug.<substance>.kg`` (or another unit), ``firearm.<firearm_type>.count``,
+``firearm_part.<part>.count``, ``ammunition.rounds``, ``currency.usd``,
+``currency.counterfeit.usd``, ``document.<document_status>.count``,
+``person.<role>.count``, ``person.notice.<colour>.count``.
+
+A seizure report counts once, in its latest revision; a withdrawn one not at all. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+_TO_KG = {"kg": 1.0, "g": 0.001, "mg": 0.000001, "t": 1000.0}
+_TO_L = {"l": 1.0, "ml": 0.001}
+_METRIC = re.compile(
+    r"^(messages(\.[a-z_]+)?|reports|items|arrests|countries|hits(\.[a-z_]+)?"
+    r"|ammunition\.rounds|currency\.usd|currency\.counterfeit\.usd"
+    r"|person\.notice\.[a-z_]+\.count"
+    r"|[a-z_]+(\.[a-z0-9_]+)?\.[a-z0-9]+)$")
+
+
+def known_metric(metric: str) -> bool:
+    return bool(_METRIC.match(metric))
+
+
+def _item_keys(item: dict[str, Any]) -> list[tuple[str, float]]:
+    """(metric, amount) pairs one seized item adds to."""
+    cat = item["category"]
+    out: list[tuple[str, float]] = []
+    sub = {"drug": item.get("substance"), "firearm": item.get("firearm_type"),
+           "firearm_part": item.get("part"), "document": item.get("document_status"),
+           "person": (item.get("person") or {}).get("role"),
+           "tobacco": item.get("product"), "vessel": item.get("vessel_type")}.get(cat)
+    prefixes = [cat] + ([f"{cat}.{sub}"] if sub else [])
+    count = float(item.get("count", 1))
+    for p in prefixes:
+        out.append((f"{p}.count", count))
+    q = item.get("quantity")
+    if q:
+        unit, value = q["unit"], float(q["value"])
+        for p in prefixes:
+            if unit in _TO_KG:
+                out.append((f"{p}.kg", value * _TO_KG[unit]))
+            elif unit in _TO_L:
+                out.append((f"{p}.l", value * _TO_L[unit]))
+            else:
+                out.append((f"{p}.{unit}", value))
+    if cat == "ammunition":
+        out.append(("ammunition.rounds", float(item.get("rounds", 0))))
+    if cat == "currency":
+        money = item["money"]
+        usd = money.get("usd_equivalent")
+        if usd is None and money["currency"] == "USD":
+            usd = money["amount"]
+        if usd is not None:
+            out.append(("currency.usd", float(usd)))
+            if item.get("counterfeit"):
+                out.append(("currency.counterfeit.usd", float(usd)))
+    if cat == "person":
+        notice = (item.get("person") or {}).get("notice")
+        if notice:
+            out.append((f"person.notice.{notice}.count", 1.0))
+    return out
+
+
+class Tally:
+    """Figures of the messages added so far. ``participants`` maps unit -> an object
+    with ``country`` and ``role`` (the operation's roster)."""
+
+    def __init__(self, participants: Mapping[str, Any]) -> None:
+        self.participants = participants
+        self.by_type: Counter[str] = Counter()
+        self.messages = 0
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.report_time: dict[str, float] = {}
+        self.hits: Counter[str] = Counter()
+        self.senders: Counter[str] = Counter()
+        self.by_day: dict[int, Counter[str]] = defaultdict(Counter)
+
+    def add(self, message: dict[str, Any], *, at: float = 0.0) -> None:
+        kind = message["type"]
+        self.messages += 1
+        self.by_type[kind] += 1
+        self.senders[message["sender"]["unit"]] += 1
+        self.by_day[int(at // 86400) + 1]["messages"] += 1
+        if kind == "seizure_report":
+            before = self.reports.get(message["id"])
+            if before is None or message.get("revision", 1) >= before.get("revision", 1):
+                self.reports[message["id"]] = message
+                self.report_time.setdefault(message["id"], at)
+        elif kind == "rfi_response":
+            for hit in message.get("hits", []):
+                self._hit(hit["database"])
+        elif kind == "hit_notification":
+            self._hit(message["database"])
+
+    def _hit(self, database: str) -> None:
+        self.hits[database] += 1
+
+    def live_reports(self) -> list[dict[str, Any]]:
+        return [r for r in self.reports.values() if r.get("status") != "withdrawn"]
+
+    def totals(self) -> dict[str, float]:
+        """Every metric with a non-zero value."""
+        out: Counter[str] = Counter()
+        out["messages"] = self.messages
+        for kind, n in self.by_type.items():
+            out[f"messages.{kind}"] = n
+        reports = self.live_reports()
+        out["reports"] = len(reports)
+        for r in reports:
+            out["items"] += len(r["items"])
+            out["arrests"] += r.get("outcome", {}).get("arrests", 0)
+            for item in r["items"]:
+                for key, amount in _item_keys(item):
+                    out[key] += amount
+        for db, n in self.hits.items():
+            out["hits"] += n
+            out[f"hits.{db}"] += n
+            if db.startswith("interpol_"):
+                out["hits.interpol"] += n
+        out["countries"] = len({self.participants[u].country for u in self.senders
+                                if u in self.participants
+                                and self.participants[u].role == "unit"})
+        return {k: round(v, 6) for k, v in sorted(out.items()) if v}
+
+    def value(self, metric: str) -> float:
+        return self.totals().get(metric, 0.0)
