@@ -190,7 +190,6 @@ class Replay:
     async def _start_agents(self, url: str, identities: dict[str, UnitIdentity],
                             authority: Authority) -> None:
         s = self.scenario
-        readable = {s.ocu} | {p.unit for p in s.by_role("liaison")}
         partners: dict[str, set[str]] = defaultdict(set)
         for story in s.storylines:
             members = {step["from"] for step in story["steps"]}
@@ -200,7 +199,10 @@ class Replay:
             if who.role == "ocu":
                 reads = None
             else:
-                allowed = frozenset(readable | partners[unit])
+                # a unit reads the OCU (tasking, warnings) and its storylines' partners; a
+                # desk its storylines' partners (requests reach it in the OCU's room)
+                allowed = frozenset(partners[unit] | ({s.ocu} if who.role == "unit"
+                                                      else set()))
                 reads = allowed.__contains__
             secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
                                  packages=4)

@@ -246,7 +246,7 @@ class Planner:
                 out.append({"category": "alcohol", "beverage": "spirits",
                             "quantity": {"value": self.rng.randrange(5, 400), "unit": "l"}})
             elif cat == "counterfeit_goods":
-                out.append({"category": "counterfeit_goods", "goods": "clothing",
+                out.append({"category": "counterfeit_goods", "goods": "apparel",
                             "quantity": {"value": self.rng.randrange(10, 500),
                                          "unit": "pieces"}})
             else:
@@ -282,9 +282,16 @@ class Planner:
     def hits_needed(self, storyline: Tally) -> int:
         have = storyline.totals()
         need = 0
+        self.hit_databases: set[str] | None = None
         for r in self.s.results:
             if r["metric"].startswith("hits") and r["rule"] != "at_most":
                 need = max(need, int(r["value"] - have.get(r["metric"], 0)))
+                wanted = r["metric"][5:]
+                if wanted:  # hits.interpol or hits.<database>: hit only there
+                    dbs = {d for p in self.desks for d in p.databases
+                           if d == wanted or (wanted == "interpol" and d.startswith("interpol_"))}
+                    self.hit_databases = dbs if self.hit_databases is None else (
+                        self.hit_databases & dbs)
         return need
 
     def filler(self, budget: int, hits: int, databases: dict[str, dict[str, dict[str, Any]]]
@@ -342,15 +349,19 @@ class Planner:
 
     def _request(self, desks: list[Participant], databases: dict[str, dict[str, dict[str, Any]]],
                  *, hit: bool) -> Event:
+        hit_dbs = getattr(self, "hit_databases", None)
+        if hit and hit_dbs:
+            desks = [d for d in desks if set(d.databases) & hit_dbs] or desks
         desk = self.rng.choice(desks)
-        db = self.rng.choice(list(desk.databases))
+        db = self.rng.choice(sorted(set(desk.databases) & hit_dbs) if hit and hit_dbs
+                             else list(desk.databases))
         unit = self._unit()
         at = self._time()
         key = f"REF{self.rng.randrange(10**8):08d}"
         body: dict[str, Any] = {"type": "request_for_information", "to": [desk.party()],
                                 "databases": [db],
                                 "reason": "Routine check of a subject controlled today."}
-        if db in ("interpol_smv",):
+        if db == "interpol_smv":
             body["subject"] = {"kind": "vehicle"}
             body["query"] = {"vehicle": {"registration": key[:10]}}
             lookup = key[:10]

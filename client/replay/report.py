@@ -4,13 +4,15 @@ self-contained report.html (inline style and SVG charts, no scripts, nothing fet
 Renders the dict the replay engine builds and nothing else: no clock, no randomness, so one
 dict always gives the same bytes. Only ``operation``, ``messages``, ``checks`` and
 ``totals`` are required; any other section whose data is absent or empty is left out.
-The only I/O is ``write_reports`` writing the three files.
+Both renderings walk the same list of sections; only ``write_reports`` does I/O.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,21 +26,21 @@ from client.replay.report_svg import (
     heatmap,
 )
 
-TOP_COUNTRIES = 20
-TOP_PAIRS = 20  # pairs listed in the markdown
-TOP_TALKERS = 15  # senders and recipients in the HTML heatmap
+TOP_COUNTRIES = 20  # countries in the seizures chart
+TOP_PAIRS = 20  # sender -> recipient pairs listed
+TOP_TALKERS = 15  # senders and recipients in the heatmap
 
 
 def write_reports(report: dict[str, Any], out: Path) -> list[Path]:
-    """Write ``out``/report.json, report.md and report.html (creating ``out``) and return
-    their paths. Raises OSError if a file cannot be written, TypeError if the dict holds a
-    value JSON cannot encode."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write report.json, report.md and report.html into ``out`` (created if missing) and
+    return their paths. Raises OSError if a file cannot be written, TypeError if the dict
+    holds a value JSON cannot encode, KeyError without ``operation`` or ``messages``."""
     texts = {
         "report.json": json.dumps(report, indent=2, ensure_ascii=False) + "\n",
         "report.md": render_markdown(report),
         "report.html": render_html(report),
     }
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in texts.items():
         path = out / name
@@ -51,7 +53,7 @@ def write_reports(report: dict[str, Any], out: Path) -> list[Path]:
 
 
 def fmt_count(value: Any) -> str:
-    """A number with thousands separators and at most two decimals; "—" for none."""
+    """A number with thousands separators and at most two decimals; "—" for None."""
     return _fmt(value, 2)
 
 
@@ -84,7 +86,7 @@ def _text(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-# -- shared shape -------------------------------------------------------------------------
+# -- sections -----------------------------------------------------------------------------
 
 
 class Column(NamedTuple):
@@ -108,13 +110,178 @@ DESK_COLUMNS = (Column("desk", "Desk", _text, False), Column("count", "Answered"
                 Column("p50_minutes", "p50 (min)", fmt_measure),
                 Column("p90_minutes", "p90 (min)", fmt_measure),
                 Column("max_minutes", "max (min)", fmt_measure))
+TIME_KEYS = ("p50_minutes", "p90_minutes", "max_minutes")
 
 
 class Table(NamedTuple):
-    headers: list[str]
-    numeric: list[bool]
-    rows: list[list[str]]
-    row_classes: Sequence[str] = ()
+    headers: Sequence[str]
+    numeric: Sequence[bool]
+    rows: Sequence[Sequence[str]]
+    row_classes: Sequence[str] = ()  # HTML only: "ok" / "fail" per row
+
+
+class Chart(NamedTuple):
+    """A captioned chart, drawn only by the HTML rendering."""
+
+    caption: str
+    draw: Callable[[], str]
+
+
+class Section(NamedTuple):
+    heading: str
+    level: int = 2
+    paragraphs: Sequence[str] = ()
+    bullets: Sequence[str] = ()
+    charts: Sequence[Chart] = ()
+    tables: Sequence[Table] = ()
+    events: Sequence[Mapping[str, Any]] = ()  # a storyline's timeline
+
+
+def verdict(checks: Sequence[Mapping[str, Any]]) -> tuple[bool, str]:
+    """Whether every check passed, and the sentence saying so."""
+    failed = sum(1 for c in checks if not c.get("ok"))
+    if not checks:
+        return True, "No published figures to check"
+    if failed:
+        return False, f"{failed} of {len(checks)} checks FAILED"
+    return True, f"All {len(checks)} published figures reproduced"
+
+
+def _heading(report: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The title, then the operation line and (given any replay facts) the replay line."""
+    op = [str(report["operation"])]
+    if report.get("start") or report.get("end"):
+        op.append(f"{_text(report.get('start'))} to {_text(report.get('end'))}")
+    if report.get("ocu"):
+        op.append(f"coordinated by {report['ocu']}")
+    op.append(f"{fmt_count(report['messages'])} messages")
+    run = [f"{key} {report[key]}" for key in ("scenario", "seed", "speed")
+           if report.get(key) is not None]
+    if report.get("wall_seconds") is not None:
+        run.append(f"{fmt_measure(report['wall_seconds'])} s wall time")
+    lines = [" · ".join(op)] + (["Replay: " + ", ".join(run)] if run else [])
+    return f"{report.get('name') or report['operation']} — after-action report", lines
+
+
+def _sections(report: Mapping[str, Any]) -> Iterator[Section]:
+    if highlights := [str(h) for h in report.get("highlights") or [] if h]:
+        yield Section("Highlights", bullets=highlights)
+    if checks := _rows(report, "checks"):
+        yield Section("Published figures", tables=[_checks_table(checks)])
+    if totals := _mapping(report, "totals"):
+        rows = [[str(k), _fmt_metric(str(k))(v)] for k, v in totals.items()]
+        yield Section("Totals", tables=[Table(["Metric", "Value"], [False, True], rows)])
+    if days := _rows(report, "by_day"):
+        bars = [(_day_label(d), _num(d.get("reports"))) for d in days]
+        yield Section("By day", charts=_chart(column_chart, "Seizure reports per day", bars,
+                                              keep_zero=True),
+                      tables=[_table(DAY_COLUMNS, days)])
+    if countries := _rows(report, "by_country"):
+        ranked = sorted(countries, key=lambda c: (
+            -_num(c.get("reports")), -_num(c.get("messages")), _text(c.get("country"))))
+        bars = [(_country(c), _num(c.get("reports"))) for c in ranked
+                if _num(c.get("reports")) > 0][:TOP_COUNTRIES]
+        yield Section("By country", charts=_chart(
+            hbar_chart, f"Seizure reports by country (top {len(bars)})", bars),
+            tables=[_table(COUNTRY_COLUMNS, countries)])
+    if goods := _rows(report, "by_commodity"):
+        def ranked_by(key: str) -> list[tuple[str, float]]:
+            bars = [(_text(g.get("label") or g.get("commodity")), _num(g.get(key))) for g in goods]
+            return sorted(bars, key=lambda b: (-b[1], b[0]))
+
+        charts = [*_chart(hbar_chart, "Quantity seized by commodity (kg)", ranked_by("kg"),
+                          fmt_measure),
+                  *_chart(hbar_chart, "Items seized by commodity (count)", ranked_by("count"))]
+        yield Section("By commodity", charts=charts, tables=[_table(COMMODITY_COLUMNS, goods)])
+    by_type = sorted(((str(k), _num(v)) for k, v in _mapping(report, "by_type").items()),
+                     key=lambda kv: (-kv[1], kv[0]))
+    if by_type:
+        total = sum(v for _, v in by_type) or 1.0
+        rows = [[t, fmt_count(v), f"{100 * v / total:.1f} %"] for t, v in by_type]
+        yield Section("Message volume by type",
+                      charts=_chart(hbar_chart, "Messages by type", by_type),
+                      tables=[Table(["Type", "Messages", "Share"], [False, True, True], rows)])
+    if times := _mapping(report, "response_times"):
+        yield _response_times(times)
+    if talk := _rows(report, "talk"):
+        yield _talk(talk)
+    if storylines := _rows(report, "storylines"):
+        yield Section("Storylines")
+        for story in storylines:
+            events = [e for e in story.get("timeline") or [] if isinstance(e, dict)]
+            yield Section(str(story.get("title") or story.get("id") or "Storyline"), level=3,
+                          events=events)
+    if rejected := _mapping(report, "rejected"):
+        some = sorted(((str(k), _num(v)) for k, v in rejected.items() if _num(v) > 0),
+                      key=lambda kv: (-kv[1], kv[0]))
+        table = Table(["Unit", "Rejected"], [False, True], [[u, fmt_count(n)] for u, n in some])
+        yield Section("Rejected messages", tables=[table] if some else [], paragraphs=[
+            f"{len(rejected) - len(some)} of {len(rejected)} units rejected no message."])
+
+
+def _checks_table(checks: Sequence[Mapping[str, Any]]) -> Table:
+    with_text = any(c.get("text") for c in checks)
+    rows, classes = [], []
+    for c in checks:
+        fmt = _fmt_metric(str(c.get("metric", "")))
+        rule = _text(c.get("rule"))
+        if c.get("tolerance") is not None:
+            rule += f" ±{fmt_count(c['tolerance'])}"
+        row = [_text(c.get("metric")), rule, fmt(c.get("published")), fmt(c.get("observed")),
+               "✓" if c.get("ok") else "✗ FAILED"]
+        rows.append(row + [str(c.get("text") or "")] * with_text)
+        classes.append("ok" if c.get("ok") else "fail")
+    headers = ["Metric", "Rule", "Published", "Observed", "OK"] + ["Published as"] * with_text
+    numeric = [False, False, True, True, False] + [False] * with_text
+    return Table(headers, numeric, rows, classes)
+
+
+def _response_times(times: Mapping[str, Any]) -> Section:
+    parts = [f"{fmt_count(times['count'])} answered requests"] if "count" in times else []
+    for key, label in zip(TIME_KEYS, ("median", "p90", "max"), strict=True):
+        if times.get(key) is not None:
+            parts.append(f"{label} {fmt_measure(times[key])} min")
+    desks = [{"desk": name, **stats} for name, stats in _mapping(times, "by_desk").items()
+             if isinstance(stats, dict)]
+    groups = [(str(row.get("desk", "all desks")), [_opt(row.get(k)) for k in TIME_KEYS])
+              for row in [dict(times), *desks]]
+    groups = [g for g in groups if any(v is not None for v in g[1])]
+    caption = "Response time to requests for information (minutes)"
+    draw = partial(grouped_hbar_chart, caption, ["p50", "p90", "max"], groups, fmt_measure)
+    return Section("Response times", paragraphs=["; ".join(parts) + "."] if parts else [],
+                   charts=[Chart(caption, draw)] if groups else [],
+                   tables=[_table(DESK_COLUMNS, desks)] if desks else [])
+
+
+def _talk(talk: Sequence[Mapping[str, Any]]) -> Section:
+    pairs = sorted(((_text(t.get("from")), _text(t.get("to")), _num(t.get("messages")))
+                    for t in talk), key=lambda p: (-p[2], p[0], p[1]))
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    for a, b, n in pairs:
+        sent[a] = sent.get(a, 0.0) + n
+        received[b] = received.get(b, 0.0) + n
+    senders = sorted(sent, key=lambda u: (-sent[u], u))[:TOP_TALKERS]
+    recipients = sorted(received, key=lambda u: (-received[u], u))[:TOP_TALKERS]
+    caption = (f"Messages from sender (rows) to recipient (columns): top {len(senders)} "
+               f"senders by top {len(recipients)} recipients")
+    cells = {(a, b): n for a, b, n in pairs}
+    top = pairs[:TOP_PAIRS]
+    return Section(
+        "Who talked to whom", paragraphs=[f"The {len(top)} busiest sender → recipient pairs."],
+        charts=[Chart(caption, partial(heatmap, caption, senders, recipients, cells, fmt_count))],
+        tables=[Table(["From", "To", "Messages"], [False, False, True],
+                      [[a, b, fmt_count(n)] for a, b, n in top])])
+
+
+def _chart(draw: Callable[[str, Sequence[tuple[str, float]], Callable[[float], str]], str],
+           caption: str, bars: Sequence[tuple[str, float]],
+           fmt: Callable[[float], str] = fmt_count, *, keep_zero: bool = False) -> list[Chart]:
+    """The chart of the bars above zero (all bars with ``keep_zero``), or none if no bar is
+    above zero."""
+    shown = [(label, value) for label, value in bars if value > 0]
+    drawn = bars if keep_zero else shown
+    return [Chart(caption, partial(draw, caption, drawn, fmt))] if shown else []
 
 
 def _table(columns: Sequence[Column], rows: Sequence[Mapping[str, Any]]) -> Table:
@@ -134,78 +301,25 @@ def _mapping(report: Mapping[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def verdict(checks: Sequence[Mapping[str, Any]]) -> tuple[bool, str]:
-    """Whether every check passed, and the sentence saying so."""
-    failed = sum(1 for c in checks if not c.get("ok"))
-    if not checks:
-        return True, "No published figures to check"
-    if failed:
-        return False, f"{failed} of {len(checks)} checks FAILED"
-    return True, f"All {len(checks)} published figures reproduced"
+def _day_label(row: Mapping[str, Any]) -> str:
+    """A day as "5 Dec", short enough for a column; "day N" without a date."""
+    try:
+        day = date.fromisoformat(str(row.get("date")))
+    except ValueError:
+        return f"day {_text(row.get('day'))}"
+    return f"{day.day} {_MONTHS[day.month - 1]}"
 
 
-def _checks_table(checks: Sequence[Mapping[str, Any]]) -> Table:
-    with_text = any(c.get("text") for c in checks)
-    headers = ["Metric", "Rule", "Published", "Observed", "OK"] + (["Published as"] * with_text)
-    rows, classes = [], []
-    for c in checks:
-        fmt = _fmt_metric(str(c.get("metric", "")))
-        rule = _text(c.get("rule"))
-        if c.get("tolerance") is not None:
-            rule += f" ±{fmt_count(c['tolerance'])}"
-        row = [_text(c.get("metric")), rule, fmt(c.get("published")), fmt(c.get("observed")),
-               "✓" if c.get("ok") else "✗ FAILED"]
-        rows.append(row + ([_text(c.get("text") or "")] * with_text))
-        classes.append("ok" if c.get("ok") else "fail")
-    numeric = [False, False, True, True, False] + [False] * with_text
-    return Table(headers, numeric, rows, classes)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _totals_table(totals: Mapping[str, Any]) -> Table:
-    rows = [[key, _fmt_metric(key)(value)] for key, value in totals.items()]
-    return Table(["Metric", "Value"], [False, True], rows)
+def _country(row: Mapping[str, Any]) -> str:
+    code, name = _text(row.get("country")), row.get("name")
+    return f"{name} ({code})" if name else code
 
 
-def _by_type(report: Mapping[str, Any]) -> list[tuple[str, float]]:
-    counts = [(str(k), _num(v)) for k, v in _mapping(report, "by_type").items()]
-    return sorted(counts, key=lambda kv: (-kv[1], kv[0]))
-
-
-def _desks(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    desks = _mapping(_mapping(report, "response_times"), "by_desk")
-    return [{"desk": name, **stats} for name, stats in desks.items() if isinstance(stats, dict)]
-
-
-def _pairs(report: Mapping[str, Any]) -> list[tuple[str, str, float]]:
-    pairs = [(str(t.get("from")), str(t.get("to")), _num(t.get("messages")))
-             for t in _rows(report, "talk")]
-    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
-
-
-def _rejected(report: Mapping[str, Any]) -> tuple[list[tuple[str, float]], int]:
-    """Units that rejected messages, most first, and how many units rejected none."""
-    counts = [(str(k), _num(v)) for k, v in _mapping(report, "rejected").items()]
-    some = sorted(((k, v) for k, v in counts if v > 0), key=lambda kv: (-kv[1], kv[0]))
-    return some, len(counts) - len(some)
-
-
-def _heading(report: Mapping[str, Any]) -> tuple[str, str, str | None]:
-    """The title, the operation line, and the replay line (None without replay facts)."""
-    name = str(report.get("name") or report["operation"])
-    op = [str(report["operation"])]
-    if report.get("start") or report.get("end"):
-        op.append(f"{_text(report.get('start'))} to {_text(report.get('end'))}")
-    if report.get("ocu"):
-        op.append(f"coordinated by {report['ocu']}")
-    op.append(f"{fmt_count(report['messages'])} messages")
-    run = []
-    for key, label in (("scenario", "scenario"), ("seed", "seed"), ("speed", "speed")):
-        if report.get(key) is not None:
-            run.append(f"{label} {report[key]}")
-    if report.get("wall_seconds") is not None:
-        run.append(f"{fmt_measure(report['wall_seconds'])} s wall time")
-    return f"{name} — after-action report", " · ".join(op), ("Replay: " + ", ".join(run)
-                                                              if run else None)
+def _opt(value: Any) -> float | None:
+    return None if value is None else _num(value)
 
 
 # -- markdown -----------------------------------------------------------------------------
@@ -214,68 +328,29 @@ def _heading(report: Mapping[str, Any]) -> tuple[str, str, str | None]:
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as GitHub-flavoured markdown. Raises KeyError without ``operation`` or
     ``messages``."""
-    title, op_line, run_line = _heading(report)
-    checks = _rows(report, "checks")
-    ok, sentence = verdict(checks)
-    out = [f"# {_md(title)}", "", _md(op_line), ""]
-    if run_line:
-        out += [_md(run_line), ""]
+    title, lines = _heading(report)
+    ok, sentence = verdict(_rows(report, "checks"))
+    out = [f"# {_md(title)}", ""]
+    out += [text for line in lines for text in (_md(line), "")]
     out += [f"**{sentence}.**" if ok else f"**⚠ {sentence}.**", ""]
-    if highlights := [h for h in report.get("highlights") or [] if h]:
-        out += ["## Highlights", "", *(f"- {_md(str(h))}" for h in highlights), ""]
-    if checks:
-        out += _md_section("Published figures", _checks_table(checks))
-    if totals := _mapping(report, "totals"):
-        out += _md_section("Totals", _totals_table(totals))
-    for key, heading, columns in (("by_day", "By day", DAY_COLUMNS),
-                                  ("by_country", "By country", COUNTRY_COLUMNS),
-                                  ("by_commodity", "By commodity", COMMODITY_COLUMNS)):
-        if rows := _rows(report, key):
-            out += _md_section(heading, _table(columns, rows))
-    if by_type := _by_type(report):
-        total = sum(v for _, v in by_type) or 1.0
-        rows = [[t, fmt_count(v), f"{100 * v / total:.1f} %"] for t, v in by_type]
-        out += _md_section("Message volume by type",
-                           Table(["Type", "Messages", "Share"], [False, True, True], rows))
-    if times := _mapping(report, "response_times"):
-        out += ["## Response times", "", _md(_times_sentence(times)), ""]
-        if desks := _desks(report):
-            out += [*_md_table(_table(DESK_COLUMNS, desks)), ""]
-    if pairs := _pairs(report)[:TOP_PAIRS]:
-        rows = [[a, b, fmt_count(n)] for a, b, n in pairs]
-        out += _md_section(f"Who talked to whom (top {len(pairs)} pairs)",
-                           Table(["From", "To", "Messages"], [False, False, True], rows))
-    if storylines := _rows(report, "storylines"):
-        out += ["## Storylines", ""]
-        for story in storylines:
-            out += [f"### {_md(str(story.get('title') or story.get('id') or 'Storyline'))}", ""]
-            events = [e for e in story.get("timeline") or [] if isinstance(e, dict)]
-            rows = [[utc_minute(e.get("at")), _text(e.get("from")), _text(e.get("type")),
-                     _text(e.get("summary")), _text(e.get("id"))] for e in events]
-            if rows:
-                out += [*_md_table(Table(["At", "From", "Type", "Summary", "Message"],
-                                         [False] * 5, rows)), ""]
-    if _mapping(report, "rejected"):
-        some, none = _rejected(report)
-        out += ["## Rejected messages", ""]
-        if some:
-            rows = [[unit, fmt_count(n)] for unit, n in some]
-            out += [*_md_table(Table(["Unit", "Rejected"], [False, True], rows)), ""]
-        out += [f"{none} of {none + len(some)} units rejected no message.", ""]
+    for section in _sections(report):
+        out += [f"{'#' * section.level} {_md(section.heading)}", ""]
+        out += [text for p in section.paragraphs for text in (_md(p), "")]
+        if section.bullets:
+            out += [*(f"- {_md(b)}" for b in section.bullets), ""]
+        tables = list(section.tables)
+        if section.events:
+            tables.append(Table(["At", "From", "Type", "Summary", "Message"], [False] * 5, [
+                [utc_minute(e.get("at")), *(_text(e.get(k)) for k in ("from", "type",
+                                                                       "summary", "id"))]
+                for e in section.events]))
+        for table in tables:
+            out += [*_md_table(table), ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def _times_sentence(times: Mapping[str, Any]) -> str:
-    parts = [f"{fmt_count(times['count'])} answered requests"] if "count" in times else []
-    for key, label in (("p50_minutes", "median"), ("p90_minutes", "p90"),
-                       ("max_minutes", "max")):
-        if times.get(key) is not None:
-            parts.append(f"{label} {fmt_measure(times[key])} min")
-    return "; ".join(parts) + "." if parts else "No response times recorded."
-
-
 def _md(text: str) -> str:
-    """Text safe in a markdown table cell: one line, no pipe, no raw HTML."""
+    """Text safe in markdown and its table cells: one line, no pipe, no raw HTML."""
     return escape(" ".join(text.split()), quote=False).replace("|", "\\|")
 
 
@@ -285,10 +360,6 @@ def _md_table(table: Table) -> list[str]:
             *(f"| {' | '.join(_md(cell) for cell in row)} |" for row in table.rows)]
 
 
-def _md_section(heading: str, table: Table) -> list[str]:
-    return [f"## {heading}", "", *_md_table(table), ""]
-
-
 # -- HTML ---------------------------------------------------------------------------------
 
 _PAGE_CSS = """
@@ -296,8 +367,7 @@ _PAGE_CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
   color: var(--ink); max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
 h1 { font-size: 1.6rem; margin: 0 0 0.3rem; }
-h2 { font-size: 1.2rem; border-bottom: 1px solid var(--line); padding-bottom: 0.2rem;
-  margin-top: 2rem; }
+h2 { font-size: 1.2rem; border-bottom: 1px solid var(--line); margin-top: 2rem; }
 h3 { font-size: 1rem; margin: 1.2rem 0 0.4rem; }
 .meta { color: var(--muted); margin: 0.1rem 0; }
 .verdict { padding: 0.6rem 0.9rem; border-radius: 4px; font-weight: 600; margin: 1rem 0; }
@@ -316,10 +386,9 @@ figcaption { font-weight: 600; margin-bottom: 0.3rem; }
 ol.timeline { list-style: none; margin: 0 0 1rem 0.4rem; padding: 0;
   border-left: 2px solid var(--line); }
 ol.timeline li { padding: 0.2rem 0 0.5rem 0.9rem; }
-ol.timeline time { font-variant-numeric: tabular-nums; color: var(--muted); }
+ol.timeline time, ol.timeline .id { color: var(--muted); font-variant-numeric: tabular-nums; }
 ol.timeline .type { font-size: 0.85em; border: 1px solid var(--line); border-radius: 3px;
   padding: 0 0.3rem; }
-ol.timeline .id { color: var(--muted); font-size: 0.85em; }
 @media print {
   body { max-width: none; margin: 0; font-size: 11px; }
   h2, h3 { break-after: avoid; }
@@ -331,128 +400,32 @@ ol.timeline .id { color: var(--muted); font-size: 0.85em; }
 def render_html(report: dict[str, Any]) -> str:
     """The report as one HTML page that works offline. Raises KeyError without
     ``operation`` or ``messages``."""
-    title, op_line, run_line = _heading(report)
-    checks = _rows(report, "checks")
-    ok, sentence = verdict(checks)
-    body = [f"<h1>{escape(title)}</h1>", f'<p class="meta">{escape(op_line)}</p>']
-    if run_line:
-        body.append(f'<p class="meta">{escape(run_line)}</p>')
-    body.append(f'<p class="verdict {"ok" if ok else "fail"}">{escape(sentence)}.</p>')
-    if highlights := [h for h in report.get("highlights") or [] if h]:
-        items = "".join(f"<li>{escape(str(h))}</li>" for h in highlights)
-        body.append(f"<h2>Highlights</h2><ul>{items}</ul>")
-    if checks:
-        body.append("<h2>Published figures</h2>" + _html_table(_checks_table(checks)))
-    if totals := _mapping(report, "totals"):
-        body.append("<h2>Totals</h2>" + _html_table(_totals_table(totals)))
-    body += _html_sections(report)
+    title, lines = _heading(report)
+    ok, sentence = verdict(_rows(report, "checks"))
+    body = [f"<h1>{escape(title)}</h1>", *(f'<p class="meta">{escape(x)}</p>' for x in lines),
+            f'<p class="verdict {"ok" if ok else "fail"}">{escape(sentence)}.</p>']
+    for s in _sections(report):
+        body.append(f"<h{s.level}>{escape(s.heading)}</h{s.level}>")
+        body += [f"<p>{escape(p)}</p>" for p in s.paragraphs]
+        if s.bullets:
+            body.append(f"<ul>{''.join(f'<li>{escape(b)}</li>' for b in s.bullets)}</ul>")
+        body += [f"<figure><figcaption>{escape(c.caption)}</figcaption>{c.draw()}</figure>"
+                 for c in s.charts]
+        body += [_html_table(t) for t in s.tables]
+        if s.events:
+            body.append(f'<ol class="timeline">{"".join(map(_html_event, s.events))}</ol>')
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{_PAGE_CSS}{CHART_CSS}</style></head>"
-            f"<body>{''.join(body)}</body></html>\n")
+            f"<body>\n{chr(10).join(body)}\n</body></html>\n")
 
 
-def _html_sections(report: Mapping[str, Any]) -> list[str]:
-    out = []
-    if days := _rows(report, "by_day"):
-        bars = [(str(d.get("date") or f"day {_text(d.get('day'))}"), _num(d.get("reports")))
-                for d in days]
-        out.append("<h2>By day</h2>" + _figure(column_chart, "Seizure reports per day", bars,
-                                               fmt_count) + _html_table(_table(DAY_COLUMNS, days)))
-    if countries := _rows(report, "by_country"):
-        ranked = sorted(countries, key=lambda c: (-_num(c.get("reports")),
-                                                  -_num(c.get("messages")), str(c.get("country"))))
-        bars = [(_country(c), _num(c.get("reports"))) for c in ranked[:TOP_COUNTRIES]
-                if _num(c.get("reports")) > 0]
-        out.append("<h2>By country</h2>"
-                   + _figure(hbar_chart, f"Seizure reports by country (top {len(bars)})", bars,
-                             fmt_count)
-                   + _html_table(_table(COUNTRY_COLUMNS, countries)))
-    if goods := _rows(report, "by_commodity"):
-        charts = ""
-        for key, caption, fmt in (("kg", "Quantity seized by commodity (kg)", fmt_measure),
-                                  ("count", "Items seized by commodity (count)", fmt_count)):
-            bars = sorted(((str(g.get("label") or g.get("commodity")), _num(g.get(key)))
-                           for g in goods), key=lambda b: (-b[1], b[0]))
-            charts += _figure(hbar_chart, caption, [b for b in bars if b[1] > 0], fmt)
-        out.append("<h2>By commodity</h2>" + charts
-                   + _html_table(_table(COMMODITY_COLUMNS, goods)))
-    if by_type := _by_type(report):
-        out.append("<h2>Message volume by type</h2>"
-                   + _figure(hbar_chart, "Messages by type", by_type, fmt_count))
-    if times := _mapping(report, "response_times"):
-        desks = _desks(report)
-        keys = ("p50_minutes", "p90_minutes", "max_minutes")
-        groups = [("all desks", [_opt(times.get(k)) for k in keys])]
-        groups += [(str(d["desk"]), [_opt(d.get(k)) for k in keys]) for d in desks]
-        groups = [g for g in groups if any(v is not None for v in g[1])]
-        chart = (_figure_html("Response time to requests for information (minutes)",
-                              grouped_hbar_chart("Response time (minutes)",
-                                                 ["p50", "p90", "max"], groups, fmt_measure))
-                 if groups else "")
-        out.append(f"<h2>Response times</h2><p>{escape(_times_sentence(times))}</p>" + chart
-                   + (_html_table(_table(DESK_COLUMNS, desks)) if desks else ""))
-    if pairs := _pairs(report):
-        out.append("<h2>Who talked to whom</h2>" + _talk_heatmap(pairs))
-    if storylines := _rows(report, "storylines"):
-        out.append("<h2>Storylines</h2>" + "".join(_storyline(s) for s in storylines))
-    if _mapping(report, "rejected"):
-        some, none = _rejected(report)
-        table = _html_table(Table(["Unit", "Rejected"], [False, True],
-                                  [[u, fmt_count(n)] for u, n in some])) if some else ""
-        out.append(f"<h2>Rejected messages</h2>{table}"
-                   f"<p>{none} of {none + len(some)} units rejected no message.</p>")
-    return out
-
-
-def _talk_heatmap(pairs: Sequence[tuple[str, str, float]]) -> str:
-    sent: dict[str, float] = {}
-    received: dict[str, float] = {}
-    for a, b, n in pairs:
-        sent[a] = sent.get(a, 0.0) + n
-        received[b] = received.get(b, 0.0) + n
-    rows = sorted(sent, key=lambda u: (-sent[u], u))[:TOP_TALKERS]
-    cols = sorted(received, key=lambda u: (-received[u], u))[:TOP_TALKERS]
-    cells = {(a, b): n for a, b, n in pairs}
-    caption = (f"Messages from sender (rows) to recipient (columns), top {len(rows)} senders "
-               f"× top {len(cols)} recipients")
-    return _figure_html(caption, heatmap(caption, rows, cols, cells, fmt_count))
-
-
-def _storyline(story: Mapping[str, Any]) -> str:
-    title = str(story.get("title") or story.get("id") or "Storyline")
-    items = []
-    for e in story.get("timeline") or []:
-        if not isinstance(e, dict):
-            continue
-        items.append(
-            f'<li><time datetime="{escape(_text(e.get("at")))}">'
-            f"{escape(utc_minute(e.get('at')))}</time> · <strong>{escape(_text(e.get('from')))}"
-            f'</strong> <span class="type">{escape(_text(e.get("type")))}</span><br>'
-            f"{escape(_text(e.get('summary')))} "
-            f'<span class="id">{escape(_text(e.get("id")))}</span></li>')
-    timeline = f'<ol class="timeline">{"".join(items)}</ol>' if items else ""
-    return f"<h3>{escape(title)}</h3>{timeline}"
-
-
-def _country(row: Mapping[str, Any]) -> str:
-    code, name = _text(row.get("country")), row.get("name")
-    return f"{name} ({code})" if name else code
-
-
-def _opt(value: Any) -> float | None:
-    return None if value is None else _num(value)
-
-
-def _figure(chart: Callable[[str, Sequence[tuple[str, float]], Callable[[float], str]], str],
-            caption: str, bars: Sequence[tuple[str, float]],
-            fmt: Callable[[float], str]) -> str:
-    """A captioned chart, or nothing when there is nothing to draw."""
-    return _figure_html(caption, chart(caption, bars, fmt)) if bars else ""
-
-
-def _figure_html(caption: str, svg: str) -> str:
-    return f"<figure><figcaption>{escape(caption)}</figcaption>{svg}</figure>"
+def _html_event(event: Mapping[str, Any]) -> str:
+    at, sender, kind, summary, ident = (
+        escape(_text(event.get(k))) for k in ("at", "from", "type", "summary", "id"))
+    return (f'<li><time datetime="{at}">{escape(utc_minute(event.get("at")))}</time> · '
+            f'<strong>{sender}</strong> <span class="type">{kind}</span><br>{summary} '
+            f'<span class="id">{ident}</span></li>')
 
 
 def _html_table(table: Table) -> str:

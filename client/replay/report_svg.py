@@ -1,8 +1,8 @@
 """Inline SVG charts for the after-action report: bars, columns, grouped bars, a heatmap.
 
 Pure string building. Every text goes through ``html.escape``; charts load no fonts,
-images or scripts, so the page they are pasted into works offline and prints. Sizes are
-estimated from character counts, since nothing here can measure rendered text.
+images or scripts, so the page they are pasted into works offline and prints. Text widths
+are estimated from the characters, since nothing here can measure rendered text.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from html import escape
 Fmt = Callable[[float], str]
 
 WIDTH = 720
-CHAR_W = 7.0  # rough advance of one 12px character, to size label columns
 ROW_H = 22
 BAR_H = 14
 MAX_LABEL = 30  # characters; longer labels are cut, the full text stays in a tooltip
@@ -50,7 +49,7 @@ def nice_ticks(top: float, count: int = 5) -> list[float]:
 def hbar_chart(title: str, bars: Sequence[tuple[str, float]], fmt: Fmt) -> str:
     """Horizontal bars, one row per (label, value), in the order given."""
     label_w = _label_width(label for label, _ in bars)
-    value_w = max(len(fmt(v)) for _, v in bars) * CHAR_W + 10
+    value_w = max(text_width(fmt(v)) for _, v in bars) + 10
     ticks = nice_ticks(max(v for _, v in bars))
     x0, plot_w, top = label_w, WIDTH - label_w - value_w, 6.0
     scale = plot_w / ticks[-1]
@@ -75,13 +74,16 @@ def hbar_chart(title: str, bars: Sequence[tuple[str, float]], fmt: Fmt) -> str:
 def column_chart(title: str, columns: Sequence[tuple[str, float]], fmt: Fmt) -> str:
     """Vertical columns, one per (label, value), left to right in the order given."""
     ticks = nice_ticks(max(v for _, v in columns))
-    x0 = max(len(fmt(t)) for t in ticks) * CHAR_W + 12
+    x0 = max(text_width(fmt(t)) for t in ticks) + 12
     top, plot_h = 20.0, 180.0
     base = top + plot_h
     slot = (WIDTH - x0 - 8) / len(columns)
+    longest = max(text_width(label[:MAX_LABEL]) for label, _ in columns)
+    slanted = longest > slot - 8
+    if slanted:  # the first slanted label reaches left of its column: make room for it
+        x0 = max(x0, longest * 0.72 + 12 - slot / 2)
+        slot = (WIDTH - x0 - 8) / len(columns)
     bar_w = min(slot * 0.7, 48.0)
-    longest = max(min(len(label), MAX_LABEL) for label, _ in columns) * CHAR_W
-    slanted = longest > slot - 4
     scale = plot_h / ticks[-1]
     parts: list[str] = []
     for t in ticks:
@@ -97,7 +99,7 @@ def column_chart(title: str, columns: Sequence[tuple[str, float]], fmt: Fmt) -> 
             f'<rect class="bar" x="{_c(cx - bar_w / 2)}" y="{_c(base - h)}" '
             f'width="{_c(bar_w)}" height="{_c(h)}"><title>{escape(label)}: {shown}</title></rect>'
         )
-        if len(fmt(value)) * CHAR_W <= slot:
+        if text_width(fmt(value)) <= slot:
             parts.append(f'<text class="value" x="{_c(cx)}" y="{_c(base - h - 4)}" '
                          f'text-anchor="middle">{shown}</text>')
         if slanted:
@@ -118,7 +120,7 @@ def grouped_hbar_chart(title: str, series: Sequence[str],
     with a legend naming the series."""
     values = [v for _, row in groups for v in row if v is not None]
     label_w = _label_width(label for label, _ in groups)
-    value_w = max((len(fmt(v)) for v in values), default=1) * CHAR_W + 10
+    value_w = max((text_width(fmt(v)) for v in values), default=0.0) + 10
     ticks = nice_ticks(max(values, default=0.0))
     x0, plot_w, top = label_w, WIDTH - label_w - value_w, 26.0
     scale = plot_w / ticks[-1]
@@ -129,7 +131,7 @@ def grouped_hbar_chart(title: str, series: Sequence[str],
     for k, name in enumerate(series):
         parts.append(f'<rect class="s{k % 3}" x="{_c(lx)}" y="6" width="12" height="12"/>'
                      f'<text x="{_c(lx + 16)}" y="16">{escape(name)}</text>')
-        lx += 16 + len(name) * CHAR_W + 18
+        lx += 16 + text_width(name) + 18
     for i, (label, row) in enumerate(groups):
         y = top + i * group_h
         parts.append(f'<text x="{_c(x0 - 6)}" y="{_c(y + group_h / 2 + 4)}" '
@@ -155,7 +157,7 @@ def heatmap(title: str, rows: Sequence[str], columns: Sequence[str],
     (keyed by (row, column)); missing cells are left pale."""
     cell = 34.0
     x0 = _label_width(rows)
-    longest = min(max(len(c) for c in columns), MAX_LABEL) * CHAR_W
+    longest = max(text_width(c[:MAX_LABEL]) for c in columns)
     top = longest * 0.72 + 14
     width = x0 + len(columns) * cell + longest * 0.72 + 8
     peak = max((v for v in cells.values() if v > 0), default=1.0)
@@ -197,9 +199,13 @@ def _x_axis(ticks: Sequence[float], x0: float, scale: float, top: float, bottom:
     return parts
 
 
+def text_width(text: str) -> float:
+    """Rough width of ``text`` at 12px: capitals and digits are wider than the rest."""
+    return sum(8.5 if c.isupper() else 7.0 if c.isdigit() else 6.5 for c in text)
+
+
 def _label_width(labels: Iterable[str]) -> float:
-    longest = max((min(len(label), MAX_LABEL) for label in labels), default=1)
-    return longest * CHAR_W + 12
+    return max((text_width(label[:MAX_LABEL]) for label in labels), default=0.0) + 12
 
 
 def _label(text: str) -> str:
