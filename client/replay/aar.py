@@ -15,7 +15,7 @@ from client.replay.tally import Tally, _item_keys
 
 
 def check(result: dict[str, Any], observed: float) -> bool:
-    rule, value = result["rule"], result["value"]
+    rule, value = str(result["rule"]), float(result["value"])
     eps = 1e-6 * max(1.0, abs(value))
     if rule == "exact":
         return abs(observed - value) <= eps
@@ -23,7 +23,7 @@ def check(result: dict[str, Any], observed: float) -> bool:
         return observed >= value - eps
     if rule == "at_most":
         return observed <= value + eps
-    tol = result.get("tolerance", 0.0) * value
+    tol = float(result.get("tolerance", 0.0)) * value
     return abs(observed - value) <= tol + eps
 
 
@@ -45,7 +45,7 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
     by_id = {m["id"]: m for m in log}
     days: dict[int, Counter[str]] = defaultdict(Counter)
     countries: dict[str, Counter[str]] = defaultdict(Counter)
-    commodities: dict[str, Counter[str]] = defaultdict(Counter)
+    commodities: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
     talk: Counter[tuple[str, str]] = Counter()
     waits: dict[str, list[float]] = defaultdict(list)
     for m in log:

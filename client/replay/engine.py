@@ -28,8 +28,7 @@ import random
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from client.identity import Authority, UnitIdentity, UnitSpec
@@ -37,8 +36,6 @@ from client.replay.plan import BACKGROUND, FEEDBACK_ACTIONS, Event, Plan, make_p
 from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import Tally
 from client.secure import Message, SecureAgent
-from hub.app import RunningHub
-from hub.config import HubConfig
 
 WINDOW = 900.0  # virtual seconds per step of the clock
 MIN_REACTION = WINDOW  # reactions land in a later window than what caused them
@@ -128,12 +125,11 @@ class OcuAgent(ReplayAgent):
 
 class Replay:
     def __init__(self, scenario: Scenario, *, seed: int = 1, speed: float | None = None,
-                 db: Path, progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None) -> None:
         self.scenario = scenario
         self.code = scenario.code
         self.seed = seed
         self.speed = speed
-        self.db = db
         self.progress = progress or (lambda _line: None)
         self.clock = Clock(scenario)
         self.plan: Plan = make_plan(scenario, seed)
@@ -145,6 +141,8 @@ class Replay:
         self.sent = 0
         self.log: list[dict[str, Any]] = []  # what the OCU read or sent, for the report
         self.reactions: dict[str, int] = {}  # per sender, for message ids
+        #: called after each window with its number (tests inject faults here)
+        self.on_window: Callable[[int], Awaitable[None]] | None = None
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -163,26 +161,23 @@ class Replay:
 
     # --- running -------------------------------------------------------------------------
 
-    async def run(self, identities: dict[str, UnitIdentity], authority: Authority
+    async def run(self, url: str, identities: dict[str, UnitIdentity], authority: Authority
                   ) -> dict[str, Any]:
-        config = HubConfig(host="127.0.0.1", port=0, db=self.db,
-                           authorities=(authority.public_key,))
-        running = RunningHub(config)
-        running.hub.preload([i.signed for i in identities.values()])
+        """Replay over the hub at ``url`` (which must trust ``authority``); returns what
+        the run itself measured."""
         started = time.perf_counter()
-        async with running:
-            await self._start_agents(running.url, identities, authority)
-            try:
-                await self._create_channel(identities)
-                for e in self.plan.events:
-                    self.schedule(e.at, e.sender, e.message, e.day)
-                await self._drive()
-            finally:
-                for a in self.agents.values():
-                    if a.task is not None:
-                        a.task.cancel()
-                for a in self.agents.values():
-                    await a.agent.close()
+        await self._start_agents(url, identities, authority)
+        try:
+            await self._create_channel(identities)
+            for e in self.plan.events:
+                self.schedule(e.at, e.sender, e.message, e.day)
+            await self._drive()
+        finally:
+            for a in self.agents.values():
+                if a.task is not None:
+                    a.task.cancel()
+            for a in self.agents.values():
+                await a.agent.close()
         wall = time.perf_counter() - started
         return {"wall_seconds": round(wall, 2), "sent": self.sent,
                 "rejected": {u: len(a.agent.rejected) for u, a in self.agents.items()}}
@@ -225,7 +220,9 @@ class Replay:
     async def _drive(self) -> None:
         day_seen = 0
         real0 = time.perf_counter()
+        window = 0
         while self._queue:
+            window += 1
             window_end = (self._queue[0][0] // WINDOW + 1) * WINDOW
             batch = []
             while self._queue and self._queue[0][0] < window_end:
@@ -238,6 +235,8 @@ class Replay:
             await asyncio.gather(*(self._send_all(sender, items) for sender, items in
                                    _by_sender(batch).items()))
             await self._quiesce()
+            if self.on_window is not None:
+                await self.on_window(window)
             day = int(window_end // 86400) + 1
             if day != day_seen and day_seen:
                 self._day_progress(day_seen)
@@ -260,7 +259,8 @@ class Replay:
 
     async def _quiesce(self, within: float = 120.0) -> None:
         async with asyncio.timeout(within):
-            while not all(a.idle(self.head) for a in self.agents.values()):
+            # polls many agents' positions; an Event per agent and window would be noise
+            while not all(a.idle(self.head) for a in self.agents.values()):  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
 
     def _day_progress(self, day: int, final: bool = False) -> None:

@@ -62,7 +62,7 @@ def _split(total: float, parts: int, rng: random.Random, *, integer: bool) -> li
     weights = [rng.uniform(0.3, 1.7) for _ in range(parts)]
     s = sum(weights)
     if integer:
-        total_i = int(round(total))
+        total_i = round(total)
         parts = min(parts, total_i) or 1
         base = [max(1, int(total_i * w / s)) for w in weights[:parts]]
         base[-1] = total_i - sum(base[:-1])
@@ -126,22 +126,24 @@ class Planner:
         parts = metric.split(".")
         cat = parts[0]
         if cat == "drug":
-            substance = parts[1] if len(parts) == 3 else self._pick("drug", "cocaine")
             unit = parts[-1] if parts[-1] != "count" else "kg"
             n = max(1, min(12, int(math.log10(max(amount, 1)) * 3) + 1))
-            return [{"category": "drug", "substance": substance,
-                     "form": DRUG_FORM.get(substance, "other"),
-                     "quantity": {"value": v, "unit": unit}}
-                    for v in _split(amount, n, self.rng, integer=unit != "kg")]
+            out = []
+            for v in _split(amount, n, self.rng, integer=unit != "kg"):
+                substance = parts[1] if len(parts) == 3 else self._pick("drug", "other")
+                out.append({"category": "drug", "substance": substance,
+                            "form": DRUG_FORM.get(substance, "other"),
+                            "quantity": {"value": v, "unit": unit}})
+            return out
         if cat in ("firearm", "firearm_part", "document"):
             field_name = {"firearm": "firearm_type", "firearm_part": "part",
                           "document": "document_status"}[cat]
             default = {"firearm": "pistol", "firearm_part": "magazine",
                        "document": "falsified"}[cat]
-            kind = parts[1] if len(parts) == 3 else self._pick(cat, default)
             n = max(1, min(int(amount), int(math.sqrt(amount)) + 1))
             items = []
             for c in _split(amount, n, self.rng, integer=True):
+                kind = parts[1] if len(parts) == 3 else self._pick(cat, default)
                 item: dict[str, Any] = {"category": cat, field_name: kind, "count": int(c)}
                 if cat == "document":
                     item["document_type"] = "passport"
@@ -173,8 +175,15 @@ class Planner:
         raise ValueError(f"the generator cannot fill metric {metric!r}")
 
     def _pick(self, category: str, default: str) -> str:
+        """A kind of ``category`` for filler (by the scenario's commodity weights), never
+        one a published figure fixes on its own (an exact, about or at-most figure for
+        drug.cocaine must not grow because drug.kg needs more)."""
+        fixed = {r["metric"].split(".")[1] for r in self.s.results
+                 if r["rule"] != "at_least" and r["metric"].startswith(category + ".")
+                 and r["metric"].count(".") == 2}
         keys = [(k.split(".")[1], w) for k, w in self.commodities.items()
-                if k.startswith(category + ".") and len(k.split(".")) == 2]
+                if k.startswith(category + ".") and len(k.split(".")) == 2
+                and k.split(".")[1] not in fixed]
         if not keys:
             return default
         return self.rng.choices([k for k, _ in keys], weights=[w for _, w in keys])[0]
@@ -234,7 +243,7 @@ class Planner:
         """Items that move no published figure (categories no result names)."""
         named = {r["metric"].split(".")[0] for r in self.s.results}
         choices = [c for c in ("tobacco", "alcohol", "counterfeit_goods", "other")
-                   if c not in named and "items" != c]
+                   if c not in named and c != "items"]
         out = []
         for _ in range(n):
             cat = self.rng.choice(choices)

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from client.messages import default_catalog
-from client.messages.catalog import Catalog, Problem
+from client.messages.catalog import Catalog
 from client.messages.checks import problems as message_problems
 from client.messages.content import _Loader
 from hub.protocol.errors import ScenarioError
@@ -103,7 +103,8 @@ def resolve(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    for candidate in (SEEDS_DIR / f"{name_or_path}.yaml", SEEDS_DIR / f"{name_or_path.lower()}.yaml"):
+    for name in (name_or_path, name_or_path.lower()):
+        candidate = SEEDS_DIR / f"{name}.yaml"
         if candidate.exists():
             return candidate
     known = ", ".join(sorted(f.stem for f in SEEDS_DIR.glob("*.yaml")))
@@ -302,6 +303,3 @@ def _check_results(scenario: Scenario, add: Any) -> None:
                     f"{len(scenario.steps)} steps")
 
 
-def problem_list(exc: ScenarioError) -> list[Problem]:
-    """The scenario problems as message-style problems (path and message)."""
-    return [Problem(p.path, "scenario", p.message) for p in exc.problems]

@@ -111,7 +111,7 @@ class Tally:
 
     def totals(self) -> dict[str, float]:
         """Every metric with a non-zero value."""
-        out: Counter[str] = Counter()
+        out: defaultdict[str, float] = defaultdict(float)
         out["messages"] = self.messages
         for kind, n in self.by_type.items():
             out[f"messages.{kind}"] = n
