@@ -312,10 +312,14 @@ class AgentConnection:
             self.session.retry(key)
             self._schedule_flush()
 
-    async def subscribe(self, op: str, after: int | None = None) -> dict[str, Any]:
-        """Start receiving ``op`` after ``after`` (None: from the hub's cursor for us).
-        Returns {"op", "after", "head"}; raises RequestError (not_member, ...)."""
-        return await self._call(lambda rid: f.Subscribe(rid=rid, op=op, after=after))
+    async def subscribe(self, op: str, after: int | None = None,
+                        senders: list[str] | None = None) -> dict[str, Any]:
+        """Start receiving ``op`` after ``after`` (None: from the hub's cursor for us);
+        with ``senders``, only those units' messages (and every commit). Returns
+        {"op", "after", "head"}; raises RequestError (not_member, ...)."""
+        filt = None if senders is None else tuple(sorted(set(senders)))
+        return await self._call(lambda rid: f.Subscribe(rid=rid, op=op, after=after,
+                                                        senders=filt))
 
     async def unsubscribe(self, op: str) -> None:
         self.session.unsubscribe_locally(op)

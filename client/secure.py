@@ -77,7 +77,7 @@ class SecureAgent:
                  clock: Callable[[], float] = time.time, packages: int = 16,
                  rotate_messages: int = 10_000, rotate_seconds: float = 3600.0,
                  reconnect: bool = True, catalog: Catalog | None = None,
-                 reads: Callable[[str], bool] | None = None) -> None:
+                 reads: frozenset[str] | None = None) -> None:
         self.identity = identity
         self.unit = identity.unit
         self.clock = clock
@@ -92,8 +92,8 @@ class SecureAgent:
             if identity.credential.role == "ocu"
             else Member(identity, ring=ring, keys=self.keys, rand=rand))
         self.catalog = catalog if catalog is not None else default_catalog()
-        #: which senders' application messages this agent decrypts (None: all). Skipped
-        #: entries still count in ``read_up_to``; commits are always applied.
+        #: whose application messages this agent reads (None: everyone's). The hub is
+        #: asked to send only those (and every commit): its log seqs then skip.
         self.reads = reads
         #: per operation, the last log seq this agent has handled
         self.read_up_to: dict[str, int] = {}
@@ -161,10 +161,16 @@ class SecureAgent:
             kind = message.get("type") if isinstance(message, dict) else None
             raise SchemaError(f"{self.unit} will not send this {kind or 'message'}: "
                               + "; ".join(map(str, found)), problems=found)
+        # recorded before the hub's ack, so that sends pipelined behind this one may
+        # refer to it; the seq is filled in once known
+        self.ledger(op).record(message)
         seq = await self.publish(op, message_content.encode(message),
                                  content_type=message_content.MESSAGE)
         self.ledger(op).record(message, seq)
         return seq
+
+    def _senders(self) -> list[str] | None:
+        return None if self.reads is None else sorted(self.reads)
 
     def ledger(self, op: str) -> Ledger:
         """The schema messages ``op``'s channel has carried as far as this agent knows
@@ -268,7 +274,7 @@ class SecureAgent:
         await self._notify()
         if proposal.op not in self._subscribed:
             self._subscribed.add(proposal.op)
-            await self.conn.subscribe(proposal.op, after=0)
+            await self.conn.subscribe(proposal.op, after=0, senders=self._senders())
         for unit, welcome in proposal.welcomes.items():
             await self.conn.send_directed(proposal.op, unit, welcome)
 
@@ -310,8 +316,8 @@ class SecureAgent:
     def _receive(self, item: Delivered) -> None:
         if item.sender == self.unit:
             return  # our own message, stored: we hold no receive keys for our own leaf
-        if self.reads is not None and not self.reads(item.sender):
-            return
+        if self.reads is not None and item.sender not in self.reads:
+            return  # not asked for; a hub that sends it anyway is not obeyed
         try:
             got: Received = self.member.decrypt(item.op, item.header, item.payload,
                                                 now=self.clock())
@@ -387,7 +393,8 @@ class SecureAgent:
             await self._notify()
             if op not in self._subscribed:
                 self._subscribed.add(op)
-                await self.conn.subscribe(op, after=0)  # verify the chain from epoch 0
+                # from 0: verify the chain from epoch 0
+                await self.conn.subscribe(op, after=0, senders=self._senders())
         elif kind == "welcome_request" and isinstance(self.member, Admin):
             # a new epoch, with a welcome for the requester: re-sending the current epoch's
             # keys would let it reuse generations it already sent under

@@ -75,6 +75,12 @@ class Subscription:
     next_seq: int
     live: bool = False
     ended: bool = False
+    #: deliver application messages only from these senders (None: all)
+    senders: frozenset[str] | None = None
+
+    def wants(self, entry: Sequence[Any]) -> bool:
+        """Whether a delivery row [seq, sender, kind, ...] goes to this subscriber."""
+        return self.senders is None or entry[2] != f.KIND_MESSAGE or entry[1] in self.senders
 
 
 @dataclass(slots=True)
@@ -294,10 +300,22 @@ class Broker:
             return
         first, last = chunk[0][0], chunk[-1][0]
         data = _encode_deliver(op, chunk)
+        filtered: dict[frozenset[str], tuple[bytes | None, int]] = {}
         for sub in subs:
             if not sub.live:
                 continue  # its catch-up task reads the store
-            if sub.next_seq == first:
+            if sub.senders is not None and first <= sub.next_seq <= last:
+                # one encoding per distinct filter (and only for a whole chunk); a chunk
+                # with nothing for it advances it all the same
+                enc = filtered.get(sub.senders) if sub.next_seq == first else None
+                if enc is None:
+                    rows = [e for e in chunk if e[0] >= sub.next_seq and sub.wants(e)]
+                    enc = (_encode_deliver(op, rows) if rows else None, len(rows))
+                    if sub.next_seq == first:
+                        filtered[sub.senders] = enc
+                body, n = enc
+                sent = True if body is None else sub.conn.offer(body)
+            elif sub.next_seq == first:
                 sent = sub.conn.offer(data)
                 n = len(chunk)
             elif first < sub.next_seq <= last:
@@ -335,7 +353,8 @@ class Broker:
         if after is None:
             after = self.cursors.get((conn.unit, frame.op), 0)
         head = self.heads.get(frame.op, 0)
-        sub = Subscription(conn, frame.op, next_seq=after + 1)
+        sub = Subscription(conn, frame.op, next_seq=after + 1,
+                           senders=None if frame.senders is None else frozenset(frame.senders))
         mine[frame.op] = sub
         self.subs[frame.op].add(sub)
         conn.enqueue(codec.encode(f.Ok(rid=frame.rid,
@@ -359,7 +378,14 @@ class Broker:
             if sub.ended:
                 return
             # Delivery tuples pack as the wire's arrays: no conversion.
-            for chunk in _chunks(list(rows), self.config.limits.max_batch):
+            if not rows:
+                chunks: list[list[Sequence[Any]]] = []
+            elif sub.senders is None:
+                chunks = _chunks(list(rows), self.config.limits.max_batch)
+            else:
+                chunks = _chunks([r for r in rows if sub.wants(r)],
+                                 self.config.limits.max_batch)
+            for chunk in chunks:
                 data = _encode_deliver(sub.op, chunk)
                 while not sub.conn.offer(data):
                     await sub.conn.wait_writable()
@@ -367,6 +393,8 @@ class Broker:
                         return
                 self.metrics.deliveries += len(chunk)
                 sub.next_seq = chunk[-1][0] + 1
+            if rows:  # a filtered page may end with entries it skipped
+                sub.next_seq = max(sub.next_seq, rows[-1][0] + 1)
             # The store is never behind ``heads`` (heads move after the commit), so an
             # empty page means caught up. No await between this check and the flag.
             if sub.next_seq > self.heads.get(sub.op, 0):

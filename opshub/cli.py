@@ -202,7 +202,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     speed = None if args.speed == "max" else float(args.speed)
     try:
         report = _run(run_replay(args.operation, seed=args.seed, speed=speed, out=args.out,
-                                 db=args.db))
+                                 db=args.db, hub_url=args.hub, keys=args.keys))
     except ScenarioError as exc:
         print(f"opshub replay: {exc.message}", file=sys.stderr)
         return 2
@@ -304,7 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max (as fast as possible) or a factor of real time, e.g. 3600")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--out", type=Path, default=Path("replay-out"))
-    r.add_argument("--db", type=Path, default=None, help="hub database (default: temporary)")
+    r.add_argument("--db", type=Path, default=None,
+                   help="database of the hub started for the replay (default: temporary)")
+    r.add_argument("--hub", default=None,
+                   help="use a running hub (ws URL) instead of starting one")
+    r.add_argument("--keys", type=Path, default=None,
+                   help="with --hub: the key folder of that hub's authority")
     r.set_defaults(func=cmd_replay)
 
     sn = sub.add_parser("scenario", help="scenario tools")

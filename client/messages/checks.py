@@ -106,7 +106,9 @@ class Ledger:
         out = []
         kind = message["type"]
         before = self.seen.get(message["id"])
-        if before is not None and not (
+        # an entry without a seq was learnt out of band (handed over): the same message
+        # arriving through the channel is not a reuse
+        if before is not None and before.seq is not None and not (
                 kind == before.type == "seizure_report"
                 and (message.get("revision") or 1) > (before.revision or 1)):
             where = f" (log seq {before.seq})" if before.seq is not None else ""

@@ -75,8 +75,13 @@ class ReplayAgent:
             finally:
                 self.busy = False
 
-    def idle(self, head: int) -> bool:
-        return (self.agent.read_up_to.get(self.replay.code, 0) >= head
+    def idle(self) -> bool:
+        """Has read everything sent to the operation that it reads, and handled it."""
+        reads = self.agent.reads
+        last = self.replay.last_seq
+        need = (max(last.values(), default=0) if reads is None
+                else max((last.get(u, 0) for u in reads), default=0))
+        return (self.agent.read_up_to.get(self.replay.code, 0) >= need
                 and self.agent._inbox.empty() and not self.busy)
 
     def on_message(self, m: Message, body: dict[str, Any]) -> None:
@@ -137,7 +142,8 @@ class Replay:
         self.agents: dict[str, ReplayAgent] = {}
         self._queue: list[tuple[float, int, str, dict[str, Any] | None, int]] = []
         self._order = itertools.count()
-        self.head = 0
+        #: per sender, the log seq of its latest message (what readers wait for)
+        self.last_seq: dict[str, int] = {}
         self.sent = 0
         self.log: list[dict[str, Any]] = []  # what the OCU read or sent, for the report
         self.reactions: dict[str, int] = {}  # per sender, for message ids
@@ -196,9 +202,8 @@ class Replay:
             else:
                 # a unit reads the OCU (tasking, warnings) and its storylines' partners; a
                 # desk its storylines' partners (requests reach it in the OCU's room)
-                allowed = frozenset(partners[unit] | ({s.ocu} if who.role == "unit"
-                                                      else set()))
-                reads = allowed.__contains__
+                reads = frozenset(partners[unit] | ({s.ocu} if who.role == "unit"
+                                                    else set()))
             secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
                                  packages=4)
             await secure.start()
@@ -245,23 +250,29 @@ class Replay:
 
     async def _send_all(self, sender: str, items: list[tuple[float, int, str, Any, int]]
                         ) -> None:
+        """A sender's messages of one window, pipelined: each is checked, encrypted and
+        queued in order at once; the acks come back together."""
         agent = self.agents[sender].agent
+        sends = []
         for at, _, _, body, day in items:
             if body is None:
                 body = self._sitrep(at, day)
             elif "sent_at" not in body:
                 body = _with_envelope(self, sender, at, body)
-            seq = await agent.send(self.code, body)
-            self.sent += 1
-            self.head = max(self.head, seq)
+            # the task runs up to its publish now, in order (ratchet and ledger order)
+            sends.append(asyncio.ensure_future(agent.send(self.code, body)))
+            await asyncio.sleep(0)
             if sender == self.scenario.ocu:
                 self.record(body)
+        for seq in await asyncio.gather(*sends):
+            self.sent += 1
+            self.last_seq[sender] = max(self.last_seq.get(sender, 0), seq)
 
     async def _quiesce(self, within: float = 120.0) -> None:
         async with asyncio.timeout(within):
             # polls many agents' positions; an Event per agent and window would be noise
-            while not all(a.idle(self.head) for a in self.agents.values()):  # noqa: ASYNC110
-                await asyncio.sleep(0.002)
+            while not all(a.idle() for a in self.agents.values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.0005)
 
     def _day_progress(self, day: int, final: bool = False) -> None:
         t = self.tally.totals()

@@ -129,6 +129,8 @@ class AgentSession:
         self._rid = 0
         #: op -> last sequence handed to the application (the resume point)
         self.positions: dict[str, int] = {}
+        #: op -> the senders a subscription is filtered to (absent: every sender)
+        self.filters: dict[str, tuple[str, ...]] = {}
         self._acked: dict[str, int] = {}
         self._seen_directed: deque[int] = deque(maxlen=4096)
 
@@ -189,6 +191,7 @@ class AgentSession:
 
     def unsubscribe_locally(self, op: str) -> None:
         self.positions.pop(op, None)
+        self.filters.pop(op, None)
 
     def ack_directed(self, ids: tuple[int, ...]) -> None:
         if self.state is State.READY:
@@ -252,7 +255,7 @@ class AgentSession:
         events: list[Event] = []
         for op, pos in self.positions.items():
             self._rid += 1
-            sub = f.Subscribe(rid=self._rid, op=op, after=pos)
+            sub = f.Subscribe(rid=self._rid, op=op, after=pos, senders=self.filters.get(op))
             self._requests[self._rid] = sub
             self._out.append(codec.encode(sub))
         for rid, frame in pending:
@@ -283,6 +286,10 @@ class AgentSession:
                 if isinstance(req, f.Subscribe):
                     # Deliveries may follow in this very read: position them now.
                     self.positions[req.op] = int(frame.info["after"])
+                    if req.senders is None:
+                        self.filters.pop(req.op, None)
+                    else:
+                        self.filters[req.op] = req.senders
                 return [Replied(frame.rid, frame.info)]
             case f.Error():
                 return self._error(frame)
@@ -304,10 +311,11 @@ class AgentSession:
         if last is None:
             return []  # unsubscribed meanwhile
         out: list[Event] = []
+        filtered = frame.op in self.filters  # the hub skips other senders' messages
         for d in frame.items:
             if d.seq <= last:
                 continue  # already handed out before a reconnect
-            if d.seq != last + 1:
+            if d.seq != last + 1 and not filtered:
                 raise ProtocolError(f"gap in {frame.op!r}: expected seq {last + 1}, got {d.seq}")
             out.append(Delivered(frame.op, d.seq, d.sender, d.kind, d.header, d.payload,
                                  d.at_ms))

@@ -324,8 +324,16 @@ def _id_ok(value: str) -> bool:
     return f.valid_id(value)
 
 
+MAX_SENDERS = 256
+
+
 def _subscribe(r: _Reader) -> f.Subscribe:
-    return f.Subscribe(rid=r.uint("rid"), op=r.id("op"), after=r.uint("after", optional=True))
+    senders = None
+    if r.obj.get("senders") is not None:
+        senders = tuple(check_id(v, f"{r.path}.senders[{i}]") for i, v in
+                        enumerate(r.array("senders", max_len=MAX_SENDERS)))
+    return f.Subscribe(rid=r.uint("rid"), op=r.id("op"), after=r.uint("after", optional=True),
+                       senders=senders)
 
 
 def _unsubscribe(r: _Reader) -> f.Unsubscribe:

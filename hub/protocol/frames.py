@@ -220,15 +220,22 @@ class Publish:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Subscribe:
-    """Stream an operation's log from ``after + 1``; ``after=None`` resumes from the cursor."""
+    """Stream an operation's log from ``after + 1``; ``after=None`` resumes from the cursor.
+    ``senders``: deliver application messages only from these units (every other kind of
+    entry, such as membership commits, always); the stream then skips seqs."""
 
     T: ClassVar[str] = "sub"
     rid: int
     op: str
     after: int | None = None
+    senders: tuple[str, ...] | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": self.T, "rid": self.rid, "op": self.op, "after": self.after}
+        wire: dict[str, Any] = {"t": self.T, "rid": self.rid, "op": self.op,
+                                "after": self.after}
+        if self.senders is not None:
+            wire["senders"] = list(self.senders)
+        return wire
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
