@@ -31,6 +31,10 @@ async def _replay(tmp_path: Path, name: str = "out", **kw: Any) -> dict[str, Any
     return await run_replay(str(kw.pop("scenario", MINI)), out=tmp_path / name, **kw)
 
 
+def _read_db(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.glob("hub.db*"))
+
+
 def _stable(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if k not in VOLATILE}
 
@@ -64,7 +68,7 @@ async def test_replay_hub_database_holds_no_plaintext(tmp_path: Path) -> None:
     or WAL after a replay."""
     db = tmp_path / "hub.db"
     await _replay(tmp_path, db=db)
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob("hub.db*"))
+    raw = _read_db(tmp_path)
     assert len(raw) > 100_000
     for marker in ["Matches the courier profile", "Passenger on the morning flight",
                    "Routine check of a subject", "seizure_report", "Lome airport"]:
@@ -109,6 +113,9 @@ def _broken(tmp_path: Path, change: Any) -> Path:
      "/results/7/value", "cannot be reached"),
     (lambda d: d["storylines"][0]["steps"][2]["message"].update(refers_to="@nowhere"),
      "/storylines/0/steps/2/message/refers_to", "earlier step"),
+    (lambda d: d["results"].append({"metric": "inspections.count", "rule": "exact",
+                                    "value": 40, "published": "40 inspections"}),
+     "/results/7/metric", "not a metric"),
 ])
 async def test_replay_invalid_scenario_fails_before_running(tmp_path: Path, change: Any,
                                                             where: str, says: str) -> None:
@@ -121,8 +128,28 @@ async def test_replay_invalid_scenario_fails_before_running(tmp_path: Path, chan
     problems = [p for p in info.value.problems if p.path == where]
     assert problems, [str(p) for p in info.value.problems]
     assert says in problems[0].message
-    assert problems[0].line is not None and f"broken.yaml:{problems[0].line}" in str(problems[0])
+    assert problems[0].line is not None
+    assert f"broken.yaml:{problems[0].line}" in str(problems[0])
     assert not db.exists()
+
+
+async def test_replay_figure_the_generator_cannot_fill_fails_before_running(
+        tmp_path: Path) -> None:
+    """A published figure that neither the storylines nor the generator can produce (a
+    vehicle count with no vehicle in any storyline) stops the replay before it runs."""
+    path = _broken(tmp_path, lambda d: d["results"].append(
+        {"metric": "vehicle.count", "rule": "exact", "value": 5, "published": "5 cars"}))
+    db = tmp_path / "never.db"
+    with pytest.raises(ScenarioError, match="cannot .*vehicle.count"):
+        await _replay(tmp_path, scenario=path, db=db)
+    assert not db.exists()
+
+
+async def test_replay_vehicle_sweep_example_reproduces_its_figures(tmp_path: Path) -> None:
+    """The non-customs example of docs/scenarios.md (a stolen-vehicle sweep) replays
+    with every figure reproduced."""
+    report = await _replay(tmp_path, scenario=MINI.parent / "vehicle-sweep.yaml")
+    assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
 
 
 def test_replay_cli_exits_nonzero_when_a_check_fails(tmp_path: Path, capsys) -> None:

@@ -125,8 +125,12 @@ class Planner:
         """Items that together add ``amount`` to ``metric`` (and to its parents only)."""
         parts = metric.split(".")
         cat = parts[0]
+        if parts[-1] == "count" and cat in ("drug", "currency", "person") and \
+                not metric.startswith("person.notice."):
+            if cat != "person" or len(parts) != 3:
+                raise ValueError(f"the generator cannot fill metric {metric!r}")
         if cat == "drug":
-            unit = parts[-1] if parts[-1] != "count" else "kg"
+            unit = parts[-1]
             n = max(1, min(12, int(math.log10(max(amount, 1)) * 3) + 1))
             out = []
             for v in _split(amount, n, self.rng, integer=unit != "kg"):
@@ -336,6 +340,17 @@ class Planner:
             raise ValueError(f"the message budget leaves no room for {hit_left} more hits")
         return events
 
+    def warning_to(self, unit: Participant) -> Event:
+        """A warning for one unit (its feedback follows at run time)."""
+        at = self._time()
+        body = {"type": "warning",
+                "subject": {"kind": "shipment",
+                            "description": "Consignment selected by the OCU's targeting."},
+                "reason": "Matches the operation's risk indicators for this route.",
+                "suspected_commodities": ["drug"], "requested_action": "control",
+                "addressees": [unit.unit]}
+        return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
+
     def _warning(self, n: int) -> Event:
         at = self._time()
         addressees = self.rng.sample(self.units, min(n, len(self.units)))
@@ -410,7 +425,39 @@ def make_plan(scenario: Scenario, seed: int) -> Plan:
     if budget < 0:
         raise ValueError(f"background.messages ({total}) is fewer than the {len(events)} "
                          f"messages the storylines, reports and daily reports need")
+    # every unit says something (a feedback to a warning addressed to it alone), so that
+    # the countries figure depends on the roster, not on chance
+    speaking = {e.sender for e in events}
+    for unit in planner.units:
+        if unit.unit not in speaking and budget >= 2:
+            events.append(planner.warning_to(unit))
+            budget -= 2
     events += planner.filler(budget, planner.hits_needed(story), databases)
-    # every unit says something, so that the countries figure can be reached
     events.sort(key=lambda e: (e.at, e.sender))
+    _check_plan(scenario, events)
     return Plan(events, databases, total)
+
+
+#: figures that only the run itself produces (reactions, answers, who speaks)
+_AT_RUN_TIME = ("messages", "hits", "countries")
+
+
+def _check_plan(scenario: Scenario, events: list[Event]) -> None:
+    """The planned messages alone must meet every figure that does not depend on the
+    run: a safety net for what the generator cannot fill (a vehicle count, a fill that
+    would push an at-most figure over). Raises ValueError naming the figure."""
+    from client.replay.aar import check
+
+    tally = Tally(scenario.participants)
+    for e in events:
+        if e.message is not None:
+            tally.add(e.message, at=e.at)
+    totals = tally.totals()
+    for r in scenario.results:
+        if r["metric"].split(".")[0] in _AT_RUN_TIME:
+            continue
+        observed = totals.get(r["metric"], 0.0)
+        if not check(r, observed):
+            raise ValueError(f"{r['metric']} {r['rule'].replace('_', ' ')} {r['value']:g} "
+                             f"cannot be generated: the plan gives {observed:g} (carry it "
+                             f"in storylines, or see docs/scenarios.md)")

@@ -28,8 +28,69 @@ _METRIC = re.compile(
     r"|[a-z_]+(\.[a-z0-9_]+)?\.[a-z0-9]+)$")
 
 
+#: the item field that names a category's kind (drug.<substance>, firearm.<type> ...)
+KIND_FIELDS = {"drug": "substance", "firearm": "firearm_type", "firearm_part": "part",
+               "document": "document_status", "tobacco": "product", "vessel": "vessel_type"}
+
+
 def known_metric(metric: str) -> bool:
-    return bool(_METRIC.match(metric))
+    """Whether the tally can ever count ``metric``: its category, kind and unit come
+    from the seizure report schema (a misspelt name would always read 0)."""
+    if not _METRIC.match(metric):
+        return False
+    parts = metric.split(".")
+    head = parts[0]
+    if head in ("messages", "reports", "items", "arrests", "countries", "hits"):
+        return True
+    if metric in ("ammunition.rounds", "currency.usd", "currency.counterfeit.usd"):
+        return True
+    vocab = _vocabulary()
+    if head not in vocab["categories"]:
+        return False
+    if head == "person":
+        if parts[1] == "notice":
+            return len(parts) == 4 and parts[2] in vocab["notice"] and parts[3] == "count"
+        return len(parts) == 3 and parts[1] in vocab["role"] and parts[2] == "count"
+    measure = parts[-1]
+    # masses and volumes are tallied in kg and l only
+    if measure not in {"count", "kg", "l"} | (vocab["units"] - set(_TO_KG) - set(_TO_L)):
+        return False
+    if len(parts) == 2:
+        return True
+    kinds = vocab.get(KIND_FIELDS.get(head, ""), set())
+    return len(parts) == 3 and parts[1] in kinds
+
+
+_VOCAB: dict[str, set[str]] = {}
+
+
+def _vocabulary() -> dict[str, set[str]]:
+    """Categories, kinds, roles and units, read from the schemas once."""
+    if not _VOCAB:
+        from client.messages import default_catalog
+
+        docs = default_catalog().documents
+        enums: dict[str, set[str]] = {}
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                for key in ("properties", "$defs"):
+                    for name, sub in (node.get(key) or {}).items():
+                        if isinstance(sub, dict) and "enum" in sub:
+                            enums.setdefault(name, set()).update(map(str, sub["enum"]))
+                for v in node.values():
+                    walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        walk(docs["seizure-report.schema.json"])
+        walk(docs["common.schema.json"])
+        common = docs["common.schema.json"]["$defs"]
+        _VOCAB.update(enums)
+        _VOCAB["categories"] = enums["category"]
+        _VOCAB["units"] = set(common["quantity_unit"]["enum"])
+    return _VOCAB
 
 
 def _item_keys(item: dict[str, Any]) -> list[tuple[str, float]]:
