@@ -140,7 +140,7 @@ async def test_replay_figure_the_generator_cannot_fill_fails_before_running(
     path = _broken(tmp_path, lambda d: d["results"].append(
         {"metric": "vehicle.count", "rule": "exact", "value": 5, "published": "5 cars"}))
     db = tmp_path / "never.db"
-    with pytest.raises(ScenarioError, match="cannot .*vehicle.count"):
+    with pytest.raises(ScenarioError, match=r"cannot .*vehicle\.count"):
         await _replay(tmp_path, scenario=path, db=db)
     assert not db.exists()
 

@@ -125,10 +125,10 @@ class Planner:
         """Items that together add ``amount`` to ``metric`` (and to its parents only)."""
         parts = metric.split(".")
         cat = parts[0]
-        if parts[-1] == "count" and cat in ("drug", "currency", "person") and \
-                not metric.startswith("person.notice."):
-            if cat != "person" or len(parts) != 3:
-                raise ValueError(f"the generator cannot fill metric {metric!r}")
+        if (parts[-1] == "count" and cat in ("drug", "currency", "person")
+                and not metric.startswith("person.notice.")
+                and (cat != "person" or len(parts) != 3)):
+            raise ValueError(f"the generator cannot fill metric {metric!r}")
         if cat == "drug":
             unit = parts[-1]
             n = max(1, min(12, int(math.log10(max(amount, 1)) * 3) + 1))
