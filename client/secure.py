@@ -86,6 +86,7 @@ class SecureAgent:
         self.rotate_seconds = rotate_seconds
         self.conn = AgentConnection(url, identity, reconnect=reconnect, now=clock)
         self.keys = KeyPackageKeys(self.unit, identity.key, suite, rand)
+        self.authority_keys = list(authority_keys)
         ring = AuthorityRing(authority_keys)
         self.member: Member = (
             Admin(identity, ring=ring, keys=self.keys, rand=rand, suite=suite)
@@ -230,6 +231,21 @@ class SecureAgent:
         await self._top_up(force=True)
         await self.conn.send_directed(op, ch.chain.admin, msgpack.packb(
             {"t": "welcome_request", "op": op}, use_bin_type=True))
+
+    async def rejoin(self, op: str, within: float = TIMEOUT) -> int:
+        """For an agent restarted without its state: read ``op``'s membership chain from
+        the start, ask the admin for keys, and wait for the epoch they come in. Returns
+        that epoch. Messages of earlier epochs stay unreadable to it."""
+        self._subscribed.add(op)
+        await self.conn.subscribe(op, after=0, senders=self._senders())
+        async with asyncio.timeout(within):
+            # the chain fills as the log is read, the epoch when the welcome comes
+            while (ch := self.member.channels.get(op)) is None or ch.chain is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            await self.request_welcome(op)
+            while (epoch := self.epoch(op)) is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        return epoch
 
     # --- the admin's side ------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import yaml
 from client.replay.engine import Replay
 from client.replay.run import run_replay
 from client.replay.scenario import SEEDS_DIR
+from client.secure import SecureAgent
 from hub.protocol.errors import ScenarioError
 from opshub.cli import main
 
@@ -93,6 +94,37 @@ async def test_replay_unit_that_drops_mid_replay_loses_nothing(tmp_path: Path) -
     assert all(c["ok"] for c in stormy["checks"])
     assert stormy["totals"] == calm["totals"]
     assert stormy["rejected"]["TG-CUSTOMS"] == 0
+
+
+async def test_replay_unit_killed_and_restarted_mid_replay_loses_nothing(
+        tmp_path: Path) -> None:
+    """A unit agent killed half-way (its keys and state gone) and started again rejoins
+    through a new epoch and carries on: every figure is as in an undisturbed replay."""
+    calm = await _replay(tmp_path, "calm", seed=6)
+    restarted: list[int] = []
+
+    def inject(replay: Replay) -> None:
+        async def kill_and_restart(window: int) -> None:
+            if window != 20:
+                return
+            unit = replay.agents["SN-CUSTOMS"]
+            old = unit.agent
+            assert unit.task is not None
+            unit.task.cancel()
+            await old.close()
+            fresh = SecureAgent(old.conn.url, old.identity, list(old.authority_keys),
+                                reads=old.reads, packages=4)
+            await fresh.start()
+            restarted.append(await fresh.rejoin(replay.code))
+            unit.agent = fresh
+            unit.start()
+        replay.on_window = kill_and_restart
+
+    stormy = await _replay(tmp_path, "stormy", seed=6, hook=inject)
+    assert restarted
+    assert restarted[0] >= 1
+    assert all(c["ok"] for c in stormy["checks"])
+    assert stormy["totals"] == calm["totals"]
 
 
 def _broken(tmp_path: Path, change: Any) -> Path:

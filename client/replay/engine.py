@@ -38,6 +38,7 @@ from client.replay.tally import Tally
 from client.secure import Message, SecureAgent
 
 WINDOW = 900.0  # virtual seconds per step of the clock
+ROTATE_EVERY = 2000  # the OCU commits new epoch keys after this many messages
 MIN_REACTION = WINDOW  # reactions land in a later window than what caused them
 
 
@@ -178,6 +179,9 @@ class Replay:
             for e in self.plan.events:
                 self.schedule(e.at, e.sender, e.message, e.day)
             await self._drive()
+            epoch = self.agents[self.scenario.ocu].agent.epoch(self.code)
+            self.progress(f"keys     the OCU rotated the epoch keys every {ROTATE_EVERY} "
+                          f"messages: final epoch {epoch}")
         finally:
             for a in self.agents.values():
                 if a.task is not None:
@@ -186,6 +190,7 @@ class Replay:
                 await a.agent.close()
         wall = time.perf_counter() - started
         return {"wall_seconds": round(wall, 2), "sent": self.sent,
+                "final_epoch": self.agents[self.scenario.ocu].agent.epoch(self.code),
                 "rejected": {u: len(a.agent.rejected) for u, a in self.agents.items()}}
 
     async def _start_agents(self, url: str, identities: dict[str, UnitIdentity],
@@ -205,7 +210,7 @@ class Replay:
                 reads = frozenset(partners[unit] | ({s.ocu} if who.role == "unit"
                                                     else set()))
             secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
-                                 packages=4)
+                                 packages=4, rotate_messages=ROTATE_EVERY)
             await secure.start()
             cls = {"ocu": OcuAgent, "liaison": DeskAgent}.get(who.role, ReplayAgent)
             agent = cls(self, who, secure)
