@@ -37,7 +37,7 @@ from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import Tally
 from client.secure import Message, SecureAgent
 
-WINDOW = 900.0  # virtual seconds per step of the clock
+WINDOW = 3600.0  # virtual seconds per step of the clock
 ROTATE_EVERY = 2000  # the OCU commits new epoch keys after this many messages
 MIN_REACTION = WINDOW  # reactions land in a later window than what caused them
 
