@@ -76,7 +76,7 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
     report: dict[str, Any] = {
         "operation": scenario.code, "name": scenario.name,
         "start": scenario.start.isoformat(), "end": scenario.end.isoformat(),
-        "ocu": scenario.ocu, "scenario": str(scenario.path), "seed": seed, "speed": speed,
+        "ocu": scenario.ocu, "scenario": _shown(scenario.path), "seed": seed, "speed": speed,
         "messages": int(totals.get("messages", 0)),
         "checks": checks,
         "totals": totals,
@@ -106,6 +106,17 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
     }
     report.update(extra or {})
     return report
+
+
+def _shown(path: Any) -> str:
+    """The scenario's path, relative to the working directory when it is below it."""
+    from pathlib import Path
+
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
 
 
 def _recipients(m: dict[str, Any], by_id: dict[str, dict[str, Any]], ocu: str) -> list[str]:
