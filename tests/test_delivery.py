@@ -266,3 +266,42 @@ async def test_delivery_directed_retry_after_reconnect_is_stored_once(hub, agent
     with sqlite3.connect(db_path) as conn:
         rows = conn.execute("SELECT id FROM directed WHERE recipient = 'INTERPOL-LO'").fetchall()
     assert rows == [(sent,)]
+
+
+async def _collect(conn, op: str, until_payload: bytes, within: float = 10.0) -> list:
+    out = []
+    async with asyncio.timeout(within):
+        while True:
+            d = await conn.next_delivery()
+            out.append(d)
+            if getattr(d, "payload", None) == until_payload:
+                return out
+
+
+async def test_delivery_filtered_by_sender_skips_others_and_resumes(hub, agents, keys):
+    """A subscription filtered to one sender gets that sender's messages and every commit,
+    in order, and nothing else; after a dropped connection it resumes with the same
+    filter, from the store and live, without duplicates."""
+    ocu = await agents("OCU-BB")
+    admin = await create_operation(ocu, keys, "OP-F", MEMBERS)
+    jm, tt = await agents("JM-CUSTOMS"), await agents("TT-POLICE")
+    for i in range(5):  # before the subscription: read back from the store
+        await jm.publish("OP-F", f"jm-{i}".encode())
+        await tt.publish("OP-F", f"tt-{i}".encode())
+    dm = await agents("DM-CUSTOMS")
+    await dm.subscribe("OP-F", after=0, senders=["JM-CUSTOMS"])
+    got = await _collect(dm, "OP-F", b"jm-4")
+    assert [(d.sender, d.kind) for d in got][0] == ("OCU-BB", 1)  # the creating commit
+    assert [d.payload for d in got[1:]] == [f"jm-{i}".encode() for i in range(5)]
+    assert [d.seq for d in got] == sorted({d.seq for d in got})
+    await dm.drop()
+    for i in range(5, 10):  # while DM is away, and after it is back: live
+        await tt.publish("OP-F", f"tt-{i}".encode())
+        await jm.publish("OP-F", f"jm-{i}".encode())
+    await admin.send(ocu, admin.change(add=[], remove=["TT-POLICE"]))
+    await jm.publish("OP-F", b"jm-last")
+    later = await _collect(dm, "OP-F", b"jm-last")
+    assert [d.payload for d in later if d.kind == 0] == (
+        [f"jm-{i}".encode() for i in range(5, 10)] + [b"jm-last"])
+    assert [d.sender for d in later if d.kind != 0] == ["OCU-BB"]  # the removal statement
+    assert min(d.seq for d in later) > max(d.seq for d in got)
