@@ -291,7 +291,7 @@ async def test_delivery_filtered_by_sender_skips_others_and_resumes(hub, agents,
     dm = await agents("DM-CUSTOMS")
     await dm.subscribe("OP-F", after=0, senders=["JM-CUSTOMS"])
     got = await _collect(dm, "OP-F", b"jm-4")
-    assert [(d.sender, d.kind) for d in got][0] == ("OCU-BB", 1)  # the creating commit
+    assert (got[0].sender, got[0].kind) == ("OCU-BB", 1)  # the creating commit
     assert [d.payload for d in got[1:]] == [f"jm-{i}".encode() for i in range(5)]
     assert [d.seq for d in got] == sorted({d.seq for d in got})
     await dm.drop()
