@@ -209,3 +209,20 @@ async def test_replay_seed_operation_reproduces_every_published_figure(
     """Each documented operation replays with every published figure reproduced."""
     report = await _replay(tmp_path, scenario=operation)
     assert [(c["metric"], c["observed"]) for c in report["checks"] if not c["ok"]] == []
+
+
+async def test_replay_iarms_hit_is_answered_and_notified_once(tmp_path: Path) -> None:
+    """A desk that finds an iARMS record answers the request and notifies the INTERPOL
+    General Secretariat, the WCO and the recording country's NCB; the tally counts each
+    such hit once."""
+    def iarms(d: dict[str, Any]) -> None:
+        d["participants"][1]["databases"] = ["interpol_iarms"]
+        d["results"][5] = {"metric": "hits.interpol_iarms", "rule": "exact", "value": 2,
+                           "published": "two iARMS hits"}
+
+    report = await _replay(tmp_path, scenario=_broken(tmp_path, iarms))
+    assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
+    assert report["by_type"]["hit_notification"] == 2
+    assert report["totals"]["hits.interpol_iarms"] == 2
+    assert report["messages"] == 120
+    assert set(report["rejected"].values()) == {0}

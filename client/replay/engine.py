@@ -115,8 +115,22 @@ class DeskAgent(ReplayAgent):
                                 "result": "hit" if record else "no_hit",
                                 "responded_by": self.who.party()}
         if record:
-            body["hits"] = [record]
+            body["hits"] = [{k: record[k] for k in ("database", "reference", "summary")}]
         self.replay.schedule(at, self.who.unit, body)
+        if record and record["database"] == "interpol_iarms":
+            # iARMS: a match is notified to the INTERPOL General Secretariat, the WCO
+            # Secretariat and the NCB of the country that recorded the firearm
+            country = record["recording_country"]
+            self.replay.schedule(at + 60.0, self.who.unit, {
+                "type": "hit_notification", "refers_to": request["id"],
+                "database": "interpol_iarms",
+                "record": {"reference": record["reference"], "recording_country": country,
+                           "recorded_as": record["recorded_as"]},
+                "firearm": q.get("firearm") or {},
+                "recipients": [{"kind": "interpol_general_secretariat"},
+                               {"kind": "wco_secretariat"},
+                               {"kind": "ncb", "country": country},
+                               {"kind": "unit", "unit": request["sender"]["unit"]}]})
 
 
 class OcuAgent(ReplayAgent):

@@ -330,9 +330,16 @@ class Planner:
                 events.append(self._warning(n))
                 budget -= 1 + n
             elif kind == "request_for_information" and budget >= 2:
-                events.append(self._request(desks, databases, hit=hit_left > 0))
-                hit_left -= 1
-                budget -= 2
+                event = self._request(desks, databases, hit=hit_left > 0,
+                                      iarms_ok=budget >= 3)
+                assert event.message is not None
+                cost = 2
+                if hit_left > 0:
+                    hit_left -= 1
+                    if event.message["databases"] == ["interpol_iarms"]:
+                        cost = 3  # the answer, and the hit notification (see engine)
+                events.append(event)
+                budget -= cost
             else:
                 events.append(self._alert())
                 budget -= 1
@@ -372,8 +379,11 @@ class Planner:
         return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
 
     def _request(self, desks: list[Participant], databases: dict[str, dict[str, dict[str, Any]]],
-                 *, hit: bool) -> Event:
+                 *, hit: bool, iarms_ok: bool = True) -> Event:
         hit_dbs = getattr(self, "hit_databases", None)
+        if hit and not iarms_ok:  # no room left for an iARMS hit's notification
+            everything = {d for p in desks for d in p.databases}
+            hit_dbs = (hit_dbs if hit_dbs is not None else everything) - {"interpol_iarms"}
         if hit and hit_dbs:
             desks = [d for d in desks if set(d.databases) & hit_dbs] or desks
         desk = self.rng.choice(desks)
@@ -399,9 +409,14 @@ class Planner:
             body["marking"] = {"tlp": "AMBER", "nominal": True}
             lookup = key
         if hit:
-            databases.setdefault(desk.unit, {})[lookup] = {
+            record: dict[str, Any] = {
                 "database": db, "reference": f"{db.upper()}-{self.rng.randrange(10**6):06d}",
                 "summary": "Record found; the requesting unit is asked to follow up."}
+            if db == "interpol_iarms":  # what the desk's hit notification says
+                record["recording_country"] = self.rng.choice(
+                    ["US", "BR", "FR", "ZA", "DO", "CO"])
+                record["recorded_as"] = self.rng.choice(["stolen", "lost", "trafficked"])
+            databases.setdefault(desk.unit, {})[lookup] = record
         return Event(at, unit.unit, self._message(unit, at, body))
 
     def sitreps(self) -> list[Event]:

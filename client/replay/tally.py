@@ -143,7 +143,10 @@ class Tally:
         self.messages = 0
         self.reports: dict[str, dict[str, Any]] = {}
         self.report_time: dict[str, float] = {}
-        self.hits: Counter[str] = Counter()
+        #: database hits in answers: (request id, database) of each
+        self.answer_hits: list[tuple[str, str]] = []
+        #: hit notifications: (request id, database) of each
+        self.notified_hits: list[tuple[str, str]] = []
         self.senders: Counter[str] = Counter()
         self.by_day: dict[int, Counter[str]] = defaultdict(Counter)
 
@@ -160,12 +163,19 @@ class Tally:
                 self.report_time.setdefault(message["id"], at)
         elif kind == "rfi_response":
             for hit in message.get("hits", []):
-                self._hit(hit["database"])
+                self.answer_hits.append((message["refers_to"], hit["database"]))
         elif kind == "hit_notification":
-            self._hit(message["database"])
+            self.notified_hits.append((message["refers_to"], message["database"]))
 
-    def _hit(self, database: str) -> None:
-        self.hits[database] += 1
+    @property
+    def hits(self) -> Counter[str]:
+        """Hits per database, each counted once per request: the hits an answer reports,
+        and a hit notification only for a request whose answers reported none (a desk
+        that answers with a hit and notifies it has found one hit, not two)."""
+        out: Counter[str] = Counter(db for _, db in self.answer_hits)
+        answered = {req for req, _ in self.answer_hits}
+        out.update(db for req, db in self.notified_hits if req not in answered)
+        return out
 
     def live_reports(self) -> list[dict[str, Any]]:
         return [r for r in self.reports.values() if r.get("status") != "withdrawn"]
