@@ -212,10 +212,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"{len(report['checks'])} published figures reproduced")
     for c in report["checks"]:
         mark = "ok " if c["ok"] else "FAIL"
-        print(f"  {mark} {c['metric']:<32} {c['rule']:<9} published {c['published']:>12,g}"
-              f"  observed {c['observed']:>12,g}")
+        print(f"  {mark} {c['metric']:<32} {c['rule']:<9} published {_num(c['published']):>12}"
+              f"  observed {_num(c['observed']):>12}")
     print(f"report   {args.out}/report.json, report.md, report.html")
     return 0 if not failed else 1
+
+
+def _num(value: float) -> str:
+    """1631000 -> '1,631,000'; 500.2 -> '500.2'."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}".rstrip("0")
 
 
 def cmd_scenario_check(args: argparse.Namespace) -> int:

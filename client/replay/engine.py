@@ -194,8 +194,8 @@ class Replay:
                 self.schedule(e.at, e.sender, e.message, e.day)
             await self._drive()
             epoch = self.agents[self.scenario.ocu].agent.epoch(self.code)
-            self.progress(f"keys     the OCU rotated the epoch keys every {ROTATE_EVERY} "
-                          f"messages: final epoch {epoch}")
+            self.progress(f"keys     final epoch {epoch} (the OCU commits new keys every "
+                          f"{ROTATE_EVERY} messages)")
         finally:
             for a in self.agents.values():
                 if a.task is not None:
@@ -296,10 +296,10 @@ class Replay:
     def _day_progress(self, day: int, final: bool = False) -> None:
         t = self.tally.totals()
         date = self.scenario.start + dt.timedelta(days=day - 1)
-        self.progress(f"day {day:<3} {date}  messages {int(t.get('messages', 0)):>6}  "
+        label = f"{'end':<18}" if final else f"day {day:<3} {date}"
+        self.progress(f"{label}  messages {int(t.get('messages', 0)):>6}  "
                       f"seizure reports {int(t.get('reports', 0)):>4}  arrests "
-                      f"{int(t.get('arrests', 0)):>4}  hits {int(t.get('hits', 0)):>3}"
-                      + ("  (end)" if final else ""))
+                      f"{int(t.get('arrests', 0)):>4}  hits {int(t.get('hits', 0)):>3}")
 
     def _sitrep(self, at: float, day: int) -> dict[str, Any]:
         t = self.tally.totals()
