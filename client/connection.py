@@ -362,6 +362,17 @@ class AgentConnection:
         while True:
             yield await self._deliveries.get()
 
+    async def next_deliveries(self, limit: int = 256) -> list[Delivered | SubscriptionEnded]:
+        """Wait for the next delivery, then take every one already queued behind it (up
+        to ``limit``), in order: for readers that handle entries in batches."""
+        out = [await self._deliveries.get()]
+        while len(out) < limit:
+            try:
+                out.append(self._deliveries.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return out
+
     async def next_delivery(self, within: float = TIMEOUT) -> Delivered | SubscriptionEnded:
         """The next delivery; raises TimeoutError if none comes ``within`` seconds."""
         async with asyncio.timeout(within):

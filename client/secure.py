@@ -311,37 +311,64 @@ class SecureAgent:
     # --- reading ---------------------------------------------------------------------------
 
     async def _read_log(self) -> None:
-        async for item in self.conn.deliveries():
-            if isinstance(item, SubscriptionEnded):
-                self._subscribed.discard(item.op)
-                continue
+        """Entries in log order. Consecutive application messages of one operation are
+        decrypted as a batch (``Member.decrypt_batch``: the signature checks run back to
+        back); commits, one at a time, between the batches."""
+        while True:
+            run: list[Delivered] = []
+            for item in await self.conn.next_deliveries():
+                if (isinstance(item, Delivered) and item.kind != f.KIND_COMMIT
+                        and item.sender != self.unit
+                        and (self.reads is None or item.sender in self.reads)):
+                    if run and run[0].op != item.op:
+                        self._receive_run(run)
+                        run = []
+                    run.append(item)
+                    continue
+                if run:
+                    self._receive_run(run)
+                    run = []
+                await self._entry(item)
+            if run:
+                self._receive_run(run)
+
+    async def _entry(self, item: Delivered | SubscriptionEnded) -> None:
+        """A commit, the end of a subscription, or an entry this agent does not read
+        (its own message, stored; a sender it did not ask for)."""
+        if isinstance(item, SubscriptionEnded):
+            self._subscribed.discard(item.op)
+            return
+        try:
+            if item.kind == f.KIND_COMMIT:
+                body, signature = msgpack.unpackb(item.payload)
+                applied = self.member.on_commit(item.op, body, signature, now=self.clock())
+                await self._committed(applied)
+        except CryptoError as exc:
+            self._reject(item.op, item.seq, item.sender, exc)
+        except Exception as exc:  # a malformed entry must not stop the agent
+            self._reject(item.op, item.seq, item.sender,
+                         CryptoError(f"unreadable entry: {exc!r}", code=Code.DECRYPT_FAILED))
+        self.read_up_to[item.op] = item.seq
+
+    def _receive_run(self, run: list[Delivered]) -> None:
+        op = run[0].op
+        results = self.member.decrypt_batch(op, [(i.header, i.payload) for i in run],
+                                            now=self.clock())
+        for item, got in zip(run, results, strict=True):
             try:
-                if item.kind == f.KIND_COMMIT:
-                    body, signature = msgpack.unpackb(item.payload)
-                    applied = self.member.on_commit(item.op, body, signature, now=self.clock())
-                    await self._committed(applied)
+                if isinstance(got, CryptoError):
+                    if got.code == Code.UNKNOWN_EPOCH and self._before_join(item):
+                        self.skipped_before_join += 1
+                    else:
+                        self._reject(item.op, item.seq, item.sender, got)
                 else:
-                    self._receive(item)
-            except CryptoError as exc:
-                self._reject(item.op, item.seq, item.sender, exc)
+                    self._accept(item, got)
             except Exception as exc:  # a malformed entry must not stop the agent
                 self._reject(item.op, item.seq, item.sender,
                              CryptoError(f"unreadable entry: {exc!r}", code=Code.DECRYPT_FAILED))
             self.read_up_to[item.op] = item.seq
 
-    def _receive(self, item: Delivered) -> None:
-        if item.sender == self.unit:
-            return  # our own message, stored: we hold no receive keys for our own leaf
-        if self.reads is not None and item.sender not in self.reads:
-            return  # not asked for; a hub that sends it anyway is not obeyed
-        try:
-            got: Received = self.member.decrypt(item.op, item.header, item.payload,
-                                                now=self.clock())
-        except CryptoError as exc:
-            if exc.code == Code.UNKNOWN_EPOCH and self._before_join(item):
-                self.skipped_before_join += 1
-                return
-            raise
+    def _accept(self, item: Delivered, got: Received) -> None:
         body = None
         if got.content_type == message_content.MESSAGE:
             body = self._checked(item.op, item.seq, got.sender, got.content)

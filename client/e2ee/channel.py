@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import msgpack
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from client.e2ee import message
 from client.e2ee.schedule import (
@@ -473,6 +475,88 @@ class Member:
             r.secret, r.generation = secret, g + 1
         epoch.messages += 1
         return Received(op, sender, header.epoch, g, header.content_type, content)
+
+
+    def decrypt_batch(self, op: str, items: list[tuple[bytes, bytes]], *, now: float
+                      ) -> list[Received | CryptoError]:
+        """Decrypt and verify several messages of ``op`` (header, ciphertext), in log
+        order; one result per item, a CryptoError for each that fails (as ``decrypt``
+        would raise it). The same outcome as ``decrypt`` on each in turn, faster: the
+        common case (current epoch, each sender's next generation) is taken in three
+        passes (ratchets and AES for all, then every signature in one tight loop, then
+        the ratchets move), so the signature checks run back to back with warm caches.
+        Anything else in the batch, or any failure, and the batch is redone one message
+        at a time with ``decrypt``."""
+        fast = self._decrypt_fast(op, items)
+        if fast is not None:
+            return fast
+        out: list[Received | CryptoError] = []
+        for header, ct in items:
+            try:
+                out.append(self.decrypt(op, header, ct, now=now))
+            except CryptoError as exc:
+                out.append(exc)
+        return out
+
+    def _decrypt_fast(self, op: str, items: list[tuple[bytes, bytes]]
+                      ) -> list[Received | CryptoError] | None:
+        """``decrypt_batch``'s common case, or None for the careful path. Nothing of the
+        channel changes unless every message decrypts and verifies."""
+        ch = self.channels.get(op)
+        epoch = ch.current if ch is not None else None
+        if ch is None or epoch is None or ch.chain is None:
+            return None
+        members = ch.chain.members
+        roster, receivers, verifiers = epoch.roster, epoch.receivers, epoch.verifiers
+        states: dict[int, tuple[bytes, int]] = {}  # leaf -> tentative (secret, next gen)
+        opened = []
+        step = epoch.tree.ratchet_step
+        unpack = message.HEADER_STRUCT.unpack
+        op_bytes = op.encode()
+        number, me, size = epoch.number, self.unit, message.HEADER_SIZE
+        for header_bytes, ct in items:
+            if len(header_bytes) != size:
+                return None
+            version, ctype, ep, leaf, gen, guard = unpack(header_bytes)
+            if (version != message.VERSION or ep != number or leaf >= len(roster)
+                    or roster[leaf] == me):
+                return None
+            verifier = verifiers.get(leaf)
+            if verifier is None or verifier[0] not in members:
+                return None
+            state = states.get(leaf)
+            if state is None:
+                r = receivers.get(leaf)
+                if r is None:
+                    return None
+                state = (r.secret, r.generation)
+            if gen != state[1]:
+                return None  # a skip, a replay or a reorder: the careful path
+            key, nonce, nxt = step(state[0], gen)
+            states[leaf] = (nxt, gen + 1)
+            aad = header_bytes + op_bytes
+            head = int.from_bytes(nonce[:4], "big") ^ int.from_bytes(guard, "big")
+            try:
+                inner = AESGCM(key).decrypt(head.to_bytes(4, "big") + nonce[4:], ct, aad)
+            except InvalidTag:
+                return None
+            n = int.from_bytes(inner[:4], "big")
+            if n + 4 + message.SIGNATURE_SIZE > len(inner):
+                return None
+            opened.append((ctype, gen, aad, inner[4 : 4 + n],
+                           inner[4 + n : 4 + n + message.SIGNATURE_SIZE], verifier))
+        context = message.SIGN_CONTEXT
+        for _ctype, _gen, aad, content, signature, (_sender, public) in opened:
+            try:
+                public.verify(signature, context + aad + content)
+            except InvalidSignature:
+                return None
+        for leaf, (secret, generation) in states.items():
+            r = receivers[leaf]
+            r.secret, r.generation = secret, generation
+        epoch.messages += len(opened)
+        return [Received(op, sender, number, gen, ctype, content)
+                for ctype, gen, _aad, content, _sig, (sender, _pub) in opened]
 
 
 def _epoch_of(body: bytes) -> str:

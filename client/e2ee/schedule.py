@@ -19,10 +19,12 @@ nonce for the member's j-th message, and the ratchet only moves forward.
 
 from __future__ import annotations
 
+import _hashlib
 import hmac
 import struct
 from _hashlib import hmac_digest as _hmac_digest  # hmac.digest without its dispatch
 from _hashlib import hmac_new as _hmac_new
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
@@ -159,6 +161,9 @@ class SecretTree:
         self.key_size = key_size
         self.nonce_size = nonce_size
         self.hash_name = hash_name
+        # the OpenSSL constructor itself: an HMAC keyed with it skips the name lookup
+        # (~0.25 us of the ~3.5 us a ratchet step costs)
+        self._digestmod: Any = getattr(_hashlib, f"openssl_{hash_name}", hash_name)
         self._nh = hash_size(hash_name)
         self._nodes: dict[int, bytes] = {_root(n_leaves): encryption_secret}
         # DeriveTreeSecret's KDFLabel up to the 4-byte generation, per label
@@ -218,7 +223,7 @@ class SecretTree:
         one HMAC keyed once and copied three times computes them (~2x faster than three
         separate HMACs; this runs once per message sent or received)."""
         gen = struct.pack(">I", generation) + b"\x01"
-        base = _hmac_new(secret, digestmod=self.hash_name)
+        base = _hmac_new(secret, digestmod=self._digestmod)
         key = base.copy()
         key.update(self._key_info + gen)
         nonce = base.copy()

@@ -340,3 +340,48 @@ def test_channel_member_without_keys_follows_the_chain_and_rejoins(group: Group)
     assert ch.current.number == 3
     header, ct = fresh.encrypt("OP-E", b"back", now=NOW)
     assert group.members["JM"].decrypt("OP-E", header, ct, now=NOW).content == b"back"
+
+
+def _batch_view(results: list) -> list:
+    return [(r.code if isinstance(r, CryptoError) else (r.sender, r.generation, r.content))
+            for r in results]
+
+
+def test_channel_batch_decrypt_matches_one_at_a_time(group: Group) -> None:
+    """decrypt_batch gives what decrypt gives message by message, for interleaved
+    senders, and leaves the ratchets where decrypt would (a replay is then refused)."""
+    jm, dm = group.members["JM"], group.members["NL"]
+    tt = group.members["TT"]
+    tt.decrypt("OP-E", *jm.encrypt("OP-E", b"warm", now=NOW), now=NOW)  # verifier cached
+    tt.decrypt("OP-E", *dm.encrypt("OP-E", b"warm", now=NOW), now=NOW)
+    sent = [(jm if i % 3 else dm).encrypt("OP-E", b"m%d" % i, now=NOW) for i in range(9)]
+    got = tt.decrypt_batch("OP-E", sent, now=NOW)
+    assert [r.content for r in got] == [b"m%d" % i for i in range(9)]  # type: ignore[union-attr]
+    again = tt.decrypt_batch("OP-E", sent[:2], now=NOW)
+    assert _batch_view(again) == [Code.REPLAYED, Code.REPLAYED]
+
+
+def test_channel_batch_with_a_tampered_or_reordered_message_is_exact(group: Group) -> None:
+    """A batch with a tampered message in the middle, or out of order, gives the same
+    results as decrypt one by one: the bad one refused, the others read, and the
+    genuine copy of the tampered one still readable afterwards."""
+    jm = group.members["JM"]
+    tt, ir = group.members["TT"], group.members["NL"]
+    tt.decrypt("OP-E", *jm.encrypt("OP-E", b"warm", now=NOW), now=NOW)
+    ir.decrypt("OP-E", *jm.encrypt("OP-E", b"warm", now=NOW), now=NOW)
+    sent = [jm.encrypt("OP-E", b"m%d" % i, now=NOW) for i in range(5)]
+    header, ct = sent[2]
+    tampered = [*sent[:2], (header, ct[:-1] + bytes([ct[-1] ^ 1])), *sent[3:]]
+    batch = tt.decrypt_batch("OP-E", tampered, now=NOW)
+    one_by_one = []
+    for h, c in tampered:
+        try:
+            one_by_one.append(ir.decrypt("OP-E", h, c, now=NOW))
+        except CryptoError as exc:
+            one_by_one.append(exc)
+    assert _batch_view(batch) == _batch_view(one_by_one)
+    assert _batch_view(batch)[2] == Code.DECRYPT_FAILED
+    assert tt.decrypt("OP-E", header, ct, now=NOW).content == b"m2"
+    swapped = [jm.encrypt("OP-E", b"x%d" % i, now=NOW) for i in range(3)][::-1]
+    assert [r.content for r in tt.decrypt_batch("OP-E", swapped, now=NOW)] == [  # type: ignore[union-attr]
+        b"x2", b"x1", b"x0"]
