@@ -326,7 +326,7 @@ class Planner:
             if hit_left > 0 and budget >= 2:
                 kind = "request_for_information"
             if kind == "warning" and budget >= 2:
-                n = min(budget - 1, self.rng.randint(1, 3))
+                n = min(budget - 1, self.rng.randint(2, 5), len(self.units))  # a route
                 events.append(self._warning(n))
                 budget -= 1 + n
             elif kind == "request_for_information" and budget >= 2:
