@@ -336,7 +336,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             url = hub.url
         else:
             url = opts.hub_url
-            _enroll_over_http(url, [pub, *subs])
+            enroll_over_http(url, [pub, *subs])
         ctx = mp.get_context("spawn")
         children = []
         ops = [f"BENCH-{i + 1}" for i in range(opts.operations)]
@@ -421,7 +421,9 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _enroll_over_http(ws_url: str, identities: list[UnitIdentity]) -> None:
+def enroll_over_http(ws_url: str, identities: list[UnitIdentity]) -> None:
+    """Post each credential to a running hub's directory (the hub checks the
+    authority's signature)."""
     http = ws_url.replace("ws://", "http://").split("/v1/ws")[0]
     for ident in identities:
         body = json.dumps(ident.signed.to_json()).encode()

@@ -200,6 +200,11 @@ class SecureAgent:
                                f"signed the message ({sender!r})"))
         return out
 
+    @property
+    def unread(self) -> int:
+        """Messages decrypted and waiting for ``next_message``."""
+        return self._inbox.qsize()
+
     async def next_message(self, within: float = TIMEOUT) -> Message:
         async with asyncio.timeout(within):
             return await self._inbox.get()

@@ -226,3 +226,15 @@ async def test_replay_iarms_hit_is_answered_and_notified_once(tmp_path: Path) ->
     assert report["totals"]["hits.interpol_iarms"] == 2
     assert report["messages"] == 120
     assert set(report["rejected"].values()) == {0}
+
+
+async def test_replay_against_a_running_hub(tmp_path: Path, hub, keys) -> None:
+    """With --hub and --keys the replay enrols its participants with a hub that is
+    already running (signed by that hub's authority) and replays over it."""
+    from client.identity import KeyFolder
+
+    folder = tmp_path / "hub-keys"
+    KeyFolder(folder).write(keys.authority, [])
+    report = await _replay(tmp_path, hub_url=hub.url, keys=folder)
+    assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
+    assert "hub_cpu_s" not in report

@@ -83,7 +83,7 @@ class ReplayAgent:
         need = (max(last.values(), default=0) if reads is None
                 else max((last.get(u, 0) for u in reads), default=0))
         return (self.agent.read_up_to.get(self.replay.code, 0) >= need
-                and self.agent._inbox.empty() and not self.busy)
+                and self.agent.unread == 0 and not self.busy)
 
     def on_message(self, m: Message, body: dict[str, Any]) -> None:
         if (body["type"] == "warning" and BACKGROUND in body["id"]

@@ -9,13 +9,14 @@ By default the hub is started for the replay as its own ``opshub serve`` process
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from client.bench import HubProcess, _enroll_over_http
+from client.bench import HubProcess, enroll_over_http
 from client.identity import KeyFolder
 from client.replay import aar
 from client.replay.engine import Replay, identities_for
@@ -53,7 +54,8 @@ async def run_replay(operation: str, *, seed: int = 1, speed: float | None = Non
             authority = KeyFolder(keys).authority()
             ids = {u: authority.enroll(_spec(p), now=now - 60)
                    for u, p in scenario.participants.items()}
-            _enroll_over_http(hub_url, list(ids.values()))
+            # a blocking HTTP client: off the loop (the hub may share it, as in tests)
+            await asyncio.to_thread(enroll_over_http, hub_url, list(ids.values()))
             hub, url = None, hub_url
         progress(f"replay   {scenario.name} ({scenario.code}), {scenario.start} to "
                  f"{scenario.end}: {len(scenario.participants)} participants, "
