@@ -238,3 +238,13 @@ async def test_replay_against_a_running_hub(tmp_path: Path, hub, keys) -> None:
     report = await _replay(tmp_path, hub_url=hub.url, keys=folder)
     assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
     assert "hub_cpu_s" not in report
+
+
+async def test_replay_at_a_speed_factor_follows_the_virtual_clock(tmp_path: Path) -> None:
+    """With a speed factor the replay waits for the virtual clock: the two days of the
+    small operation at 172,800x real time take at least a second, and every figure is
+    still reproduced."""
+    report = await _replay(tmp_path, speed=172_800.0)
+    assert report["speed"] == "172800.0"
+    assert report["wall_seconds"] >= 1.0
+    assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
