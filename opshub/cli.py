@@ -111,6 +111,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return int(_run(run_demo(workdir=args.workdir, messages=args.messages)))
 
 
+def _emit(result: dict[str, Any], path: str | None) -> None:
+    """Print a benchmark's result as JSON, and write it to ``path`` too if given."""
+    text = json.dumps(result, indent=2)
+    if path:
+        Path(path).write_text(text + "\n")
+    print(text)
+
+
 def cmd_bench_hub(args: argparse.Namespace) -> int:
     from client.bench import BenchOptions, median_of, run_bench
 
@@ -121,10 +129,7 @@ def cmd_bench_hub(args: argparse.Namespace) -> int:
         keys=args.keys, db=args.db, fanout=args.fanout, hub_loop=args.hub_loop)
     runs = [run_bench(opts) for _ in range(args.runs)]
     result = runs[0] if len(runs) == 1 else median_of(runs)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    _emit(result, args.json)
     return 0 if result.get("ok") else 1
 
 
@@ -135,10 +140,7 @@ def cmd_bench_crypto(args: argparse.Namespace) -> int:
     result = run_crypto_bench(messages=args.messages, size=args.size, members=args.members,
                               runs=args.runs,
                               suite=(HYBRID if args.kem == "hybrid" else CLASSIC).name)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    _emit(result, args.json)
     return 0
 
 
@@ -188,10 +190,7 @@ def cmd_bench_messages(args: argparse.Namespace) -> int:
     from client.bench_messages import run_messages_bench
 
     result = run_messages_bench(number=args.number, runs=args.runs)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    _emit(result, args.json)
     return 0
 
 

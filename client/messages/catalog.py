@@ -10,6 +10,7 @@ walked again to collect and phrase its problems.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,43 +227,28 @@ def _enum_key(options: list[Any]) -> str:
     return json.dumps(options, sort_keys=True)
 
 
+def subschemas(documents: Any) -> Iterator[dict[str, Any]]:
+    """Every object (schema or keyword map) inside the given schema documents."""
+    stack = list(documents)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def _enum_descriptions(documents: Any) -> dict[str, str]:
     """enum (as JSON) -> its ``x-expected`` text, for long code lists such as countries."""
-    out: dict[str, str] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "enum" in node and "x-expected" in node:
-                out[_enum_key(node["enum"])] = node["x-expected"]
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    for doc in documents:
-        walk(doc)
-    return out
+    return {_enum_key(node["enum"]): node["x-expected"] for node in subschemas(documents)
+            if "enum" in node and "x-expected" in node}
 
 
 def _property_names(documents: Any) -> set[str]:
     """Every property name any schema defines."""
-    out: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            props = node.get("properties")
-            if isinstance(props, dict):
-                out.update(props)
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    for doc in documents:
-        walk(doc)
-    return out
+    return {name for node in subschemas(documents)
+            if isinstance(node.get("properties"), dict) for name in node["properties"]}
 
 
 def _json_type(value: Any) -> str:

@@ -68,24 +68,16 @@ def _vocabulary() -> dict[str, set[str]]:
     """Categories, kinds, roles and units, read from the schemas once."""
     if not _VOCAB:
         from client.messages import default_catalog
+        from client.messages.catalog import subschemas
 
         docs = default_catalog().documents
         enums: dict[str, set[str]] = {}
-
-        def walk(node: Any) -> None:
-            if isinstance(node, dict):
-                for key in ("properties", "$defs"):
-                    for name, sub in (node.get(key) or {}).items():
-                        if isinstance(sub, dict) and "enum" in sub:
-                            enums.setdefault(name, set()).update(map(str, sub["enum"]))
-                for v in node.values():
-                    walk(v)
-            elif isinstance(node, list):
-                for v in node:
-                    walk(v)
-
-        walk(docs["seizure-report.schema.json"])
-        walk(docs["common.schema.json"])
+        for node in subschemas([docs["seizure-report.schema.json"],
+                                docs["common.schema.json"]]):
+            for key in ("properties", "$defs"):
+                for name, sub in (node.get(key) or {}).items():
+                    if isinstance(sub, dict) and "enum" in sub:
+                        enums.setdefault(name, set()).update(map(str, sub["enum"]))
         common = docs["common.schema.json"]["$defs"]
         _VOCAB.update(enums)
         _VOCAB["categories"] = enums["category"]
