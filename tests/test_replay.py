@@ -168,11 +168,11 @@ async def test_replay_invalid_scenario_fails_before_running(tmp_path: Path, chan
 async def test_replay_figure_the_generator_cannot_fill_fails_before_running(
         tmp_path: Path) -> None:
     """A published figure that neither the storylines nor the generator can produce (a
-    vehicle count with no vehicle in any storyline) stops the replay before it runs."""
+    count of people with no role) stops the replay before it runs."""
     path = _broken(tmp_path, lambda d: d["results"].append(
-        {"metric": "vehicle.count", "rule": "exact", "value": 5, "published": "5 cars"}))
+        {"metric": "person.count", "rule": "exact", "value": 5, "published": "5 people"}))
     db = tmp_path / "never.db"
-    with pytest.raises(ScenarioError, match=r"cannot .*vehicle\.count"):
+    with pytest.raises(ScenarioError, match=r"cannot .*person\.count"):
         await _replay(tmp_path, scenario=path, db=db)
     assert not db.exists()
 
@@ -248,3 +248,18 @@ async def test_replay_at_a_speed_factor_follows_the_virtual_clock(tmp_path: Path
     assert report["speed"] == "172800.0"
     assert report["wall_seconds"] >= 1.0
     assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
+
+
+async def test_replay_generic_categories_are_filled(tmp_path: Path) -> None:
+    """Figures of categories the generator fills generically (vehicles recovered,
+    cigarettes in sticks, waste in kg) come out of the tally exactly."""
+    def more(d: dict[str, Any]) -> None:
+        d["results"] += [
+            {"metric": "vehicle.count", "rule": "exact", "value": 7, "published": "7 cars"},
+            {"metric": "tobacco.cigarettes.sticks", "rule": "exact", "value": 24000,
+             "published": "24,000 cigarettes"},
+            {"metric": "waste.kg", "rule": "at_least", "value": 1500.5,
+             "published": "over 1.5 t of waste"}]
+    report = await _replay(tmp_path, scenario=_broken(tmp_path, more))
+    assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
+    assert report["totals"]["vehicle.count"] == 7

@@ -20,7 +20,7 @@ from typing import Any
 from client.messages import default_catalog
 from client.messages.checks import problems
 from client.replay.scenario import Participant, Scenario, envelope
-from client.replay.tally import Tally
+from client.replay.tally import KIND_FIELDS, Tally
 
 #: Background message ids carry this marker; agents improvise reactions only to these
 #: (storyline messages are answered by their storylines).
@@ -30,6 +30,9 @@ FEEDBACK_ACTIONS = ["controlled_no_finding", "not_found", "monitored",
                     "not_controlled_too_late"]
 _OFFICE = [1, 1, 1, 1, 1, 2, 4, 7, 9, 10, 10, 9, 8, 9, 10, 10, 9, 7, 5, 4, 3, 2, 1, 1]
 
+#: categories filled generically (count or quantity, no other field needed)
+GENERIC_FILL = frozenset({"explosive", "vehicle", "vessel", "wildlife", "waste", "tobacco",
+                          "alcohol", "counterfeit_goods", "cultural_property", "other"})
 #: filler item per commodity key: category, fields, unit of quantity and rounding
 DRUG_FORM = {"cocaine": "powder", "cocaine_base": "paste", "cannabis_herb": "herb",
              "cannabis_resin": "resin", "cannabis_plants": "plants", "heroin": "powder",
@@ -176,7 +179,31 @@ class Planner:
                     person.update(notice=notice, arrested=True)
                 out.append({"category": "person", "person": person})
             return out
+        if cat in GENERIC_FILL:
+            return self._generic_items(cat, parts, amount)
         raise ValueError(f"the generator cannot fill metric {metric!r}")
+
+    def _generic_items(self, cat: str, parts: list[str], amount: float
+                       ) -> list[dict[str, Any]]:
+        """Items of a category without figures of its own in the generator (vehicles,
+        vessels, wildlife, waste, tobacco ...): ``count`` for a count, ``quantity`` for
+        an amount; the kind field where the metric names one (tobacco.cigarettes)."""
+        measure = parts[-1]
+        integer = measure == "count" or measure not in ("kg", "l")
+        n = max(1, min(int(amount) if integer else 12, int(math.sqrt(max(amount, 1))) + 1))
+        out = []
+        for v in _split(amount, n, self.rng, integer=integer):
+            item: dict[str, Any] = {"category": cat}
+            if len(parts) == 3 and cat in KIND_FIELDS:
+                item[KIND_FIELDS[cat]] = parts[1]
+            if measure == "count":
+                item["count"] = int(v)
+            else:
+                item["quantity"] = {"value": v, "unit": measure}
+            if cat == "other":
+                item["description"] = "goods seized during the operation"
+            out.append(item)
+        return out
 
     def _pick(self, category: str, default: str) -> str:
         """A kind of ``category`` for filler (by the scenario's commodity weights), never

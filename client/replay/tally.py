@@ -48,6 +48,8 @@ def known_metric(metric: str) -> bool:
     if head not in vocab["categories"]:
         return False
     if head == "person":
+        if metric == "person.count":
+            return True
         if parts[1] == "notice":
             return len(parts) == 4 and parts[2] in vocab["notice"] and parts[3] == "count"
         return len(parts) == 3 and parts[1] in vocab["role"] and parts[2] == "count"
