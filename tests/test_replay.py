@@ -263,3 +263,18 @@ async def test_replay_generic_categories_are_filled(tmp_path: Path) -> None:
     report = await _replay(tmp_path, scenario=_broken(tmp_path, more))
     assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
     assert report["totals"]["vehicle.count"] == 7
+
+
+async def test_replay_several_hit_figures_are_each_met(tmp_path: Path) -> None:
+    """Hit figures per database and their total are met together (each residual is
+    planted in its own database)."""
+    def hits(d: dict[str, Any]) -> None:
+        d["results"][5] = {"metric": "hits.interpol", "rule": "exact", "value": 6,
+                           "published": "six INTERPOL hits"}
+        d["results"] += [
+            {"metric": "hits.interpol_sltd", "rule": "exact", "value": 2,
+             "published": "two stolen passports"},
+            {"metric": "hits.interpol_smv", "rule": "exact", "value": 4,
+             "published": "four stolen cars"}]
+    report = await _replay(tmp_path, scenario=_broken(tmp_path, hits))
+    assert [c["metric"] for c in report["checks"] if not c["ok"]] == []

@@ -319,25 +319,45 @@ class Planner:
 
     # --- filler traffic ----------------------------------------------------------------
 
-    def hits_needed(self, storyline: Tally) -> int:
+    def hits_needed(self, storyline: Tally) -> list[str]:
+        """The database of each hit to plant, so that every hits figure is met: the most
+        specific figure first (hits.interpol_sltd, then hits.interpol, then hits), each
+        residual planted in its own databases, avoiding databases that a figure of their
+        own fixes. Raises ValueError when no desk answers from a database a figure
+        needs."""
         have = storyline.totals()
-        need = 0
-        self.hit_databases: set[str] | None = None
-        for r in self.s.results:
-            if r["metric"].startswith("hits") and r["rule"] != "at_most":
-                need = max(need, int(r["value"] - have.get(r["metric"], 0)))
-                wanted = r["metric"][5:]
-                if wanted:  # hits.interpol or hits.<database>: hit only there
-                    dbs = {d for p in self.desks for d in p.databases
-                           if d == wanted or (wanted == "interpol" and d.startswith("interpol_"))}
-                    self.hit_databases = dbs if self.hit_databases is None else (
-                        self.hit_databases & dbs)
-        return need
+        desk_dbs = sorted({d for p in self.desks for d in p.databases})
 
-    def filler(self, budget: int, hits: int, databases: dict[str, dict[str, dict[str, Any]]]
-               ) -> list[Event]:
+        def scope(metric: str) -> list[str]:
+            wanted = metric[5:]
+            if not wanted:
+                return desk_dbs
+            if wanted == "interpol":
+                return [d for d in desk_dbs if d.startswith("interpol_")]
+            return [d for d in desk_dbs if d == wanted]
+
+        results = [r for r in self.s.results
+                   if r["metric"].split(".")[0] == "hits" and r["rule"] != "at_most"]
+        fixed = {r["metric"][5:] for r in self.s.results
+                 if r["metric"].startswith("hits.") and r["rule"] != "at_least"}
+        planted: list[str] = []
+        for r in sorted(results, key=lambda r: len(scope(r["metric"]))):
+            dbs = scope(r["metric"])
+            if not dbs:
+                raise ValueError(f"{r['metric']} needs a liaison desk answering from that "
+                                 f"database")
+            current = have.get(r["metric"], 0) + sum(d in dbs for d in planted)
+            free = [d for d in dbs if d not in fixed and not (
+                "interpol" in fixed and d.startswith("interpol_"))] or dbs
+            planted += [self.rng.choice(free) for _ in range(int(r["value"] - current))]
+        # iARMS hits first: each costs a third message (its notification)
+        return sorted(planted, key=lambda d: d != "interpol_iarms")
+
+    def filler(self, budget: int, hits: list[str],
+               databases: dict[str, dict[str, dict[str, Any]]]) -> list[Event]:
         """Warnings, alerts and requests (with the messages they cause) worth exactly
-        ``budget`` messages, ``hits`` of the requests hitting a planted record."""
+        ``budget`` messages; one request per entry of ``hits`` hits a record planted in
+        that database."""
         mix = self.s.background.get("mix") or {"warning": 3, "request_for_information": 2,
                                                "alert": 1}
         mix = {k: v for k, v in mix.items() if v > 0 and k != "situation_report"}
@@ -345,33 +365,32 @@ class Planner:
         if not desks:
             mix.pop("request_for_information", None)
         events: list[Event] = []
-        if hits > 0 and not desks:
+        if hits and not desks:
             raise ValueError("the published hits need a liaison desk with databases")
-        hit_left = hits
+        to_plant = list(hits)
         while budget > 0:
             kind = self.rng.choices(list(mix), weights=list(mix.values()))[0] if mix else "alert"
-            if hit_left > 0 and budget >= 2:
+            hit_db = to_plant[0] if to_plant else None
+            cost_hit = 3 if hit_db == "interpol_iarms" else 2  # an iARMS hit is notified too
+            if hit_db is not None and budget >= cost_hit:
                 kind = "request_for_information"
             if kind == "warning" and budget >= 2:
                 n = min(budget - 1, self.rng.randint(2, 5), len(self.units))  # a route
                 events.append(self._warning(n))
                 budget -= 1 + n
             elif kind == "request_for_information" and budget >= 2:
-                event = self._request(desks, databases, hit=hit_left > 0,
-                                      iarms_ok=budget >= 3)
-                assert event.message is not None
-                cost = 2
-                if hit_left > 0:
-                    hit_left -= 1
-                    if event.message["databases"] == ["interpol_iarms"]:
-                        cost = 3  # the answer, and the hit notification (see engine)
-                events.append(event)
-                budget -= cost
+                if hit_db is not None and budget >= cost_hit:
+                    events.append(self._request(desks, databases, hit_db=to_plant.pop(0)))
+                    budget -= cost_hit
+                else:
+                    events.append(self._request(desks, databases, hit_db=None))
+                    budget -= 2
             else:
                 events.append(self._alert())
                 budget -= 1
-        if hit_left > 0:
-            raise ValueError(f"the message budget leaves no room for {hit_left} more hits")
+        if to_plant:
+            raise ValueError(f"the message budget leaves no room for {len(to_plant)} more "
+                             f"hits")
         return events
 
     def warning_to(self, unit: Participant) -> Event:
@@ -406,16 +425,15 @@ class Planner:
         return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
 
     def _request(self, desks: list[Participant], databases: dict[str, dict[str, dict[str, Any]]],
-                 *, hit: bool, iarms_ok: bool = True) -> Event:
-        hit_dbs = getattr(self, "hit_databases", None)
-        if hit and not iarms_ok:  # no room left for an iARMS hit's notification
-            everything = {d for p in desks for d in p.databases}
-            hit_dbs = (hit_dbs if hit_dbs is not None else everything) - {"interpol_iarms"}
-        if hit and hit_dbs:
-            desks = [d for d in desks if set(d.databases) & hit_dbs] or desks
-        desk = self.rng.choice(desks)
-        db = self.rng.choice(sorted(set(desk.databases) & hit_dbs) if hit and hit_dbs
-                             else list(desk.databases))
+                 *, hit_db: str | None) -> Event:
+        """A unit's request to a desk; with ``hit_db``, to a desk answering from that
+        database, with a record planted for it there."""
+        if hit_db is not None:
+            desk = self.rng.choice([d for d in desks if hit_db in d.databases])
+            db = hit_db
+        else:
+            desk = self.rng.choice(desks)
+            db = self.rng.choice(list(desk.databases))
         unit = self._unit()
         at = self._time()
         key = f"REF{self.rng.randrange(10**8):08d}"
@@ -435,7 +453,7 @@ class Planner:
             body["query"] = {"document": {"kind": "passport", "number": key}}
             body["marking"] = {"tlp": "AMBER", "nominal": True}
             lookup = key
-        if hit:
+        if hit_db is not None:
             record: dict[str, Any] = {
                 "database": db, "reference": f"{db.upper()}-{self.rng.randrange(10**6):06d}",
                 "summary": "Record found; the requesting unit is asked to follow up."}
@@ -474,9 +492,10 @@ def make_plan(scenario: Scenario, seed: int) -> Plan:
         if unit.unit not in speaking and budget >= 2:
             events.append(planner.warning_to(unit))
             budget -= 2
-    events += planner.filler(budget, planner.hits_needed(story), databases)
+    hits = planner.hits_needed(story)
+    events += planner.filler(budget, hits, databases)
     events.sort(key=lambda e: (e.at, e.sender))
-    _check_plan(scenario, events)
+    _check_plan(scenario, events, hits)
     return Plan(events, databases, total)
 
 
@@ -484,7 +503,7 @@ def make_plan(scenario: Scenario, seed: int) -> Plan:
 _AT_RUN_TIME = ("messages", "hits", "countries")
 
 
-def _check_plan(scenario: Scenario, events: list[Event]) -> None:
+def _check_plan(scenario: Scenario, events: list[Event], planted_hits: list[str]) -> None:
     """The planned messages alone must meet every figure that does not depend on the
     run: a safety net for what the generator cannot fill (a vehicle count, a fill that
     would push an at-most figure over). Raises ValueError naming the figure."""
@@ -494,8 +513,16 @@ def _check_plan(scenario: Scenario, events: list[Event]) -> None:
     for e in events:
         if e.message is not None:
             tally.add(e.message, at=e.at)
+    for db in planted_hits:
+        tally.answer_hits.append((f"planned-{len(tally.answer_hits)}", db))
     totals = tally.totals()
     for r in scenario.results:
+        if r["metric"].split(".")[0] == "hits":
+            observed = totals.get(r["metric"], 0.0)
+            if not check(r, observed):
+                raise ValueError(f"{r['metric']} {r['rule'].replace('_', ' ')} "
+                                 f"{r['value']:g} cannot be generated: the planted hits "
+                                 f"give {observed:g}")
         if r["metric"].split(".")[0] in _AT_RUN_TIME:
             continue
         observed = totals.get(r["metric"], 0.0)
