@@ -105,7 +105,8 @@ class DeskAgent(ReplayAgent):
         q = request["query"]
         key = ((q.get("vehicle") or {}).get("registration")
                or (q.get("firearm") or {}).get("serial_number")
-               or (q.get("document") or {}).get("number"))
+               or (q.get("document") or {}).get("number")
+               or next((p.get("given_names") for p in q.get("persons", [])), None))
         record = self.replay.plan.databases.get(self.who.unit, {}).get(key or "")
         rng = self.replay.rng_for(request["id"], self.who.unit)
         lo, hi = self.replay.scenario.background.get("response_minutes") or [20, 120]

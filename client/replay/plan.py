@@ -448,6 +448,13 @@ class Planner:
             body["subject"] = {"kind": "firearm"}
             body["query"] = {"firearm": {"make": "Unknown make", "serial_number": key}}
             lookup = key
+        elif db in ("interpol_nominal", "interpol_notices"):
+            # a person: invented, and nominal data all the same
+            body["subject"] = {"kind": "person"}
+            body["query"] = {"persons": [{"role": "suspect", "family_name": "Fictional",
+                                          "given_names": f"Traveller {key[3:]}"}]}
+            body["marking"] = {"tlp": "AMBER", "nominal": True}
+            lookup = f"Traveller {key[3:]}"
         else:
             body["subject"] = {"kind": "travel_document"}
             body["query"] = {"document": {"kind": "passport", "number": key}}
