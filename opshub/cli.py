@@ -206,9 +206,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"opshub replay: {exc.message}", file=sys.stderr)
         return 2
     failed = [c for c in report["checks"] if not c["ok"]]
+    rejected = sum(report.get("rejected", {}).values())
+    rate = report["messages"] / report["wall_seconds"] if report["wall_seconds"] else 0
     print(f"\n{report['operation']}: {report['messages']} messages in "
-          f"{report['wall_seconds']:.1f} s; {len(report['checks']) - len(failed)} of "
-          f"{len(report['checks'])} published figures reproduced")
+          f"{report['wall_seconds']:.1f} s ({rate:,.0f}/s, {rejected} rejected by agents); "
+          f"{len(report['checks']) - len(failed)} of {len(report['checks'])} published "
+          f"figures reproduced")
     for c in report["checks"]:
         mark = "ok " if c["ok"] else "FAIL"
         print(f"  {mark} {c['metric']:<32} {c['rule']:<9} published {_num(c['published']):>12}"

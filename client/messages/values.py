@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from client.messages.catalog import Catalog
+from client.messages.catalog import Catalog, subschemas
 
 _QUANTITY_KEYS = frozenset({"value", "unit", "estimated"})
 _MONEY_KEYS = frozenset({"amount", "currency", "usd_equivalent"})
@@ -24,18 +24,9 @@ def enum_words(catalog: Catalog) -> frozenset[str]:
     came from one; a free-text value that happens to equal such a code is shown with spaces
     too, a harmless confusion.
     """
-    out: set[str] = set()
-    stack: list[Any] = list(catalog.documents.values())
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            options = node.get("enum")
-            if isinstance(options, list):
-                out.update(v for v in options if isinstance(v, str) and "_" in v)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return frozenset(out)
+    return frozenset(v for node in subschemas(catalog.documents.values())
+                     if isinstance(node.get("enum"), list)
+                     for v in node["enum"] if isinstance(v, str) and "_" in v)
 
 
 def word(value: str, words: frozenset[str]) -> str:

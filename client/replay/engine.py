@@ -32,6 +32,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from client.identity import Authority, UnitIdentity, UnitSpec
+from client.messages import default_catalog
+from client.messages.summary import summarise
+from client.messages.values import enum_words
 from client.replay.plan import BACKGROUND, FEEDBACK_ACTIONS, Event, Plan, make_plan
 from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import Tally
@@ -163,6 +166,11 @@ class Replay:
         self.sent = 0
         self.log: list[dict[str, Any]] = []  # what the OCU read or sent, for the report
         self.reactions: dict[str, int] = {}  # per sender, for message ids
+        #: storyline message id -> storyline, and what the OCU read of them since the
+        #: last progress line (shown as the day's events)
+        self._story_ids = {st.message["id"]: st.storyline for st in scenario.steps}
+        self._story_seen: list[tuple[float, dict[str, Any]]] = []
+        self._words = enum_words(default_catalog())
         #: called after each window with its number (tests inject faults here)
         self.on_window: Callable[[int], Awaitable[None]] | None = None
 
@@ -180,6 +188,8 @@ class Replay:
         at = self.clock.seconds(message["sent_at"])
         self.tally.add(message, at=at)
         self.log.append(message)
+        if message["id"] in self._story_ids:
+            self._story_seen.append((at, message))
 
     # --- running -------------------------------------------------------------------------
 
@@ -301,6 +311,14 @@ class Replay:
         self.progress(f"{label}  messages {int(t.get('messages', 0)):>6}  "
                       f"seizure reports {int(t.get('reports', 0)):>4}  arrests "
                       f"{int(t.get('arrests', 0)):>4}  hits {int(t.get('hits', 0)):>3}")
+        # the documented cases of the day, as the OCU read them
+        for at, m in sorted(self._story_seen, key=lambda e: e[0]):
+            when = (self.scenario.t0 + dt.timedelta(seconds=at)).strftime("%H:%M")
+            what = summarise(m, self._words) or m["type"].replace("_", " ")
+            line = (f"         {when}  {m['sender']['unit']:<16} "
+                    f"{m['type'].replace('_', ' '):<23} {what}")
+            self.progress(line if len(line) <= 140 else line[:137] + "...")
+        self._story_seen.clear()
 
     def _sitrep(self, at: float, day: int) -> dict[str, Any]:
         t = self.tally.totals()
