@@ -162,9 +162,9 @@ class SecureAgent:
             kind = message.get("type") if isinstance(message, dict) else None
             raise SchemaError(f"{self.unit} will not send this {kind or 'message'}: "
                               + "; ".join(map(str, found)), problems=found)
-        # recorded before the hub's ack, so that sends pipelined behind this one may
-        # refer to it; the seq is filled in once known
-        self.ledger(op).record(message)
+        # recorded before the hub's ack (seq 0: not yet stored), so that sends pipelined
+        # behind this one may refer to it and may not reuse its id; the seq follows
+        self.ledger(op).record(message, 0)
         seq = await self.publish(op, message_content.encode(message),
                                  content_type=message_content.MESSAGE)
         self.ledger(op).record(message, seq)

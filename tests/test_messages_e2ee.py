@@ -144,3 +144,16 @@ async def test_messages_feedback_must_follow_a_warning(channel) -> None:
     assert (await ocu.next_message()).body == feedback
     assert not tt.rejected
     assert not ocu.rejected
+
+
+async def test_messages_id_cannot_be_reused_by_pipelined_sends(channel) -> None:
+    """Two sends of the same message id, the second before the first is acknowledged,
+    do not both go out: the second is refused at /id."""
+    jm = channel["JM-CUSTOMS"]
+    alert = example("alert", "JM-CUSTOMS")
+    first = asyncio.ensure_future(jm.send(OP, alert))
+    await asyncio.sleep(0)  # the first is checked and queued, not yet acknowledged
+    with pytest.raises(SchemaError) as info:
+        await jm.send(OP, dict(alert))
+    assert [(p.path, p.keyword) for p in info.value.problems] == [("/id", "unique")]
+    await first

@@ -111,7 +111,7 @@ class Ledger:
         if before is not None and before.seq is not None and not (
                 kind == before.type == "seizure_report"
                 and (message.get("revision") or 1) > (before.revision or 1)):
-            where = f" (log seq {before.seq})" if before.seq is not None else ""
+            where = f" (log seq {before.seq})" if before.seq else " (not yet stored)"
             out.append(Problem("/id", "unique", f"message id {message['id']!r} is already "
                                f"used by a {before.type}{where}; a seizure report is "
                                f"amended with a higher revision"))

@@ -277,12 +277,13 @@ def _check_results(scenario: Scenario, add: Any) -> None:
     tally = Tally(scenario.participants)
     for step in scenario.steps:
         tally.add(step.message, at=step.at)
+    totals = tally.totals()
     for i, r in enumerate(scenario.results):
         if not known_metric(r["metric"]):
             add(f"/results/{i}/metric", f"{r['metric']!r} is not a metric the OCU can tally "
                 "(see docs/scenarios.md)")
             continue
-        have = tally.value(r["metric"])
+        have = totals.get(r["metric"], 0.0)
         if r["rule"] in ("exact", "at_most") and have > r["value"] + 1e-9:
             add(f"/results/{i}/value", f"cannot be reached: the storylines alone give "
                 f"{have:g} for {r['metric']}, more than the published {r['value']:g}")
