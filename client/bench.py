@@ -41,8 +41,8 @@ from client.connection import AgentConnection, handshake
 from client.histogram import LatencyHistogram
 from client.identity import Authority, KeyFolder, UnitIdentity, UnitSpec
 from client.membership import OperationAdmin
-from hub.protocol import codec
-from hub.protocol import frames as f
+from protocol import codec
+from protocol import frames as f
 
 TS = 8  # bytes of publish timestamp at the start of each payload
 ACK_EVERY_NS = 50_000_000

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from client.e2ee.channel import Admin, Member
 from client.e2ee.suite import HYBRID, CipherSuite, KeyPackageKeys, suite_named
 from client.identity import Authority, UnitSpec
-from hub.protocol.credentials import AuthorityRing
+from protocol.credentials import AuthorityRing
 
 
 def _group(n_members: int, suite: CipherSuite) -> tuple[Admin, dict[str, Member], Any]:

@@ -7,7 +7,7 @@ What it promises the application:
 - ``deliveries()`` yields each entry of each subscribed operation once, in order,
   across reconnects: it resumes from the last sequence it handed out.
 - Publishes made in the same loop tick go out in one frame (pipelining).
-This is the I/O edge: the protocol decisions are AgentSession's (hub.protocol); this
+This is the I/O edge: the protocol decisions are AgentSession's (protocol); this
 class moves bytes, keeps futures and queues, and reconnects.
 """
 
@@ -23,11 +23,11 @@ from typing import Any, assert_never
 import aiohttp
 
 from client.identity import UnitIdentity
-from hub.protocol import agent_session as s
-from hub.protocol import codec
-from hub.protocol import frames as f
-from hub.protocol.agent_session import AgentSession, Delivered, SubscriptionEnded
-from hub.protocol.errors import AuthError, CloseCode, ProtocolError
+from protocol import agent_session as s
+from protocol import codec
+from protocol import frames as f
+from protocol.agent_session import AgentSession, Delivered, SubscriptionEnded
+from protocol.errors import AuthError, CloseCode, ProtocolError
 
 __all__ = ["TIMEOUT", "AgentConnection", "ConnectionClosed", "Delivered", "SubscriptionEnded",
            "handshake"]

@@ -17,8 +17,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from hub.protocol import statements
-from hub.protocol.credentials import (
+from protocol import statements
+from protocol.credentials import (
     Credential,
     SignedCredential,
     auth_message,

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from client.identity import UnitIdentity
-from hub.protocol.credentials import SignedCredential
-from hub.protocol.statements import OperationState, Statement, roster_hash
+from protocol.credentials import SignedCredential
+from protocol.statements import OperationState, Statement, roster_hash
 
 if TYPE_CHECKING:  # the chain logic stays importable without the I/O layer
     from client.connection import AgentConnection

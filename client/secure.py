@@ -37,10 +37,10 @@ from client.messages import content as message_content
 from client.messages import default_catalog
 from client.messages.catalog import Catalog, Problem
 from client.messages.checks import Ledger, problems
-from hub.protocol import frames as f
-from hub.protocol.agent_session import Delivered, SubscriptionEnded
-from hub.protocol.credentials import AuthorityRing, SignedCredential
-from hub.protocol.errors import Code, CryptoError, OpshubError, SchemaError, UsageError
+from protocol import frames as f
+from protocol.agent_session import Delivered, SubscriptionEnded
+from protocol.credentials import AuthorityRing, SignedCredential
+from protocol.errors import Code, CryptoError, OpshubError, SchemaError, UsageError
 
 log = logging.getLogger("opshub.secure")
 

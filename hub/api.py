@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from hub.broker import Broker
-from hub.protocol.credentials import SignedCredential
-from hub.protocol.errors import AuthError, Code
-from hub.protocol.frames import PROTOCOL_VERSION
+from protocol.credentials import SignedCredential
+from protocol.errors import AuthError, Code
+from protocol.frames import PROTOCOL_VERSION
 
 BROKER = web.AppKey("broker", Broker)
 

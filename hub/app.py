@@ -26,11 +26,11 @@ from hub.broker import Broker
 from hub.config import HubConfig
 from hub.connection import ServerConnection
 from hub.metrics import Metrics
-from hub.protocol.credentials import SignedCredential
-from hub.protocol.errors import CloseCode, Code
-from hub.protocol.session import ServerSession
 from hub.store.sqlite import SQLiteStore
 from hub.store.worker import StoreWorker
+from protocol.credentials import SignedCredential
+from protocol.errors import CloseCode, Code
+from protocol.session import ServerSession
 
 log = logging.getLogger("opshub.hub")
 

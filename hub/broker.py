@@ -20,13 +20,6 @@ import msgpack
 
 from hub.config import HubConfig
 from hub.metrics import Metrics
-from hub.protocol import codec
-from hub.protocol import frames as f
-from hub.protocol.credentials import AuthorityRing, SignedCredential
-from hub.protocol.errors import AuthError, Code, RequestError, StoreError
-from hub.protocol.keypackages import SignedKeyPackage
-from hub.protocol.session import Authenticated, Event
-from hub.protocol.statements import OperationState, Statement, statement_hash
 from hub.store.base import (
     AckDirected,
     Appended,
@@ -44,6 +37,13 @@ from hub.store.base import (
     StoreDirected,
 )
 from hub.store.worker import StoreWorker
+from protocol import codec
+from protocol import frames as f
+from protocol.credentials import AuthorityRing, SignedCredential
+from protocol.errors import AuthError, Code, RequestError, StoreError
+from protocol.keypackages import SignedKeyPackage
+from protocol.session import Authenticated, Event
+from protocol.statements import OperationState, Statement, statement_hash
 
 log = logging.getLogger("opshub.broker")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from hub.protocol.codec import Limits
+from protocol.codec import Limits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,8 +22,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hub.broker import Broker
-from hub.protocol.errors import CloseCode, Code, DecodeError
-from hub.protocol.session import ServerSession, State
+from protocol.errors import CloseCode, Code, DecodeError
+from protocol.session import ServerSession, State
 
 log = logging.getLogger("opshub.connection")
 

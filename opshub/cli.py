@@ -196,7 +196,7 @@ def cmd_bench_messages(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from client.replay.run import run_replay
-    from hub.protocol.errors import ScenarioError
+    from protocol.errors import ScenarioError
 
     speed = None if args.speed == "max" else float(args.speed)
     try:
@@ -228,7 +228,7 @@ def _num(value: float) -> str:
 def cmd_scenario_check(args: argparse.Namespace) -> int:
     from client.replay.plan import make_plan
     from client.replay.scenario import load, resolve
-    from hub.protocol.errors import ScenarioError
+    from protocol.errors import ScenarioError
 
     status = 0
     for name in args.scenarios:

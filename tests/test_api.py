@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from client.connection import TIMEOUT, AgentConnection, Delivered
 from client.identity import Authority, UnitIdentity, UnitSpec
 from hub.app import RunningHub
-from hub.protocol.credentials import SignedCredential
-from hub.protocol.errors import AuthError, Code, RequestError
-from hub.protocol.frames import PROTOCOL_VERSION
+from protocol.credentials import SignedCredential
+from protocol.errors import AuthError, Code, RequestError
+from protocol.frames import PROTOCOL_VERSION
 from tests.conftest import UNITS, Keys, create_operation
 
 OP = "OP-REEF"

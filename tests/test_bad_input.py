@@ -3,7 +3,7 @@ code (and close code where the connection ends), and the hub keeps serving every
 
 Every test starts two well-behaved agents on their own operation *before* the bad
 input (``Bystanders``) and proves afterwards that both can still publish and receive.
-Raw WebSocket clients speak the wire protocol through ``hub.protocol.codec``.
+Raw WebSocket clients speak the wire protocol through ``protocol.codec``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from client.connection import TIMEOUT, AgentConnection, Delivered, handshake
 from client.identity import Authority, UnitIdentity, UnitSpec
 from hub.app import RunningHub
-from hub.protocol import codec
-from hub.protocol import frames as f
-from hub.protocol.codec import Limits
-from hub.protocol.errors import AuthError, CloseCode, Code, RequestError
-from hub.protocol.statements import Statement, roster_hash, sign
+from protocol import codec
+from protocol import frames as f
+from protocol.codec import Limits
+from protocol.errors import AuthError, CloseCode, Code, RequestError
+from protocol.statements import Statement, roster_hash, sign
 from tests.conftest import Keys, create_operation
 
 OP = "OP-TIDE"

@@ -20,9 +20,9 @@ from client.e2ee import message
 from client.e2ee.suite import CLASSIC
 from client.secure import Message, SecureAgent
 from hub.app import RunningHub
-from hub.protocol import frames as f
-from hub.protocol.errors import Code, CryptoError, RequestError, UsageError
-from hub.protocol.statements import Statement, sign
+from protocol import frames as f
+from protocol.errors import Code, CryptoError, RequestError, UsageError
+from protocol.statements import Statement, sign
 from tests.conftest import Keys
 
 OP = "OP-E2EE"

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from client.e2ee.suite import CLASSIC, HYBRID, KeyPackageKeys
-from hub.protocol.errors import Code, RequestError
-from hub.protocol.keypackages import KeyPackage, SignedKeyPackage
+from protocol.errors import Code, RequestError
+from protocol.keypackages import KeyPackage, SignedKeyPackage
 
 
 def _keys(keys, unit: str, suite=CLASSIC) -> KeyPackageKeys:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("hub", "client", "opshub")
+PACKAGES = ("protocol", "hub", "client", "opshub")
 
 #: Modules that must stay sans-I/O: no event loop, no sockets, no database, no clock.
 CORE = (
-    "hub/protocol/*.py",
+    "protocol/*.py",
     "hub/store/base.py",
     "client/identity.py",
     "client/membership.py",
@@ -44,6 +44,7 @@ def _top(name: str) -> str:
 
 ALL_FILES = _files(*(f"{pkg}/**/*.py" for pkg in PACKAGES))
 HUB_FILES = _files("hub/**/*.py")
+PROTOCOL_FILES = _files("protocol/**/*.py")
 CORE_FILES = _files(*CORE)
 
 
@@ -86,7 +87,7 @@ def imports_in_file(path: Path) -> set[str]:
 
 def _project_file(module: str) -> Path | None:
     """The file of a project module name, or None (third-party, stdlib, or a name that is
-    not a module, like ``hub.protocol.frames.Hello``)."""
+    not a module, like ``protocol.frames.Hello``)."""
     if _top(module) not in PACKAGES:
         return None
     base = ROOT.joinpath(*module.split("."))
@@ -117,7 +118,7 @@ def _transitive_io_imports(start: Path) -> dict[str, set[str]]:
 def test_layers_finds_the_files_it_checks() -> None:
     """The globs match the listed core modules, so the checks cannot pass vacuously."""
     core = {_rel(p) for p in CORE_FILES}
-    assert {"hub/protocol/codec.py", "hub/protocol/frames.py", "hub/protocol/session.py",
+    assert {"protocol/codec.py", "protocol/frames.py", "protocol/session.py",
             "hub/store/base.py", "client/identity.py", "client/membership.py"} <= core
     assert "hub/store/sqlite.py" in {_rel(p) for p in HUB_FILES}
 
@@ -133,15 +134,22 @@ def test_layers_import_parser_sees_every_form_of_import() -> None:
         "from . import codec\n"
         "from .frames import Hello\n"
     )
-    found = imports_in_source(source, "hub.protocol.probe")
-    assert {"time", "asyncio", "socket", "hub.session", "hub.protocol.codec",
-            "hub.protocol.frames"} <= found
+    found = imports_in_source(source, "hub.store.probe")
+    assert {"time", "asyncio", "socket", "hub.session", "hub.store.codec",
+            "hub.store.frames"} <= found
 
 
 @pytest.mark.parametrize("path", HUB_FILES, ids=_rel)
 def test_layers_hub_never_imports_client_or_opshub(path: Path) -> None:
     """No module under hub/ imports client/ or opshub/: the hub never depends on agents."""
     bad = {m for m in imports_in_file(path) if _top(m) in {"client", "opshub"}}
+    assert not bad, f"{_rel(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", PROTOCOL_FILES, ids=_rel)
+def test_layers_protocol_core_imports_neither_hub_nor_client(path: Path) -> None:
+    """protocol/ is shared by both sides, so it depends on neither: no hub/, client/, opshub/."""
+    bad = {m for m in imports_in_file(path) if _top(m) in {"hub", "client", "opshub"}}
     assert not bad, f"{_rel(path)} imports {sorted(bad)}"
 
 

@@ -18,7 +18,7 @@ from client.messages.catalog import SCHEMA_DIR
 from client.messages.content import load_file
 from client.secure import SecureAgent
 from hub.app import RunningHub
-from hub.protocol.errors import Code, SchemaError
+from protocol.errors import Code, SchemaError
 from tests.conftest import Keys, stored_seqs
 
 OP = "OP-SCHEMAS"

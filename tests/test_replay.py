@@ -16,8 +16,8 @@ from client.replay.engine import Replay
 from client.replay.run import run_replay
 from client.replay.scenario import SEEDS_DIR
 from client.secure import SecureAgent
-from hub.protocol.errors import ScenarioError
 from opshub.cli import main
+from protocol.errors import ScenarioError
 
 MINI = Path(__file__).parent / "data" / "mini-scenario.yaml"
 VOLATILE = ("wall_seconds", "hub_cpu_s", "scenario")

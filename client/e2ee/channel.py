@@ -3,7 +3,7 @@
 Sans-I/O: methods take bytes and ``now`` and return bytes or results; randomness comes
 from the injected ``rand``. ``client.secure`` moves the bytes through the hub.
 
-Epochs. The admin's signed membership statement (``hub.protocol.statements``) carries,
+Epochs. The admin's signed membership statement (``protocol.statements``) carries,
 in its ``key_material`` field, the key material of the next epoch::
 
     km = {"v": 1, "suite": name,
@@ -52,10 +52,10 @@ from client.e2ee.schedule import (
 from client.e2ee.suite import CipherSuite, KeyPackageKeys, Rand, suite_named
 from client.identity import UnitIdentity
 from client.membership import OperationAdmin
-from hub.protocol.credentials import AuthorityRing, Credential, SignedCredential
-from hub.protocol.errors import Code, CryptoError, OpshubError, RequestError
-from hub.protocol.keypackages import SignedKeyPackage
-from hub.protocol.statements import OperationState, Statement, roster_hash, statement_hash
+from protocol.credentials import AuthorityRing, Credential, SignedCredential
+from protocol.errors import Code, CryptoError, OpshubError, RequestError
+from protocol.keypackages import SignedKeyPackage
+from protocol.statements import OperationState, Statement, roster_hash, statement_hash
 
 #: A generation more than this far ahead of a sender's ratchet is refused.
 MAX_AHEAD = 1000

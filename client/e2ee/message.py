@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hub.protocol.errors import Code, CryptoError
+from protocol.errors import Code, CryptoError
 
 VERSION = 1
 SIGN_CONTEXT = b"opshub/message/v1\x00"

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hub.protocol.errors import Code, CryptoError
-from hub.protocol.keypackages import KeyPackage, SignedKeyPackage
+from protocol.errors import Code, CryptoError
+from protocol.keypackages import KeyPackage, SignedKeyPackage
 
 Rand = Callable[[int], bytes]
 
@@ -33,7 +33,7 @@ _MLKEM_PUB, _MLKEM_SEED, _X_LEN = 1184, 64, 32
 @dataclass(frozen=True, slots=True)
 class CipherSuite:
     name: str
-    kem: str  # a key of hub.protocol.keypackages.KEMS
+    kem: str  # a key of protocol.keypackages.KEMS
     hash_name: str = "sha256"
     key_size: int = 32  # AES-256-GCM
     nonce_size: int = 12

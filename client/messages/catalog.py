@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from hub.protocol.errors import SchemaError
+from protocol.errors import SchemaError
 
 #: The schema files (the source of truth; usable from any language).
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"

@@ -14,7 +14,7 @@ from typing import Any
 
 from client.messages.catalog import Catalog, Problem
 from client.messages.nominal import nominal_paths
-from hub.protocol.errors import SchemaError
+from protocol.errors import SchemaError
 
 #: (message type, JSON pointer of a reference) -> the message types it may name
 REFERENCES: dict[tuple[str, str], frozenset[str]] = {

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from client.messages.catalog import Problem
-from hub.protocol.errors import SchemaError
+from protocol.errors import SchemaError
 
 #: End-to-end content type of a schema message (1 is opaque application bytes).
 MESSAGE = 2

@@ -10,7 +10,7 @@ from typing import Any
 from client.messages.catalog import Catalog, Problem
 from client.messages.checks import Ledger, problems
 from client.messages.content import load_file
-from hub.protocol.errors import SchemaError
+from protocol.errors import SchemaError
 
 SUFFIXES = (".json", ".yaml", ".yml")
 

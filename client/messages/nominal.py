@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from client.messages.catalog import Catalog
-from hub.protocol.errors import SchemaError
+from protocol.errors import SchemaError
 
 
 def nominal_paths(catalog: Catalog, message: dict[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ from client.identity import KeyFolder
 from client.replay import aar
 from client.replay.engine import Replay, identities_for
 from client.replay.scenario import Scenario, load, resolve
-from hub.protocol.errors import ScenarioError
+from protocol.errors import ScenarioError
 
 
 async def run_replay(operation: str, *, seed: int = 1, speed: float | None = None,

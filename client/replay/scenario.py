@@ -24,7 +24,7 @@ from client.messages import default_catalog
 from client.messages.catalog import Catalog
 from client.messages.checks import problems as message_problems
 from client.messages.content import _Loader
-from hub.protocol.errors import ScenarioError
+from protocol.errors import ScenarioError
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 _REF = re.compile(r"^@([a-z0-9][a-z0-9-]*)$")

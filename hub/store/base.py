@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from hub.protocol.frames import Delivery
+from protocol.frames import Delivery
 
 
 class AppendMessage(NamedTuple):

@@ -26,8 +26,6 @@ from typing import Any
 import msgpack
 import sqlite_utils
 
-from hub.protocol.errors import StoreError
-from hub.protocol.keypackages import MAX_STORED_PER_UNIT
 from hub.store.base import (
     AckDirected,
     Appended,
@@ -48,6 +46,8 @@ from hub.store.base import (
     Snapshot,
     StoreDirected,
 )
+from protocol.errors import StoreError
+from protocol.keypackages import MAX_STORED_PER_UNIT
 
 #: 2: logs in segments and cid runs (1 had a row per message).
 SCHEMA_VERSION = 2

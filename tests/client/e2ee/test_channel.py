@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from client.e2ee.channel import Admin, Member, Proposal
 from client.e2ee.suite import CLASSIC, HYBRID, CipherSuite, KeyPackageKeys
 from client.identity import Authority, UnitSpec
-from hub.protocol.credentials import AuthorityRing
-from hub.protocol.errors import Code, CryptoError
-from hub.protocol.statements import Statement, sign
+from protocol.credentials import AuthorityRing
+from protocol.errors import Code, CryptoError
+from protocol.statements import Statement, sign
 
 NOW = 1_800_000_000.0
 

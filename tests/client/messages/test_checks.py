@@ -16,7 +16,7 @@ from client.messages.checks import Ledger, check, problems
 from client.messages.content import load_file
 from client.messages.files import validate_files
 from client.messages.nominal import nominal_paths, strip_nominal
-from hub.protocol.errors import SchemaError
+from protocol.errors import SchemaError
 
 VALID = sorted((SCHEMA_DIR / "examples" / "valid").glob("*.json"))
 

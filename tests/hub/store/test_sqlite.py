@@ -11,8 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.protocol.errors import StoreError
-from hub.protocol.frames import KIND_COMMIT, KIND_MESSAGE
 from hub.store.base import (
     AckDirected,
     Appended,
@@ -27,6 +25,8 @@ from hub.store.base import (
     StoreDirected,
 )
 from hub.store.sqlite import SEGMENT_BYTES, SEGMENT_ENTRIES, SQLiteStore
+from protocol.errors import StoreError
+from protocol.frames import KIND_COMMIT, KIND_MESSAGE
 
 ADMIN = "OCU-BB"
 KEY = b"k" * 32

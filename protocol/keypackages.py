@@ -20,8 +20,8 @@ import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.protocol import frames
-from hub.protocol.errors import Code, RequestError
+from protocol import frames
+from protocol.errors import Code, RequestError
 
 KEY_PACKAGE_CONTEXT = b"opshub/keypackage/v1\x00"
 #: KEM names and the size of their public keys (raw; the hybrid is ML-KEM || X25519).

@@ -19,8 +19,8 @@ import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.protocol import frames
-from hub.protocol.errors import Code, RequestError
+from protocol import frames
+from protocol.errors import Code, RequestError
 
 STATEMENT_CONTEXT = b"opshub/statement/v1\x00"
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgpack
 
-from hub.protocol import frames as f
-from hub.protocol.errors import DecodeError, FrameTooLarge
+from protocol import frames as f
+from protocol.errors import DecodeError, FrameTooLarge
 
 #: A signed key package is ~1.3 KiB with the hybrid KEM; an upload carries at most this many.
 MAX_KEY_PACKAGE = 2048

@@ -14,15 +14,15 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hub.protocol import codec
-from hub.protocol import frames as f
-from hub.protocol.credentials import (
+from protocol import codec
+from protocol import frames as f
+from protocol.credentials import (
     AuthorityRing,
     Credential,
     SignedCredential,
     verify_possession,
 )
-from hub.protocol.errors import AuthError, Code, ProtocolError, UnexpectedMessage
+from protocol.errors import AuthError, Code, ProtocolError, UnexpectedMessage
 
 
 class State(enum.Enum):

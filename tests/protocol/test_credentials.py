@@ -1,4 +1,4 @@
-"""Tests of hub.protocol.credentials: issue, verify, fingerprints, proof of possession."""
+"""Tests of protocol.credentials: issue, verify, fingerprints, proof of possession."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from client.identity import Authority, UnitIdentity, UnitSpec
-from hub.protocol.credentials import (
+from protocol.credentials import (
     CLOCK_SKEW,
     AuthorityRing,
     Credential,
@@ -23,7 +23,7 @@ from hub.protocol.credentials import (
     raw_public,
     verify_possession,
 )
-from hub.protocol.errors import AuthError, CloseCode, Code
+from protocol.errors import AuthError, CloseCode, Code
 
 NOW = 1_700_000_000
 VALIDITY = 3600

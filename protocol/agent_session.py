@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hub.protocol import codec
-from hub.protocol import frames as f
-from hub.protocol.credentials import SignedCredential
-from hub.protocol.errors import AuthError, Code, ProtocolError, RequestError, UsageError
+from protocol import codec
+from protocol import frames as f
+from protocol.credentials import SignedCredential
+from protocol.errors import AuthError, Code, ProtocolError, RequestError, UsageError
 
 #: Errors after which a publish is re-sent (same cid) rather than failed.
 RETRYABLE = frozenset({Code.STORE, Code.SHUTTING_DOWN})

@@ -1,4 +1,4 @@
-"""Tests of hub.protocol.codec: round-trips, limits, and "only DecodeError escapes"."""
+"""Tests of protocol.codec: round-trips, limits, and "only DecodeError escapes"."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.protocol import codec
-from hub.protocol import frames as f
-from hub.protocol.errors import CloseCode, Code, DecodeError, FrameTooLarge
+from protocol import codec
+from protocol import frames as f
+from protocol.errors import CloseCode, Code, DecodeError, FrameTooLarge
 
 FAST = settings(max_examples=200, deadline=None)
 

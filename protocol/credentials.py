@@ -2,7 +2,7 @@
 
 A credential binds a unit id to its country, agency, role and Ed25519 identity
 public key, for a period, under the authority's Ed25519 signature. The hub and
-every agent verify it the same way, so this module is shared (hub/protocol is
+every agent verify it the same way, so this module is shared (protocol is
 imported by client/, never the reverse). No I/O, no clock reads: callers pass
 ``now`` (seconds since the epoch).
 """
@@ -20,8 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hub.protocol import frames
-from hub.protocol.errors import AuthError, Code
+from protocol import frames
+from protocol.errors import AuthError, Code
 
 CREDENTIAL_CONTEXT = b"opshub/credential/v1\x00"
 AUTH_CONTEXT = b"opshub/auth/v1\x00"

@@ -1,4 +1,4 @@
-"""hub.protocol.session.ServerSession driven with bytes only: no sockets, no event loop."""
+"""protocol.session.ServerSession driven with bytes only: no sockets, no event loop."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client.identity import Authority, UnitIdentity, UnitSpec
-from hub.protocol import codec
-from hub.protocol import frames as f
-from hub.protocol.credentials import AuthorityRing, SignedCredential
-from hub.protocol.errors import (
+from protocol import codec
+from protocol import frames as f
+from protocol.credentials import AuthorityRing, SignedCredential
+from protocol.errors import (
     AuthError,
     CloseCode,
     Code,
@@ -21,7 +21,7 @@ from hub.protocol.errors import (
     FrameTooLarge,
     UnexpectedMessage,
 )
-from hub.protocol.session import Authenticated, ServerSession, State
+from protocol.session import Authenticated, ServerSession, State
 
 NOW = 1_700_000_000
 HUB = "hub-test"

@@ -1,4 +1,4 @@
-"""hub.protocol.agent_session.AgentSession, driven with bytes only (and paired with a
+"""protocol.agent_session.AgentSession, driven with bytes only (and paired with a
 ServerSession in memory for the handshake): no sockets, no event loop."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from client.identity import Authority, UnitIdentity, UnitSpec
-from hub.protocol import agent_session as s
-from hub.protocol import codec
-from hub.protocol import frames as f
-from hub.protocol.credentials import AuthorityRing
-from hub.protocol.errors import AuthError, Code, ProtocolError
-from hub.protocol.session import Authenticated, ServerSession
+from protocol import agent_session as s
+from protocol import codec
+from protocol import frames as f
+from protocol.credentials import AuthorityRing
+from protocol.errors import AuthError, Code, ProtocolError
+from protocol.session import Authenticated, ServerSession
 
 NOW = 1_700_000_000
 

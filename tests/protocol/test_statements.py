@@ -1,4 +1,4 @@
-"""Tests of hub.protocol.statements: the rules of an operation's membership chain."""
+"""Tests of protocol.statements: the rules of an operation's membership chain."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from client.identity import Authority, UnitIdentity, UnitSpec
 from client.membership import OperationAdmin
-from hub.protocol.errors import Code, RequestError
-from hub.protocol.statements import (
+from protocol.errors import Code, RequestError
+from protocol.statements import (
     OperationState,
     Statement,
     roster_hash,
