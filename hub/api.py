@@ -25,29 +25,31 @@ def _error(status: type[web.HTTPException], code: str, message: str) -> web.HTTP
 
 
 def _operation(broker: Broker, op: str) -> dict[str, Any]:
-    st = broker.ops[op]
+    router = broker.router
+    st = router.ops[op]
     return {"op": op, "name": st.name, "admin": st.admin, "epoch": st.epoch,
-            "members": sorted(st.members), "head": broker.heads.get(op, 0),
-            "subscribers": len(broker.subs.get(op, ()))}
+            "members": sorted(st.members), "head": router.heads.get(op, 0),
+            "subscribers": len(router.subs.get(op, ()))}
 
 
 async def health(request: web.Request) -> web.Response:
     broker = request.app[BROKER]
     return web.json_response({
         "status": "ok", "hub": broker.config.hub_id, "protocol": PROTOCOL_VERSION,
-        "operations": len(broker.ops), "connections": broker.metrics.connections,
-        "units": len(broker.directory)})
+        "operations": len(broker.router.ops), "connections": broker.metrics.connections,
+        "units": len(broker.router.directory)})
 
 
 async def operations(request: web.Request) -> web.Response:
     broker = request.app[BROKER]
-    return web.json_response({"operations": [_operation(broker, op) for op in sorted(broker.ops)]})
+    ops = sorted(broker.router.ops)
+    return web.json_response({"operations": [_operation(broker, op) for op in ops]})
 
 
 async def operation(request: web.Request) -> web.Response:
     broker = request.app[BROKER]
     op = request.match_info["op"]
-    if op not in broker.ops:
+    if op not in broker.router.ops:
         raise _error(web.HTTPNotFound, Code.UNKNOWN_OPERATION, f"no operation {op!r}")
     return web.json_response(_operation(broker, op))
 
@@ -55,13 +57,13 @@ async def operation(request: web.Request) -> web.Response:
 async def directory(request: web.Request) -> web.Response:
     broker = request.app[BROKER]
     return web.json_response(
-        {"units": [broker.directory[u].to_json() for u in sorted(broker.directory)]})
+        {"units": [broker.router.directory[u].to_json() for u in sorted(broker.router.directory)]})
 
 
 async def directory_unit(request: web.Request) -> web.Response:
     broker = request.app[BROKER]
     unit = request.match_info["unit"]
-    signed = broker.directory.get(unit)
+    signed = broker.router.directory.get(unit)
     if signed is None:
         raise _error(web.HTTPNotFound, Code.UNKNOWN_UNIT, f"no unit {unit!r} in the directory")
     return web.json_response(signed.to_json())
@@ -79,7 +81,7 @@ async def enroll(request: web.Request) -> web.Response:
         unit = broker.enroll(signed)
     except AuthError as exc:
         raise _error(web.HTTPBadRequest, exc.code, exc.message) from None
-    return web.json_response(broker.directory[unit].to_json(), status=201)
+    return web.json_response(broker.router.directory[unit].to_json(), status=201)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -69,7 +69,8 @@ class Hub:
         m.gauges["store_commit_seconds"] = (
             "Seconds spent in transactions (writer thread, wall clock).",
             lambda: self.worker.commit_seconds)
-        m.gauges["operations"] = ("Operations on this hub.", lambda: float(len(self.broker.ops)))
+        m.gauges["operations"] = ("Operations on this hub.",
+                                  lambda: float(len(self.broker.router.ops)))
 
     def preload(self, credentials: list[SignedCredential]) -> None:
         """Enroll a roster of credentials (``opshub serve --roster``)."""
@@ -94,7 +95,7 @@ class Hub:
                                    heartbeat=30.0)
         await ws.prepare(request)
         session = ServerSession(
-            hub_id=self.config.hub_id, ring=self.broker.ring, directory=self.broker.lookup,
+            hub_id=self.config.hub_id, ring=self.broker.router.ring, directory=self.broker.lookup,
             now=self.now, token_bytes=self.token_bytes, limits=limits,
             session_id=self.token_bytes(8).hex(),
             open_enrollment=self.config.open_enrollment)

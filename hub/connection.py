@@ -1,12 +1,13 @@
 """ServerConnection: pumps one aiohttp WebSocket through a ServerSession into the Broker.
 
 Thin I/O: it reads messages, feeds the session, hands events to the broker, and
-writes queued frames. Outbound frames wait in a bounded queue drained by one
-writer task. Deliveries are only offered while the queue is under
-``max_outbound_bytes`` (the broker then lets that subscriber read from the store
-at its own pace); a peer that reads nothing for ``slow_consumer_timeout`` seconds
-while frames wait is closed with 1013 (try again later). Memory per connection
-stays bounded either way.
+writes queued frames, encoded by the codec. Outbound frames wait in a bounded queue
+drained by one writer task. Deliveries are only offered while the queue is under
+``max_outbound_bytes``; once one is refused, every offer is refused until the queue
+drains to a quarter of that, and then the broker is told (the router meanwhile lets
+that subscriber read from the store at its own pace). A peer that reads nothing for
+``slow_consumer_timeout`` seconds while frames wait is closed with 1013 (try again
+later). Memory per connection stays bounded either way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hub.broker import Broker
+from protocol import codec
+from protocol import frames as f
 from protocol.errors import CloseCode, Code, DecodeError
 from protocol.session import ServerSession, State
 
@@ -30,6 +33,18 @@ log = logging.getLogger("opshub.connection")
 #: Seconds (at most; never more than slow_consumer_timeout) a slow consumer has to
 #: take its close frame before the socket is dropped.
 ABORT_GRACE = 2.0
+
+#: The router offers one Deliver frame to each subscriber in turn: encode it once.
+_last_encoded: tuple[f.Deliver | None, bytes] = (None, b"")
+
+
+def _encode_shared(frame: f.Deliver) -> bytes:
+    global _last_encoded
+    last, data = _last_encoded
+    if last is not frame:
+        data = codec.encode(frame)
+        _last_encoded = (frame, data)
+    return data
 
 
 class ServerConnection:
@@ -41,6 +56,7 @@ class ServerConnection:
         self.session = session
         self.broker = broker
         self.metrics = broker.metrics
+        self.counts = broker.metrics.counts
         self.max_outbound = broker.config.max_outbound_bytes
         self._tasks = tasks
         self.unit = ""
@@ -48,12 +64,28 @@ class ServerConnection:
         self._queue: deque[bytes] = deque()
         self.queued_bytes = 0
         self._wakeup = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
+        #: a delivery was refused; the broker hears when there is room again
+        self._refused = False
         self._close: tuple[int, str, bool] | None = None
         self.last_progress = time.monotonic()
 
     # --- Outbox -----------------------------------------------------------------------
+
+    def send(self, frame: f.ServerFrame) -> None:
+        self.enqueue(codec.encode(frame))
+
+    def offer(self, frame: f.Deliver) -> bool:
+        """Delivery frames queue only while there is room (an empty queue always has room,
+        so a frame larger than the limit still makes progress); once refused, refused
+        until the queue has drained."""
+        if self.closed or self._close is not None or self._refused:
+            return False
+        data = _encode_shared(frame)
+        if self.queued_bytes and self.queued_bytes + len(data) > self.max_outbound:
+            self._refused = True
+            return False
+        self._push(data)
+        return True
 
     def enqueue(self, data: bytes) -> None:
         """Control frames (acks, oks, errors) always queue, up to twice the limit: a peer
@@ -64,17 +96,6 @@ class ServerConnection:
             self.abort_slow(f"outbound queue over {2 * self.max_outbound} bytes")
             return
         self._push(data)
-
-    def offer(self, data: bytes) -> bool:
-        """Delivery frames queue only while there is room (an empty queue always has room,
-        so a frame larger than the limit still makes progress)."""
-        if self.closed or self._close is not None:
-            return False
-        if self.queued_bytes and self.queued_bytes + len(data) > self.max_outbound:
-            self._writable.clear()
-            return False
-        self._push(data)
-        return True
 
     def stalled_for(self, now: float) -> float:
         """Seconds the peer has had frames waiting without reading any of them."""
@@ -100,12 +121,7 @@ class ServerConnection:
             self.last_progress = time.monotonic()
         self._queue.append(data)
         self.queued_bytes += len(data)
-        if self.queued_bytes > self.max_outbound // 4:
-            self._writable.clear()
         self._wakeup.set()
-
-    async def wait_writable(self) -> None:
-        await self._writable.wait()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self.closed:
@@ -140,8 +156,9 @@ class ServerConnection:
                     await ws.send_bytes(data)
                     self.last_progress = time.monotonic()
                     self.metrics.bytes_out += len(data)
-                    if self.queued_bytes <= self.max_outbound // 4:
-                        self._writable.set()
+                    if self._refused and self.queued_bytes <= self.max_outbound // 4:
+                        self._refused = False
+                        self.broker.writable(self)
                     if self._close is not None and not self._close[2]:
                         break
                 if self._close is not None:
@@ -150,7 +167,6 @@ class ServerConnection:
             log.debug("writer of %s stopped: %s", self.unit or "peer", exc)
         finally:
             self.closed = True
-            self._writable.set()
             code, reason, _ = self._close or (CloseCode.NORMAL, "", True)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
@@ -202,5 +218,5 @@ class ServerConnection:
             self.enqueue(data)
         if self.session.state is State.CLOSED and self.session.close_code is not None:
             if self.session.error is not None:
-                self.metrics.errors[self.session.error.code] += 1
+                self.counts.errors[self.session.error.code] += 1
             self.close_soon(self.session.close_code, self.session.close_reason, flush=True)

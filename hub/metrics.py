@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from protocol.router_io import Counts
 
 
 @dataclass(slots=True)
@@ -14,11 +15,9 @@ class Metrics:
     frames_in: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    messages_in: int = 0
-    duplicates: int = 0
-    deliveries: int = 0
     slow_consumers: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
+    #: the router's counters (messages, duplicates, deliveries, error frames by code)
+    counts: Counts = field(default_factory=Counts)
     #: Callables read at scrape time (queue depths, store counters).
     gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
 
@@ -38,14 +37,14 @@ class Metrics:
         emit("bytes_in_total", "counter", "WebSocket payload bytes received.", self.bytes_in)
         emit("bytes_out_total", "counter", "WebSocket payload bytes sent.", self.bytes_out)
         emit("messages_in_total", "counter", "Messages appended to operation logs.",
-             self.messages_in)
+             self.counts.messages_in)
         emit("duplicates_total", "counter", "Publishes answered from an earlier copy.",
-             self.duplicates)
+             self.counts.duplicates)
         emit("deliveries_total", "counter", "Log entries delivered to subscribers.",
-             self.deliveries)
+             self.counts.deliveries)
         emit("slow_consumers_total", "counter", "Connections closed for reading too slowly.",
              self.slow_consumers)
-        for code, n in sorted(self.errors.items()):
+        for code, n in sorted(self.counts.errors.items()):
             emit("errors_total", "counter", "Error frames sent, by code.", n,
                  f'{{code="{code}"}}')
         for name, (help_, read) in sorted(self.gauges.items()):

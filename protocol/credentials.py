@@ -205,6 +205,24 @@ class AuthorityRing:
         return cred
 
 
+def check_replaces(presented: SignedCredential, enrolled: SignedCredential | None) -> bool:
+    """The one rule for a unit's credential against the one on file: the same bytes are
+    already enrolled (False: nothing to do); no credential on file, or one issued strictly
+    earlier, is replaced (True). Anything else (issued earlier, or at the same second with
+    other bytes) would let an old credential, perhaps of a compromised key, displace a
+    newer one: AuthError(bad_credential), naming both issue times."""
+    if enrolled is None:
+        return True
+    if enrolled.body == presented.body:
+        return False
+    new, current = presented.credential, enrolled.credential
+    if new.issued_at > current.issued_at:
+        return True
+    raise AuthError(
+        f"credential of {new.unit!r} issued at {new.issued_at} is superseded by the one on"
+        f" file, issued at {current.issued_at}", code=Code.BAD_CREDENTIAL)
+
+
 def auth_message(nonce: bytes, hub: str, unit: str) -> bytes:
     """What an agent signs to answer a challenge: binds nonce, hub and unit together."""
     return AUTH_CONTEXT + nonce + b"\x00" + hub.encode() + b"\x00" + unit.encode()

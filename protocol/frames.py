@@ -106,7 +106,7 @@ class Acks:
     items: tuple[tuple[str, int, int], ...]
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": self.T, "items": [list(i) for i in self.items]}
+        return {"t": self.T, "items": self.items}  # tuples pack as arrays
 
 
 class Delivery(NamedTuple):

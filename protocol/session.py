@@ -20,6 +20,7 @@ from protocol.credentials import (
     AuthorityRing,
     Credential,
     SignedCredential,
+    check_replaces,
     verify_possession,
 )
 from protocol.errors import AuthError, Code, ProtocolError, UnexpectedMessage
@@ -119,12 +120,7 @@ class ServerSession:
         if enrolled is None and not self.open_enrollment:
             raise AuthError(f"unit {presented.unit!r} is not enrolled at this hub",
                             code=Code.UNKNOWN_UNIT)
-        if enrolled is not None and enrolled.body != signed.body:
-            current = enrolled.credential
-            if presented.issued_at <= current.issued_at:
-                raise AuthError(
-                    f"credential of {presented.unit!r} is superseded by one issued at"
-                    f" {current.issued_at}", code=Code.BAD_CREDENTIAL)
+        check_replaces(signed, enrolled)  # the router enrolls it once authenticated
         verify_possession(presented, hello.signature, nonce=self.nonce, hub=self.hub_id)
         self.state = State.READY
         self.unit = presented.unit

@@ -119,6 +119,12 @@ def _expect(m: dict[str, Any], key: str, t: type) -> Any:
     return v
 
 
+def log_payload(body: bytes, signature: bytes) -> bytes:
+    """How an accepted statement appears in the operation's log: the payload of a
+    KIND_COMMIT entry is the msgpack array [statement, signature]."""
+    return msgpack.packb([body, signature], use_bin_type=True)  # type: ignore[no-any-return]
+
+
 def sign(key: Ed25519PrivateKey, stmt: Statement) -> tuple[bytes, bytes]:
     """Return (statement bytes, signature) ready for a ``Commit`` frame."""
     body = stmt.to_bytes()

@@ -26,7 +26,9 @@ from typing import Any
 import msgpack
 import sqlite_utils
 
-from hub.store.base import (
+from protocol.errors import StoreError
+from protocol.keypackages import MAX_STORED_PER_UNIT
+from protocol.store import (
     AckDirected,
     Appended,
     AppendMessage,
@@ -46,8 +48,6 @@ from hub.store.base import (
     Snapshot,
     StoreDirected,
 )
-from protocol.errors import StoreError
-from protocol.keypackages import MAX_STORED_PER_UNIT
 
 #: 2: logs in segments and cid runs (1 had a row per message).
 SCHEMA_VERSION = 2
@@ -138,7 +138,11 @@ class SQLiteStore:
             "op TEXT, sender TEXT, cid INTEGER, recipient TEXT, payload BLOB, at_ms INTEGER, "
             "acked INTEGER NOT NULL DEFAULT 0)")
         table("directed").create_index(["recipient", "acked", "id"], if_not_exists=True)
-        table("directed").create_index(["sender", "cid"], if_not_exists=True)
+        # The idempotency key of `send` (an index on (sender, cid) before it took the
+        # operation and the recipient into account: dropped, it would only cost writes).
+        self._w.execute("DROP INDEX IF EXISTS idx_directed_sender_cid")
+        table("directed").create_index(["sender", "op", "recipient", "cid"],
+                                       if_not_exists=True)
         # Signed key packages (ciphertext-free: public keys only), oldest id handed out first.
         self._w.execute(
             "CREATE TABLE IF NOT EXISTS key_packages (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -239,8 +243,10 @@ class SQLiteStore:
     @staticmethod
     def _store_directed(cur: sqlite3.Cursor, cmd: StoreDirected) -> DirectedStored:
         if cmd.cid is not None:
-            row = cur.execute("SELECT id FROM directed WHERE sender = ? AND cid = ?",
-                              (cmd.sender, cmd.cid)).fetchone()
+            # protocol.md 7.1: a cid names one message of (sender, op, recipient)
+            row = cur.execute(
+                "SELECT id FROM directed WHERE sender = ? AND op = ? AND recipient = ?"
+                " AND cid = ?", (cmd.sender, cmd.op, cmd.recipient, cmd.cid)).fetchone()
             if row is not None:
                 return DirectedStored(int(row[0]), duplicate=True)
         cur.execute(

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from hub.store.base import Command, DirectedEntry, LogEntry, Result, Store
 from protocol.errors import StoreError
+from protocol.store import Command, DirectedEntry, LogEntry, Result, Store
 
 log = logging.getLogger("opshub.store")
 

@@ -11,7 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.store.base import (
+from hub.store.sqlite import SEGMENT_BYTES, SEGMENT_ENTRIES, SQLiteStore
+from protocol.errors import StoreError
+from protocol.frames import KIND_COMMIT, KIND_MESSAGE
+from protocol.store import (
     AckDirected,
     Appended,
     AppendMessage,
@@ -24,9 +27,6 @@ from hub.store.base import (
     SaveCursor,
     StoreDirected,
 )
-from hub.store.sqlite import SEGMENT_BYTES, SEGMENT_ENTRIES, SQLiteStore
-from protocol.errors import StoreError
-from protocol.frames import KIND_COMMIT, KIND_MESSAGE
 
 ADMIN = "OCU-BB"
 KEY = b"k" * 32

@@ -59,7 +59,8 @@ class Enroll:
 
 @dataclass(frozen=True, slots=True)
 class StoreDirected:
-    """Keep a message for one recipient; with a cid, a retry returns the first copy's id."""
+    """Keep a message for one recipient; with a cid, a retry (same sender, operation,
+    recipient and cid) returns the first copy's id instead of storing a second."""
 
     op: str
     sender: str

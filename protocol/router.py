@@ -1,0 +1,638 @@
+"""Router: the hub's decisions, as a sans-I/O state machine beside the sessions.
+
+Inputs are authenticated frames (``handle``), store results (``stored``, ``log_read``,
+``directed_read``), the end of a transaction (``flush``) and a full connection that has
+room again (``writable``). Outputs are typed frames queued on each ``Peer`` and store
+work (``Write``, ``ReadLog``, ``ReadDirected``) collected in ``actions()`` for the pump
+(hub/broker.py) to run. No asyncio, no sockets, no database, no clock reads: time comes
+in through ``now``; the tests drive it in memory (tests/protocol/test_router.py).
+
+What it decides: who may publish, subscribe, commit, send and claim (membership, the
+admin's signed statements, the credential rule), the idempotency of retries, the order
+of the fan-out (a transaction's entries become one Deliver frame per operation chunk,
+offered to every live subscriber; a subscriber whose queue is full, or that is behind,
+reads the log from the store at its own pace, a page at a time), and what a removed
+member still receives. It never decrypts: headers and payloads are opaque bytes.
+
+The store commands (protocol/store.py) are plain data and every result comes back
+through one entry point, so a second store (NATS JetStream, several hub nodes) can run
+them without the router changing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import assert_never
+
+from protocol import frames as f
+from protocol.credentials import AuthorityRing, SignedCredential, check_replaces
+from protocol.errors import AuthError, Code, RequestError, StoreError
+from protocol.keypackages import SignedKeyPackage
+from protocol.router_io import (
+    CHUNK_BYTES,
+    Action,
+    Background,
+    ClaimingKeyPackages,
+    Committing,
+    Counts,
+    Peer,
+    Publishing,
+    PuttingKeyPackages,
+    ReadDirected,
+    ReadLog,
+    RouterConfig,
+    SendingDirected,
+    Subscription,
+    Then,
+    Write,
+)
+from protocol.session import Authenticated, Event
+from protocol.statements import OperationState, Statement, log_payload, statement_hash
+from protocol.store import (
+    AckDirected,
+    Appended,
+    AppendMessage,
+    ApplyStatement,
+    ClaimKeyPackages,
+    Command,
+    DirectedEntry,
+    DirectedStored,
+    Enroll,
+    KeyPackagesClaimed,
+    KeyPackagesStored,
+    LogEntry,
+    PutKeyPackages,
+    Result,
+    SaveCursor,
+    Snapshot,
+    StoreDirected,
+)
+
+log = logging.getLogger("opshub.router")
+
+@dataclass(slots=True)
+class _Fanout:
+    """Entries committed by the current transaction, waiting for ``flush``."""
+
+    entries: dict[str, list[LogEntry]] = field(default_factory=lambda: defaultdict(list))
+    #: (op, seq of the removing statement, removed units)
+    removals: list[tuple[str, int, frozenset[str]]] = field(default_factory=list)
+
+
+_NO_OP = OperationState(op="-", name="", admin="-", admin_key=b"", epoch=0, head=b"")
+
+
+class Router:
+    def __init__(self, ring: AuthorityRing, *, now: Callable[[], float],
+                 config: RouterConfig | None = None) -> None:
+        self.ring = ring
+        self.now = now
+        self.config = config or RouterConfig()
+        self.counts = Counts()
+        self.ops: dict[str, OperationState] = {}
+        self.heads: dict[str, int] = {}
+        self.directory: dict[str, SignedCredential] = {}
+        self.cursors: dict[tuple[str, str], int] = {}
+        self.subs: dict[str, set[Subscription]] = defaultdict(set)
+        self.peer_subs: dict[Peer, dict[str, Subscription]] = {}
+        self.by_unit: dict[str, set[Peer]] = defaultdict(set)
+        self._dirty_cursors: set[tuple[str, str]] = set()
+        self._fanout = _Fanout()
+        #: statement hash -> retries of it waiting for its transaction (peer, rid)
+        self._committing: dict[bytes, list[tuple[Peer, int]]] = {}
+        self._actions: list[Action] = []
+
+    def actions(self) -> list[Action]:
+        """Store work produced since the last call, in order; the pump runs each."""
+        out, self._actions = self._actions, []
+        return out
+
+    # --- state ----------------------------------------------------------------------
+
+    def load(self, snap: Snapshot) -> None:
+        """Take the state the store kept (at start-up)."""
+        for rec in snap.operations.values():
+            self.ops[rec.op] = OperationState(
+                op=rec.op, name=rec.name, admin=rec.admin, admin_key=rec.admin_key,
+                epoch=rec.epoch, head=rec.head, members=rec.members)
+            self.heads[rec.op] = rec.last_seq
+        self.directory = {u: SignedCredential(b, s) for u, (b, s) in snap.directory.items()}
+        self.cursors = dict(snap.cursors)
+
+    def lookup(self, unit: str) -> SignedCredential | None:
+        return self.directory.get(unit)
+
+    def enroll(self, signed: SignedCredential) -> str:
+        """Verify and enroll a credential (HTTP directory upload, roster preload).
+        Raises AuthError naming what is wrong (bad signature, expired, superseded)."""
+        cred = self.ring.verify(signed, now=int(self.now()))
+        if check_replaces(signed, self.directory.get(cred.unit)):
+            self._enroll(signed)
+        return cred.unit
+
+    def _enroll(self, signed: SignedCredential) -> None:
+        cred = signed.credential
+        self.directory[cred.unit] = signed
+        self._write([Enroll(cred.unit, signed.body, signed.signature, cred.issued_at)],
+                    Background(f"enrolment of {cred.unit}"))
+
+    def _write(self, commands: list[Command], then: Then) -> None:
+        self._actions.append(Write(commands, then))
+
+    # --- connections ----------------------------------------------------------------
+
+    def handle(self, peer: Peer, event: Event) -> None:
+        """Serve one event of an authenticated connection. Never raises for bad requests:
+        they are answered with an error frame and the connection stays open."""
+        match event:
+            case Authenticated():
+                self._connected(peer, event)
+            case f.Publish():
+                self._publish(peer, event)
+            case f.Subscribe():
+                self._guard(peer, event.rid, self._subscribe, peer, event)
+            case f.Unsubscribe():
+                self._unsubscribe(peer, event)
+            case f.Ack():
+                self._ack(peer, event)
+            case f.Commit():
+                self._guard(peer, event.rid, self._commit, peer, event)
+            case f.SendDirected():
+                self._guard(peer, event.rid, self._send_directed, peer, event)
+            case f.DirectedAck():
+                self._write([AckDirected(peer.unit, event.ids)],
+                            Background(f"directed acks of {peer.unit}"))
+            case f.PutKeyPackages():
+                self._guard(peer, event.rid, self._put_key_packages, peer, event)
+            case f.ClaimKeyPackages():
+                self._guard(peer, event.rid, self._claim_key_packages, peer, event)
+            case f.Hello():  # the session never lets a second hello through
+                raise AssertionError("hello after handshake")
+            case _:
+                assert_never(event)
+
+    def disconnected(self, peer: Peer) -> None:
+        for sub in self.peer_subs.pop(peer, {}).values():
+            sub.ended = True
+            self.subs[sub.op].discard(sub)
+        units = self.by_unit.get(peer.unit)
+        if units is not None:
+            units.discard(peer)
+            if not units:
+                del self.by_unit[peer.unit]
+
+    def _connected(self, peer: Peer, auth: Authenticated) -> None:
+        # The session checked the rule already (open enrollment, or a newer credential).
+        if check_replaces(auth.signed, self.directory.get(auth.credential.unit)):
+            self._enroll(auth.signed)
+        self.by_unit[peer.unit].add(peer)
+        self.peer_subs[peer] = {}
+        self._actions.append(ReadDirected(peer, self.config.max_batch))
+
+    def _guard(self, peer: Peer, rid: int, fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except RequestError as exc:
+            self._error(peer, exc.code, exc.message, rid=rid)
+
+    def _error(self, peer: Peer, code: str, message: str, *, rid: int | None = None,
+               op: str | None = None, cid: int | None = None) -> None:
+        self.counts.errors[code] += 1
+        peer.send(f.Error(code=code, message=f.bounded(message), rid=rid, op=op, cid=cid))
+
+    def _member_state(self, unit: str, op: str) -> OperationState:
+        st = self.ops.get(op)
+        if st is None:
+            raise RequestError(f"no operation {op!r} on this hub", code=Code.UNKNOWN_OPERATION)
+        if unit not in st.members:
+            raise RequestError(f"unit {unit!r} is not a member of operation {op!r}",
+                               code=Code.NOT_MEMBER)
+        return st
+
+    # --- publish --------------------------------------------------------------------
+
+    def _publish(self, peer: Peer, frame: f.Publish) -> None:
+        at_ms = int(self.now() * 1000)
+        unit = peer.unit
+        cmds: list[AppendMessage] = []
+        for item in frame.items:
+            st = self.ops.get(item.op)
+            if st is None or unit not in st.members:
+                try:
+                    self._member_state(unit, item.op)
+                except RequestError as exc:
+                    self._error(peer, exc.code, exc.message, op=item.op, cid=item.cid)
+                continue
+            cmds.append(AppendMessage(item.op, unit, item.cid, f.KIND_MESSAGE,
+                                      item.header, item.payload, at_ms))
+        if cmds:
+            self._write(list(cmds), Publishing(peer, cmds))
+
+    def _published(self, then: Publishing, results: list[Result] | StoreError) -> None:
+        peer = then.peer
+        if isinstance(results, StoreError):
+            for cmd in then.commands:
+                self._error(peer, results.code, f"not stored, retry: {results.message}",
+                            op=cmd.op, cid=cmd.cid)
+            return
+        acks = []
+        pending = self._fanout.entries
+        for cmd, res in zip(then.commands, results, strict=True):
+            assert isinstance(res, Appended)
+            acks.append((cmd.op, cmd.cid, res.seq))
+            if res.duplicate:
+                self.counts.duplicates += 1
+            else:
+                self.counts.messages_in += 1
+                pending[cmd.op].append(LogEntry(res.seq, cmd.sender, cmd.kind, cmd.header,
+                                                cmd.payload, cmd.at_ms))
+        peer.send(f.Acks(items=tuple(acks)))
+
+    # --- results from the store -------------------------------------------------------
+
+    def stored(self, write: Write, results: list[Result] | StoreError) -> None:
+        """The transaction holding ``write`` committed (one result per command) or failed."""
+        match write.then:
+            case Publishing() as then:
+                self._published(then, results)
+            case Committing() as then:
+                self._committed(then, results)
+            case SendingDirected() as then:
+                self._guard(then.peer, then.frame.rid, self._directed_stored, then, results)
+            case PuttingKeyPackages() as then:
+                self._guard(then.peer, then.rid, self._packages_stored, then, results)
+            case ClaimingKeyPackages() as then:
+                self._guard(then.peer, then.rid, self._packages_claimed, then, results)
+            case Background(what=what):
+                if isinstance(results, StoreError):
+                    self.counts.background_failures += 1
+                    log.error("%s not stored: %s", what, results.message)
+            case _:
+                assert_never(write.then)
+
+    def _first(self, peer: Peer, rid: int, results: list[Result] | StoreError) -> Result:
+        """The one result of a request's write; raises RequestError with the store's."""
+        if isinstance(results, StoreError):
+            raise RequestError(results.message, code=results.code)
+        return results[0]
+
+    # --- fan-out ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """After a transaction: one Deliver frame per operation chunk, offered to each live
+        subscriber. A removed member gets the log up to its removal statement, then
+        ``ended``."""
+        pending, self._fanout = self._fanout, _Fanout()
+        removals: dict[str, list[tuple[int, frozenset[str]]]] = defaultdict(list)
+        for op, seq, units in pending.removals:
+            removals[op].append((seq, units))
+        max_items = 1 if self.config.per_delivery else self.config.max_batch
+        for op, entries in pending.entries.items():
+            self.heads[op] = entries[-1].seq
+            start = 0
+            for seq, units in sorted(removals.pop(op, [])):
+                cut = next(i for i, e in enumerate(entries) if e.seq == seq) + 1
+                for chunk in chunks(entries[start:cut], max_items):
+                    self._deliver_live(op, chunk)
+                self._end_units(op, units)
+                start = cut
+            for chunk in chunks(entries[start:], max_items):
+                self._deliver_live(op, chunk)
+
+    def _end_units(self, op: str, units: frozenset[str]) -> None:
+        for sub in list(self.subs.get(op, ())):
+            if sub.peer.unit in units:
+                self._end(sub, "removed from the operation")
+
+    def _deliver_live(self, op: str, chunk: tuple[LogEntry, ...]) -> None:
+        subs = self.subs.get(op)
+        if not subs:
+            return
+        first, last = chunk[0].seq, chunk[-1].seq
+        frame = f.Deliver(op=op, items=chunk)
+        #: one frame per distinct sender filter, shared by its subscribers
+        filtered: dict[frozenset[str], tuple[f.Deliver | None, int]] = {}
+        for sub in subs:
+            if not sub.live:
+                continue  # it reads the store
+            if sub.next_seq > last:
+                continue  # it has these already
+            if sub.next_seq < first:
+                sent, n = False, 0  # it missed entries: read them from the store
+            elif sub.senders is not None:
+                shared = sub.next_seq == first
+                enc = filtered.get(sub.senders) if shared else None
+                if enc is None:
+                    rows = tuple(e for e in chunk if e.seq >= sub.next_seq and sub.wants(e))
+                    enc = (f.Deliver(op=op, items=rows) if rows else None, len(rows))
+                    if shared:
+                        filtered[sub.senders] = enc
+                # a chunk with nothing for it advances it all the same
+                sent = True if enc[0] is None else sub.peer.offer(enc[0])
+                n = enc[1]
+            elif sub.next_seq == first:
+                sent, n = sub.peer.offer(frame), len(chunk)
+            else:  # the store read sent part of this chunk already
+                tail = tuple(e for e in chunk if e.seq >= sub.next_seq)
+                sent, n = sub.peer.offer(f.Deliver(op=op, items=tail)), len(tail)
+            if sent:
+                self.counts.deliveries += n
+                sub.next_seq = last + 1
+            else:
+                # Its queue is full (or it missed entries): it reads from the store at its
+                # own pace instead, so the hub's memory stays bounded.
+                self._catch_up(sub)
+
+    # --- subscribe ----------------------------------------------------------------------
+
+    def _subscribe(self, peer: Peer, frame: f.Subscribe) -> None:
+        self._member_state(peer.unit, frame.op)
+        mine = self.peer_subs[peer]
+        limit = self.config.max_operations_per_unit
+        if frame.op not in mine and len(mine) >= limit:
+            raise RequestError(f"subscribed to {len(mine)} operations already, the limit is"
+                               f" {limit}", code=Code.LIMIT)
+        old = mine.pop(frame.op, None)
+        if old is not None:
+            old.ended = True
+            self.subs[frame.op].discard(old)
+        after = frame.after
+        if after is None:
+            after = self.cursors.get((peer.unit, frame.op), 0)
+        head = self.heads.get(frame.op, 0)
+        sub = Subscription(peer, frame.op, next_seq=after + 1,
+                           senders=None if frame.senders is None else frozenset(frame.senders))
+        mine[frame.op] = sub
+        self.subs[frame.op].add(sub)
+        peer.send(f.Ok(rid=frame.rid, info={"op": frame.op, "after": after, "head": head}))
+        if sub.next_seq > head:
+            sub.live = True
+        else:
+            self._catch_up(sub)
+
+    def _catch_up(self, sub: Subscription) -> None:
+        """Read the log from the store until the subscriber reaches the head, then live."""
+        sub.live = False
+        if sub.ended or sub.reading or sub.backlog:
+            return
+        sub.reading = True
+        self._actions.append(ReadLog(sub, sub.next_seq - 1, self.config.catchup_page))
+
+    def log_read(self, read: ReadLog, rows: Sequence[LogEntry] | StoreError) -> None:
+        """A page of the log for a subscriber that is catching up, or the store's error."""
+        sub = read.sub
+        sub.reading = False
+        if sub.ended:
+            return
+        if isinstance(rows, StoreError):
+            self._error(sub.peer, rows.code, rows.message, op=sub.op)
+            self._end(sub, "store failure while replaying; subscribe again")
+            return
+        wanted = rows if sub.senders is None else [r for r in rows if sub.wants(r)]
+        sub.backlog = chunks(wanted, self.config.max_batch)
+        sub.page_end = rows[-1].seq if rows else 0
+        self._drain(sub)
+
+    def writable(self, peer: Peer) -> None:
+        """The peer's queue has room again: resume its subscriptions' store reads."""
+        for sub in list(self.peer_subs.get(peer, {}).values()):
+            if sub.backlog:
+                self._drain(sub)
+
+    def _drain(self, sub: Subscription) -> None:
+        while sub.backlog:
+            chunk = sub.backlog[0]
+            if not sub.peer.offer(f.Deliver(op=sub.op, items=chunk)):
+                return  # ``writable`` resumes it
+            sub.backlog.pop(0)
+            self.counts.deliveries += len(chunk)
+            sub.next_seq = chunk[-1].seq + 1
+        sub.next_seq = max(sub.next_seq, sub.page_end + 1)
+        # The store is never behind ``heads`` (heads move after the commit), so reaching
+        # the head here means caught up; nothing can commit between this check and the flag.
+        if sub.next_seq > self.heads.get(sub.op, 0):
+            sub.live = True
+        else:
+            self._catch_up(sub)
+
+    def _unsubscribe(self, peer: Peer, frame: f.Unsubscribe) -> None:
+        sub = self.peer_subs.get(peer, {}).pop(frame.op, None)
+        if sub is not None:
+            sub.ended = True
+            self.subs[frame.op].discard(sub)
+        peer.send(f.Ok(rid=frame.rid, info={"op": frame.op}))
+
+    def _end(self, sub: Subscription, reason: str) -> None:
+        sub.ended = True
+        sub.backlog = []
+        self.subs[sub.op].discard(sub)
+        self.peer_subs.get(sub.peer, {}).pop(sub.op, None)
+        sub.peer.send(f.Ended(op=sub.op, reason=reason))
+
+    def _ack(self, peer: Peer, frame: f.Ack) -> None:
+        """Move the unit's cursor forward. Acks are advisory: one from a unit that is no
+        longer a member (removed while its ack was in flight) is ignored."""
+        key = (peer.unit, frame.op)
+        if peer.unit not in self.ops.get(frame.op, _NO_OP).members:
+            return
+        seq = min(frame.seq, self.heads.get(frame.op, 0))
+        if seq > self.cursors.get(key, 0):
+            self.cursors[key] = seq
+            self._dirty_cursors.add(key)
+
+    def flush_cursors(self) -> None:
+        """Queue a write of the cursors moved since the last call (the pump calls it
+        periodically and at shutdown)."""
+        if not self._dirty_cursors:
+            return
+        cmds: list[Command] = [SaveCursor(u, op, self.cursors[(u, op)])
+                               for u, op in sorted(self._dirty_cursors)]
+        self._dirty_cursors.clear()
+        self._write(cmds, Background("cursors"))
+
+    # --- membership -------------------------------------------------------------------
+
+    def _commit(self, peer: Peer, frame: f.Commit) -> None:
+        stmt = Statement.from_bytes(frame.statement)
+        before = self.ops.get(stmt.op)
+        digest = statement_hash(frame.statement)
+        if before is not None and digest == before.head:
+            if digest in self._committing:  # not on disk yet: answer when it is
+                self._committing[digest].append((peer, frame.rid))
+            else:
+                peer.send(f.Ok(rid=frame.rid, info={
+                    "op": stmt.op, "epoch": before.epoch, "duplicate": True}))
+            return
+        carried: dict[str, SignedCredential] = {}
+        for body, sig in stmt.credentials:
+            signed = SignedCredential(body, sig)
+            try:
+                cred = self.ring.verify(signed, now=int(self.now()))
+            except AuthError as exc:
+                raise RequestError(exc.message, code=exc.code) from None
+            carried[cred.unit] = signed
+        if before is None:
+            admin = carried.get(stmt.admin) or self.directory.get(stmt.admin)
+            if admin is None:
+                raise RequestError(f"admin {stmt.admin!r} is not enrolled",
+                                   code=Code.UNKNOWN_UNIT)
+            cred = admin.credential
+            after = OperationState.create(stmt, frame.statement, frame.signature,
+                                          signer_key=cred.identity_key, signer_role=cred.role)
+        else:
+            after = before.apply(stmt, frame.statement, frame.signature)
+        for unit in stmt.adds:
+            if unit not in carried and unit not in self.directory:
+                raise RequestError(f"unit {unit!r} is not enrolled; carry its credential",
+                                   code=Code.UNKNOWN_UNIT)
+        for signed in carried.values():
+            try:
+                newer = check_replaces(signed, self.directory.get(signed.credential.unit))
+            except AuthError:
+                newer = False  # an older copy carried in a statement changes nothing
+            if newer:
+                self._enroll(signed)
+        self.ops[stmt.op] = after
+        entry = AppendMessage(stmt.op, stmt.admin, stmt.epoch, f.KIND_COMMIT, b"",
+                              log_payload(frame.statement, frame.signature),
+                              int(self.now() * 1000))
+        cmd = ApplyStatement(stmt.op, after.epoch, after.name, after.admin, after.admin_key,
+                             after.head, after.members, frame.statement, frame.signature, entry)
+        self._committing[digest] = []
+        self._write([cmd], Committing(peer, frame.rid, stmt, digest, before, after, entry))
+
+    def _committed(self, then: Committing, results: list[Result] | StoreError) -> None:
+        stmt, after = then.statement, then.after
+        retries = self._committing.pop(then.digest, [])
+        if isinstance(results, StoreError):
+            if self.ops.get(stmt.op) is after:  # roll back what nothing else built on
+                if then.before is None:
+                    del self.ops[stmt.op]
+                else:
+                    self.ops[stmt.op] = then.before
+            for peer, rid in [(then.peer, then.rid), *retries]:
+                self._error(peer, results.code, results.message, rid=rid)
+            return
+        res = results[0]
+        assert isinstance(res, Appended)
+        if not res.duplicate:
+            e = then.entry
+            self._fanout.entries[stmt.op].append(
+                LogEntry(res.seq, e.sender, e.kind, e.header, e.payload, e.at_ms))
+            self.counts.messages_in += 1
+            if stmt.removes:
+                self._fanout.removals.append((stmt.op, res.seq, frozenset(stmt.removes)))
+        then.peer.send(f.Ok(rid=then.rid, info={
+            "op": stmt.op, "epoch": after.epoch, "seq": res.seq}))
+        for peer, rid in retries:
+            peer.send(f.Ok(rid=rid, info={"op": stmt.op, "epoch": after.epoch,
+                                          "duplicate": True}))
+
+    # --- directed messages --------------------------------------------------------------
+
+    def _send_directed(self, peer: Peer, frame: f.SendDirected) -> None:
+        st = self._member_state(peer.unit, frame.op)
+        if frame.to not in st.members:
+            raise RequestError(f"recipient {frame.to!r} is not a member of {frame.op!r}",
+                               code=Code.NOT_MEMBER)
+        at_ms = int(self.now() * 1000)
+        cmd = StoreDirected(frame.op, peer.unit, frame.to, frame.payload, at_ms, frame.cid)
+        self._write([cmd], SendingDirected(peer, frame, at_ms))
+
+    def _directed_stored(self, then: SendingDirected,
+                         results: list[Result] | StoreError) -> None:
+        stored = self._first(then.peer, then.frame.rid, results)
+        assert isinstance(stored, DirectedStored)
+        frame = then.frame
+        if not stored.duplicate:  # a retry: the recipient has (or will get) the first copy
+            item = f.DirectedItem(id=stored.id, op=frame.op, sender=then.peer.unit,
+                                  payload=frame.payload, at_ms=then.at_ms)
+            out = f.Directed(items=(item,))
+            for target in self.by_unit.get(frame.to, ()):
+                target.send(out)
+        then.peer.send(f.Ok(rid=frame.rid, info={"id": stored.id}))
+
+    def directed_read(self, read: ReadDirected,
+                      rows: Sequence[DirectedEntry] | StoreError) -> None:
+        """On connect: everything addressed to the unit and not yet acknowledged, in frames
+        of at most ~1 MiB; what does not fit in ``limit`` comes on the next connection
+        (directed messages stay stored until acknowledged)."""
+        peer = read.peer
+        if peer not in self.peer_subs:
+            return  # gone meanwhile
+        if isinstance(rows, StoreError):
+            self._error(peer, rows.code, rows.message)
+            return
+        items: list[f.DirectedItem] = []
+        size = 0
+        for r in rows:
+            if items and size + len(r.payload) > CHUNK_BYTES:
+                peer.send(f.Directed(items=tuple(items)))
+                items, size = [], 0
+            items.append(f.DirectedItem(id=r.id, op=r.op, sender=r.sender, payload=r.payload,
+                                        at_ms=r.at_ms))
+            size += len(r.payload)
+        if items:
+            peer.send(f.Directed(items=tuple(items)))
+
+    # --- key packages -------------------------------------------------------------------
+
+    def _put_key_packages(self, peer: Peer, frame: f.PutKeyPackages) -> None:
+        """Verify each package against the sender's credential, then keep them."""
+        signed = self.directory.get(peer.unit)
+        if signed is None:  # cannot happen for an authenticated unit; refuse, do not crash
+            raise RequestError(f"unit {peer.unit!r} has no credential on file",
+                               code=Code.UNKNOWN_UNIT)
+        identity_key = signed.credential.identity_key
+        rows = []
+        for i, raw in enumerate(frame.packages):
+            try:
+                pkg = SignedKeyPackage.from_bytes(raw).verify(identity_key, peer.unit)
+            except RequestError as exc:
+                raise RequestError(f"packages[{i}]: {exc.message}", code=exc.code) from None
+            rows.append((pkg.id, raw, pkg.last_resort))
+        self._write([PutKeyPackages(peer.unit, tuple(rows), frame.replace)],
+                    PuttingKeyPackages(peer, frame.rid))
+
+    def _claim_key_packages(self, peer: Peer, frame: f.ClaimKeyPackages) -> None:
+        """Only OCU units (the admins who sign commits) may take other units' packages:
+        anyone else could drain them."""
+        signed = self.directory.get(peer.unit)
+        if signed is None or signed.credential.role != "ocu":
+            raise RequestError(f"only a unit with role 'ocu' may claim key packages; "
+                               f"{peer.unit!r} may not", code=Code.NOT_ADMIN)
+        self._write([ClaimKeyPackages(frame.units)],
+                    ClaimingKeyPackages(peer, frame.rid, frame.units))
+
+    def _packages_stored(self, then: PuttingKeyPackages,
+                         results: list[Result] | StoreError) -> None:
+        stored = self._first(then.peer, then.rid, results)
+        assert isinstance(stored, KeyPackagesStored)
+        then.peer.send(f.Ok(rid=then.rid, info={"available": stored.available}))
+
+    def _packages_claimed(self, then: ClaimingKeyPackages,
+                          results: list[Result] | StoreError) -> None:
+        claimed = self._first(then.peer, then.rid, results)
+        assert isinstance(claimed, KeyPackagesClaimed)
+        missing = [u for u in dict.fromkeys(then.units) if u not in claimed.packages]
+        then.peer.send(f.Ok(rid=then.rid, info={"packages": claimed.packages,
+                                                "missing": missing}))
+
+
+def chunks(entries: Sequence[LogEntry], max_items: int) -> list[tuple[LogEntry, ...]]:
+    """Cut log entries in frames of at most ``max_items`` entries (the agents' max_batch)
+    and not much past 1 MiB. No entries, no chunks."""
+    out: list[tuple[LogEntry, ...]] = []
+    start = size = 0
+    for i, e in enumerate(entries):
+        n = len(e.payload) + len(e.header) + 64
+        if i > start and (size + n > CHUNK_BYTES or i - start >= max_items):
+            out.append(tuple(entries[start:i]))
+            start, size = i, 0
+        size += n
+    if len(entries) > start:
+        out.append(tuple(entries[start:]))
+    return out
