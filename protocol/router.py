@@ -22,14 +22,14 @@ them without the router changing.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
 from protocol import frames as f
 from protocol.credentials import AuthorityRing, SignedCredential, check_replaces
-from protocol.errors import AuthError, Code, RequestError, StoreError
+from protocol.errors import AuthError, Code, RequestError, StoreError, UsageError
 from protocol.keypackages import SignedKeyPackage
 from protocol.router_io import (
     CHUNK_BYTES,
@@ -73,6 +73,9 @@ from protocol.store import (
 
 log = logging.getLogger("opshub.router")
 
+#: The reason of the ``ended`` frame a removed member receives.
+REMOVED = "removed from the operation"
+
 @dataclass(slots=True)
 class _Fanout:
     """Entries committed by the current transaction, waiting for ``flush``."""
@@ -103,6 +106,10 @@ class Router:
         self._fanout = _Fanout()
         #: statement hash -> retries of it waiting for its transaction (peer, rid)
         self._committing: dict[bytes, list[tuple[Peer, int]]] = {}
+        #: operations with a statement in flight, and the new statements held behind it:
+        #: one at a time, so that a statement never builds on one whose write then fails
+        self._in_flight: set[str] = set()
+        self._held: dict[str, deque[tuple[Peer, f.Commit]]] = {}
         self._actions: list[Action] = []
 
     def actions(self) -> list[Action]:
@@ -169,8 +176,8 @@ class Router:
                 self._guard(peer, event.rid, self._put_key_packages, peer, event)
             case f.ClaimKeyPackages():
                 self._guard(peer, event.rid, self._claim_key_packages, peer, event)
-            case f.Hello():  # the session never lets a second hello through
-                raise AssertionError("hello after handshake")
+            case f.Hello():
+                raise UsageError("the session passed on a 'hello' after the handshake")
             case _:
                 assert_never(event)
 
@@ -297,15 +304,23 @@ class Router:
                 cut = next(i for i, e in enumerate(entries) if e.seq == seq) + 1
                 for chunk in chunks(entries[start:cut], max_items):
                     self._deliver_live(op, chunk)
-                self._end_units(op, units)
+                self._end_units(op, seq, units)
                 start = cut
             for chunk in chunks(entries[start:], max_items):
                 self._deliver_live(op, chunk)
 
-    def _end_units(self, op: str, units: frozenset[str]) -> None:
+    def _end_units(self, op: str, seq: int, units: frozenset[str]) -> None:
+        """The removed units' subscriptions end after the removing statement (``seq``):
+        at once if they have it; one that is behind (its queue full, or reading the
+        store) leaves the live set and reads the store up to ``seq`` first (10.7)."""
         for sub in list(self.subs.get(op, ())):
-            if sub.peer.unit in units:
-                self._end(sub, "removed from the operation")
+            if sub.peer.unit not in units:
+                continue
+            if sub.live and sub.next_seq > seq:
+                self._end(sub, REMOVED)
+            else:
+                sub.end_at = seq
+                self.subs[op].discard(sub)
 
     def _deliver_live(self, op: str, chunk: tuple[LogEntry, ...]) -> None:
         subs = self.subs.get(op)
@@ -391,6 +406,8 @@ class Router:
             self._error(sub.peer, rows.code, rows.message, op=sub.op)
             self._end(sub, "store failure while replaying; subscribe again")
             return
+        if sub.end_at is not None:
+            rows = [r for r in rows if r.seq <= sub.end_at]
         wanted = rows if sub.senders is None else [r for r in rows if sub.wants(r)]
         sub.backlog = chunks(wanted, self.config.max_batch)
         sub.page_end = rows[-1].seq if rows else 0
@@ -411,6 +428,9 @@ class Router:
             self.counts.deliveries += len(chunk)
             sub.next_seq = chunk[-1].seq + 1
         sub.next_seq = max(sub.next_seq, sub.page_end + 1)
+        if sub.end_at is not None and sub.next_seq > sub.end_at:
+            self._end(sub, REMOVED)
+            return
         # The store is never behind ``heads`` (heads move after the commit), so reaching
         # the head here means caught up; nothing can commit between this check and the flag.
         if sub.next_seq > self.heads.get(sub.op, 0):
@@ -466,6 +486,9 @@ class Router:
                 peer.send(f.Ok(rid=frame.rid, info={
                     "op": stmt.op, "epoch": before.epoch, "duplicate": True}))
             return
+        if stmt.op in self._in_flight:  # decided once the statement before it is stored
+            self._held.setdefault(stmt.op, deque()).append((peer, frame))
+            return
         carried: dict[str, SignedCredential] = {}
         for body, sig in stmt.credentials:
             signed = SignedCredential(body, sig)
@@ -502,13 +525,31 @@ class Router:
         cmd = ApplyStatement(stmt.op, after.epoch, after.name, after.admin, after.admin_key,
                              after.head, after.members, frame.statement, frame.signature, entry)
         self._committing[digest] = []
+        self._in_flight.add(stmt.op)
         self._write([cmd], Committing(peer, frame.rid, stmt, digest, before, after, entry))
 
     def _committed(self, then: Committing, results: list[Result] | StoreError) -> None:
-        stmt, after = then.statement, then.after
+        op = then.statement.op
         retries = self._committing.pop(then.digest, [])
+        self._in_flight.discard(op)
+        self._answer_commit(then, retries, results)
+        self._release(op)
+
+    def _release(self, op: str) -> None:
+        """Decide the statements held behind the one just stored (or refused), in order,
+        until one of them is in flight in its turn."""
+        held = self._held.get(op)
+        while held and op not in self._in_flight:
+            peer, frame = held.popleft()
+            self._guard(peer, frame.rid, self._commit, peer, frame)
+        if held is not None and not held and self._held.get(op) is held:
+            del self._held[op]
+
+    def _answer_commit(self, then: Committing, retries: list[tuple[Peer, int]],
+                       results: list[Result] | StoreError) -> None:
+        stmt, after = then.statement, then.after
         if isinstance(results, StoreError):
-            if self.ops.get(stmt.op) is after:  # roll back what nothing else built on
+            if self.ops.get(stmt.op) is after:  # nothing builds on it (held meanwhile)
                 if then.before is None:
                     del self.ops[stmt.op]
                 else:

@@ -70,6 +70,8 @@ class Subscription:
     backlog: list[tuple[LogEntry, ...]] = field(default_factory=list)
     #: last seq of the page in ``backlog`` (a filtered page may end with skipped entries)
     page_end: int = 0
+    #: removed from the operation at this seq while behind: it reads up to it, then ends
+    end_at: int | None = None
 
     def wants(self, entry: LogEntry) -> bool:
         return self.senders is None or entry.kind != f.KIND_MESSAGE or entry.sender in self.senders
