@@ -8,11 +8,10 @@ work (``Write``, ``ReadLog``, ``ReadDirected``) collected in ``actions()`` for t
 in through ``now``; the tests drive it in memory (tests/protocol/test_router.py).
 
 What it decides: who may publish, subscribe, commit, send and claim (membership, the
-admin's signed statements, the credential rule), the idempotency of retries, the order
-of the fan-out (a transaction's entries become one Deliver frame per operation chunk,
-offered to every live subscriber; a subscriber whose queue is full, or that is behind,
-reads the log from the store at its own pace, a page at a time), and what a removed
-member still receives. It never decrypts: headers and payloads are opaque bytes.
+admin's signed statements, the credential rule), the idempotency of retries, and which
+statements wait for which. Which entries go to which subscriber, and when, is its
+``Fanout``'s part (protocol/fanout.py). It never decrypts: headers and payloads are
+opaque bytes.
 
 The store commands (protocol/store.py) are plain data and every result comes back
 through one entry point, so a second store (NATS JetStream, several hub nodes) can run
@@ -24,12 +23,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import assert_never
 
 from protocol import frames as f
 from protocol.credentials import AuthorityRing, SignedCredential, check_replaces
 from protocol.errors import AuthError, Code, RequestError, StoreError, UsageError
+from protocol.fanout import Fanout
 from protocol.keypackages import SignedKeyPackage
 from protocol.router_io import (
     CHUNK_BYTES,
@@ -45,7 +44,6 @@ from protocol.router_io import (
     ReadLog,
     RouterConfig,
     SendingDirected,
-    Subscription,
     Then,
     Write,
 )
@@ -73,17 +71,6 @@ from protocol.store import (
 
 log = logging.getLogger("opshub.router")
 
-#: The reason of the ``ended`` frame a removed member receives.
-REMOVED = "removed from the operation"
-
-@dataclass(slots=True)
-class _Fanout:
-    """Entries committed by the current transaction, waiting for ``flush``."""
-
-    entries: dict[str, list[LogEntry]] = field(default_factory=lambda: defaultdict(list))
-    #: (op, seq of the removing statement, removed units)
-    removals: list[tuple[str, int, frozenset[str]]] = field(default_factory=list)
-
 
 _NO_OP = OperationState(op="-", name="", admin="-", admin_key=b"", epoch=0, head=b"")
 
@@ -96,14 +83,10 @@ class Router:
         self.config = config or RouterConfig()
         self.counts = Counts()
         self.ops: dict[str, OperationState] = {}
-        self.heads: dict[str, int] = {}
         self.directory: dict[str, SignedCredential] = {}
         self.cursors: dict[tuple[str, str], int] = {}
-        self.subs: dict[str, set[Subscription]] = defaultdict(set)
-        self.peer_subs: dict[Peer, dict[str, Subscription]] = {}
         self.by_unit: dict[str, set[Peer]] = defaultdict(set)
         self._dirty_cursors: set[tuple[str, str]] = set()
-        self._fanout = _Fanout()
         #: statement hash -> retries of it waiting for its transaction (peer, rid)
         self._committing: dict[bytes, list[tuple[Peer, int]]] = {}
         #: operations with a statement in flight, and the new statements held behind it:
@@ -111,10 +94,16 @@ class Router:
         self._in_flight: set[str] = set()
         self._held: dict[str, deque[tuple[Peer, f.Commit]]] = {}
         self._actions: list[Action] = []
+        self.fanout = Fanout(self.config, self.counts, self._actions)
+        #: last seq of each operation's log, as far as delivered
+        self.heads = self.fanout.heads
+        #: live and catching-up subscriptions of each operation
+        self.subs = self.fanout.subs
 
     def actions(self) -> list[Action]:
         """Store work produced since the last call, in order; the pump runs each."""
-        out, self._actions = self._actions, []
+        out = list(self._actions)
+        self._actions.clear()  # the list is shared with the fan-out
         return out
 
     # --- state ----------------------------------------------------------------------
@@ -162,7 +151,7 @@ class Router:
             case f.Subscribe():
                 self._guard(peer, event.rid, self._subscribe, peer, event)
             case f.Unsubscribe():
-                self._unsubscribe(peer, event)
+                self.fanout.unsubscribe(peer, event)
             case f.Ack():
                 self._ack(peer, event)
             case f.Commit():
@@ -182,9 +171,7 @@ class Router:
                 assert_never(event)
 
     def disconnected(self, peer: Peer) -> None:
-        for sub in self.peer_subs.pop(peer, {}).values():
-            sub.ended = True
-            self.subs[sub.op].discard(sub)
+        self.fanout.disconnected(peer)
         units = self.by_unit.get(peer.unit)
         if units is not None:
             units.discard(peer)
@@ -196,7 +183,7 @@ class Router:
         if check_replaces(auth.signed, self.directory.get(auth.credential.unit)):
             self._enroll(auth.signed)
         self.by_unit[peer.unit].add(peer)
-        self.peer_subs[peer] = {}
+        self.fanout.connected(peer)
         self._actions.append(ReadDirected(peer, self.config.max_batch))
 
     def _guard(self, peer: Peer, rid: int, fn: Callable[..., None], *args: object) -> None:
@@ -246,7 +233,6 @@ class Router:
                             op=cmd.op, cid=cmd.cid)
             return
         acks = []
-        pending = self._fanout.entries
         for cmd, res in zip(then.commands, results, strict=True):
             assert isinstance(res, Appended)
             acks.append((cmd.op, cmd.cid, res.seq))
@@ -254,8 +240,8 @@ class Router:
                 self.counts.duplicates += 1
             else:
                 self.counts.messages_in += 1
-                pending[cmd.op].append(LogEntry(res.seq, cmd.sender, cmd.kind, cmd.header,
-                                                cmd.payload, cmd.at_ms))
+                self.fanout.appended(cmd.op, LogEntry(res.seq, cmd.sender, cmd.kind,
+                                                      cmd.header, cmd.payload, cmd.at_ms))
         peer.send(f.Acks(items=tuple(acks)))
 
     # --- results from the store -------------------------------------------------------
@@ -286,171 +272,26 @@ class Router:
             raise RequestError(results.message, code=results.code)
         return results[0]
 
-    # --- fan-out ----------------------------------------------------------------------
-
-    def flush(self) -> None:
-        """After a transaction: one Deliver frame per operation chunk, offered to each live
-        subscriber. A removed member gets the log up to its removal statement, then
-        ``ended``."""
-        pending, self._fanout = self._fanout, _Fanout()
-        removals: dict[str, list[tuple[int, frozenset[str]]]] = defaultdict(list)
-        for op, seq, units in pending.removals:
-            removals[op].append((seq, units))
-        max_items = 1 if self.config.per_delivery else self.config.max_batch
-        for op, entries in pending.entries.items():
-            self.heads[op] = entries[-1].seq
-            start = 0
-            for seq, units in sorted(removals.pop(op, [])):
-                cut = next(i for i, e in enumerate(entries) if e.seq == seq) + 1
-                for chunk in chunks(entries[start:cut], max_items):
-                    self._deliver_live(op, chunk)
-                self._end_units(op, seq, units)
-                start = cut
-            for chunk in chunks(entries[start:], max_items):
-                self._deliver_live(op, chunk)
-
-    def _end_units(self, op: str, seq: int, units: frozenset[str]) -> None:
-        """The removed units' subscriptions end after the removing statement (``seq``):
-        at once if they have it; one that is behind (its queue full, or reading the
-        store) leaves the live set and reads the store up to ``seq`` first (10.7)."""
-        for sub in list(self.subs.get(op, ())):
-            if sub.peer.unit not in units:
-                continue
-            if sub.live and sub.next_seq > seq:
-                self._end(sub, REMOVED)
-            else:
-                sub.end_at = seq
-                self.subs[op].discard(sub)
-
-    def _deliver_live(self, op: str, chunk: tuple[LogEntry, ...]) -> None:
-        subs = self.subs.get(op)
-        if not subs:
-            return
-        first, last = chunk[0].seq, chunk[-1].seq
-        frame = f.Deliver(op=op, items=chunk)
-        #: one frame per distinct sender filter, shared by its subscribers
-        filtered: dict[frozenset[str], tuple[f.Deliver | None, int]] = {}
-        for sub in subs:
-            if not sub.live:
-                continue  # it reads the store
-            if sub.next_seq > last:
-                continue  # it has these already
-            if sub.next_seq < first:
-                sent, n = False, 0  # it missed entries: read them from the store
-            elif sub.senders is not None:
-                shared = sub.next_seq == first
-                enc = filtered.get(sub.senders) if shared else None
-                if enc is None:
-                    rows = tuple(e for e in chunk if e.seq >= sub.next_seq and sub.wants(e))
-                    enc = (f.Deliver(op=op, items=rows) if rows else None, len(rows))
-                    if shared:
-                        filtered[sub.senders] = enc
-                # a chunk with nothing for it advances it all the same
-                sent = True if enc[0] is None else sub.peer.offer(enc[0])
-                n = enc[1]
-            elif sub.next_seq == first:
-                sent, n = sub.peer.offer(frame), len(chunk)
-            else:  # the store read sent part of this chunk already
-                tail = tuple(e for e in chunk if e.seq >= sub.next_seq)
-                sent, n = sub.peer.offer(f.Deliver(op=op, items=tail)), len(tail)
-            if sent:
-                self.counts.deliveries += n
-                sub.next_seq = last + 1
-            else:
-                # Its queue is full (or it missed entries): it reads from the store at its
-                # own pace instead, so the hub's memory stays bounded.
-                self._catch_up(sub)
-
-    # --- subscribe ----------------------------------------------------------------------
+    # --- subscriptions: the fan-out decides what goes where ------------------------------
 
     def _subscribe(self, peer: Peer, frame: f.Subscribe) -> None:
         self._member_state(peer.unit, frame.op)
-        mine = self.peer_subs[peer]
-        limit = self.config.max_operations_per_unit
-        if frame.op not in mine and len(mine) >= limit:
-            raise RequestError(f"subscribed to {len(mine)} operations already, the limit is"
-                               f" {limit}", code=Code.LIMIT)
-        old = mine.pop(frame.op, None)
-        if old is not None:
-            old.ended = True
-            self.subs[frame.op].discard(old)
         after = frame.after
         if after is None:
             after = self.cursors.get((peer.unit, frame.op), 0)
-        head = self.heads.get(frame.op, 0)
-        sub = Subscription(peer, frame.op, next_seq=after + 1,
-                           senders=None if frame.senders is None else frozenset(frame.senders))
-        mine[frame.op] = sub
-        self.subs[frame.op].add(sub)
-        peer.send(f.Ok(rid=frame.rid, info={"op": frame.op, "after": after, "head": head}))
-        if sub.next_seq > head:
-            sub.live = True
-        else:
-            self._catch_up(sub)
+        self.fanout.subscribe(peer, frame, after)
 
-    def _catch_up(self, sub: Subscription) -> None:
-        """Read the log from the store until the subscriber reaches the head, then live."""
-        sub.live = False
-        if sub.ended or sub.reading or sub.backlog:
-            return
-        sub.reading = True
-        self._actions.append(ReadLog(sub, sub.next_seq - 1, self.config.catchup_page))
+    def flush(self) -> None:
+        """A transaction has ended: deliver what it committed (Fanout.flush)."""
+        self.fanout.flush()
 
     def log_read(self, read: ReadLog, rows: Sequence[LogEntry] | StoreError) -> None:
-        """A page of the log for a subscriber that is catching up, or the store's error."""
-        sub = read.sub
-        sub.reading = False
-        if sub.ended:
-            return
-        if isinstance(rows, StoreError):
-            self._error(sub.peer, rows.code, rows.message, op=sub.op)
-            self._end(sub, "store failure while replaying; subscribe again")
-            return
-        if sub.end_at is not None:
-            rows = [r for r in rows if r.seq <= sub.end_at]
-        wanted = rows if sub.senders is None else [r for r in rows if sub.wants(r)]
-        sub.backlog = chunks(wanted, self.config.max_batch)
-        sub.page_end = rows[-1].seq if rows else 0
-        self._drain(sub)
+        """A page of the log for a subscriber catching up, or the store's error."""
+        self.fanout.log_read(read, rows)
 
     def writable(self, peer: Peer) -> None:
-        """The peer's queue has room again: resume its subscriptions' store reads."""
-        for sub in list(self.peer_subs.get(peer, {}).values()):
-            if sub.backlog:
-                self._drain(sub)
-
-    def _drain(self, sub: Subscription) -> None:
-        while sub.backlog:
-            chunk = sub.backlog[0]
-            if not sub.peer.offer(f.Deliver(op=sub.op, items=chunk)):
-                return  # ``writable`` resumes it
-            sub.backlog.pop(0)
-            self.counts.deliveries += len(chunk)
-            sub.next_seq = chunk[-1].seq + 1
-        sub.next_seq = max(sub.next_seq, sub.page_end + 1)
-        if sub.end_at is not None and sub.next_seq > sub.end_at:
-            self._end(sub, REMOVED)
-            return
-        # The store is never behind ``heads`` (heads move after the commit), so reaching
-        # the head here means caught up; nothing can commit between this check and the flag.
-        if sub.next_seq > self.heads.get(sub.op, 0):
-            sub.live = True
-        else:
-            self._catch_up(sub)
-
-    def _unsubscribe(self, peer: Peer, frame: f.Unsubscribe) -> None:
-        sub = self.peer_subs.get(peer, {}).pop(frame.op, None)
-        if sub is not None:
-            sub.ended = True
-            self.subs[frame.op].discard(sub)
-        peer.send(f.Ok(rid=frame.rid, info={"op": frame.op}))
-
-    def _end(self, sub: Subscription, reason: str) -> None:
-        sub.ended = True
-        sub.backlog = []
-        self.subs[sub.op].discard(sub)
-        self.peer_subs.get(sub.peer, {}).pop(sub.op, None)
-        sub.peer.send(f.Ended(op=sub.op, reason=reason))
+        """The peer's queue has room again: its store reads resume."""
+        self.fanout.writable(peer)
 
     def _ack(self, peer: Peer, frame: f.Ack) -> None:
         """Move the unit's cursor forward. Acks are advisory: one from a unit that is no
@@ -561,11 +402,11 @@ class Router:
         assert isinstance(res, Appended)
         if not res.duplicate:
             e = then.entry
-            self._fanout.entries[stmt.op].append(
-                LogEntry(res.seq, e.sender, e.kind, e.header, e.payload, e.at_ms))
+            self.fanout.appended(
+                stmt.op, LogEntry(res.seq, e.sender, e.kind, e.header, e.payload, e.at_ms))
             self.counts.messages_in += 1
             if stmt.removes:
-                self._fanout.removals.append((stmt.op, res.seq, frozenset(stmt.removes)))
+                self.fanout.removed(stmt.op, res.seq, frozenset(stmt.removes))
         then.peer.send(f.Ok(rid=then.rid, info={
             "op": stmt.op, "epoch": after.epoch, "seq": res.seq}))
         for peer, rid in retries:
@@ -602,7 +443,7 @@ class Router:
         of at most ~1 MiB; what does not fit in ``limit`` comes on the next connection
         (directed messages stay stored until acknowledged)."""
         peer = read.peer
-        if peer not in self.peer_subs:
+        if not self.fanout.is_connected(peer):
             return  # gone meanwhile
         if isinstance(rows, StoreError):
             self._error(peer, rows.code, rows.message)
@@ -661,19 +502,3 @@ class Router:
         missing = [u for u in dict.fromkeys(then.units) if u not in claimed.packages]
         then.peer.send(f.Ok(rid=then.rid, info={"packages": claimed.packages,
                                                 "missing": missing}))
-
-
-def chunks(entries: Sequence[LogEntry], max_items: int) -> list[tuple[LogEntry, ...]]:
-    """Cut log entries in frames of at most ``max_items`` entries (the agents' max_batch)
-    and not much past 1 MiB. No entries, no chunks."""
-    out: list[tuple[LogEntry, ...]] = []
-    start = size = 0
-    for i, e in enumerate(entries):
-        n = len(e.payload) + len(e.header) + 64
-        if i > start and (size + n > CHUNK_BYTES or i - start >= max_items):
-            out.append(tuple(entries[start:i]))
-            start, size = i, 0
-        size += n
-    if len(entries) > start:
-        out.append(tuple(entries[start:]))
-    return out
