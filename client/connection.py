@@ -7,6 +7,22 @@ What it promises the application:
 - ``deliveries()`` yields each entry of each subscribed operation once, in order,
   across reconnects: it resumes from the last sequence it handed out.
 - Publishes made in the same loop tick go out in one frame (pipelining).
+- Every wait for the hub's answer is under a timeout (``TIMEOUT`` unless told otherwise).
+
+Slow consumers. Deliveries and directed messages wait in bounded queues
+(``max_backlog``, ``max_directed``) until the application takes them. When the application
+does not read and a queue is full, the connection stops reading the socket: backpressure
+reaches the hub over TCP, and the publish acks and request answers behind the waiting
+frames wait too. If that lasts longer than the hub's ``slow_consumer_timeout``, the hub
+closes the connection (1013, slow consumer); once the application reads again, the
+connection reconnects and resumes after the last entry handed out: nothing is lost or
+repeated, only delayed.
+
+Tasks. ``connect`` starts one task that owns the socket; while connected it owns a reader
+(itself), a writer and an ack timer; ``close`` cancels and awaits all of them. A bug in
+them stops the connection: it is logged with its traceback, pending calls fail with it,
+and every later call (and the delivery iterators) raise it.
+
 This is the I/O edge: the protocol decisions are AgentSession's (protocol); this
 class moves bytes, keeps futures and queues, and reconnects.
 """
@@ -18,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, assert_never
+from typing import Any, TypeVar, assert_never
 
 import aiohttp
 
@@ -27,7 +43,7 @@ from protocol import agent_session as s
 from protocol import codec
 from protocol import frames as f
 from protocol.agent_session import AgentSession, Delivered, SubscriptionEnded
-from protocol.errors import AuthError, CloseCode, ProtocolError
+from protocol.errors import AuthError, CloseCode, Code, ProtocolError, UsageError
 
 __all__ = ["TIMEOUT", "AgentConnection", "ConnectionClosed", "Delivered", "SubscriptionEnded",
            "handshake"]
@@ -39,9 +55,18 @@ TIMEOUT = 10.0
 #: Pause before re-sending a publish the hub could not store.
 RETRY_DELAY = 0.2
 
+_T = TypeVar("_T")
+
 
 class ConnectionClosed(Exception):
     """The connection was closed by the application and cannot be used."""
+
+
+class _Stopped:
+    """Put in a queue when the connection stops, to wake whoever waits on it."""
+
+
+_STOPPED = _Stopped()
 
 
 class AgentConnection:
@@ -53,6 +78,7 @@ class AgentConnection:
         reconnect: bool = True,
         limits: codec.Limits = codec.DEFAULT_LIMITS,
         max_backlog: int = 100_000,
+        max_directed: int = 1024,
         ack_interval: float = 0.05,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -70,17 +96,19 @@ class AgentConnection:
         self._http: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._settled = asyncio.Event()  # connected, or the runner gave up
+        self._write = asyncio.Event()  # the session may have something to send
         self._fatal: BaseException | None = None
         self._closing = False
         self._last_cid = 0
         self._published: dict[s.Key, asyncio.Future[int]] = {}
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._flush_scheduled = False
         self._window = asyncio.Event()
         self._window_low = 0
-        self._deliveries: asyncio.Queue[Delivered | SubscriptionEnded] = asyncio.Queue(
-            max_backlog)
-        self._directed: asyncio.Queue[f.DirectedItem] = asyncio.Queue()
+        # bounded: see "Slow consumers" above; _STOPPED wakes readers when the link dies
+        self._deliveries: asyncio.Queue[Delivered | SubscriptionEnded | _Stopped] = (
+            asyncio.Queue(max_backlog))
+        self._directed: asyncio.Queue[f.DirectedItem | _Stopped] = asyncio.Queue(max_directed)
         self.connects = 0
         self.last_close_code: int | None = None
 
@@ -88,6 +116,11 @@ class AgentConnection:
     def positions(self) -> dict[str, int]:
         """op -> last sequence handed to the application (where a resume starts)."""
         return self.session.positions
+
+    @property
+    def hub_limits(self) -> codec.Limits:
+        """The limits in force: ours, lowered to the hub's once it has announced them."""
+        return self.session.limits
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -99,38 +132,39 @@ class AgentConnection:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect and authenticate. Raises AuthError if the hub refuses this unit."""
+        """Connect and authenticate. Raises AuthError if the hub refuses this unit,
+        ConnectionError if it cannot be reached within TIMEOUT."""
         self._http = aiohttp.ClientSession()
         self._loop = asyncio.get_running_loop()
         self._runner = asyncio.create_task(self._run(), name=f"agent-{self.unit}")
-        ready = asyncio.create_task(self._ready.wait())
-        try:
-            await asyncio.wait({ready, self._runner}, timeout=TIMEOUT,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ready.cancel()
-        if self._fatal is not None:
+        with contextlib.suppress(TimeoutError):  # not connected in time: raised below
+            async with asyncio.timeout(TIMEOUT):
+                await self._settled.wait()
+        fatal = self._fatal
+        if fatal is None and not self._ready.is_set():
+            fatal = ConnectionError(f"could not connect to {self.url}")
+        if fatal is not None:
             await self.close()
-            raise self._fatal
-        if not self._ready.is_set():
-            await self.close()
-            raise ConnectionError(f"could not connect to {self.url}")
+            raise fatal
 
     async def close(self) -> None:
-        """Flush acks, close the socket and stop reconnecting."""
+        """Send the last acks, close the socket, stop reconnecting; cancel and await
+        every task of the connection."""
         if self._closing:
             return
-        with contextlib.suppress(Exception):
-            self.session.send_acks()
-            self._flush()
         self._closing = True
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            self.session.send_acks()
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    await self._send_pending(ws)
+                    await ws.close()
+            except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+                log.info("%s: closing uncleanly (%r)", self.unit, exc)
         if self._runner is not None:
             self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+            await asyncio.wait({self._runner})
         if self._http is not None:
             await self._http.close()
 
@@ -146,6 +180,25 @@ class AgentConnection:
     # --- the connection loop --------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The connection's one long-lived task: connect, serve, reconnect. It ends when
+        closed, when the hub refuses this unit, when the link drops without
+        ``reconnect``, or on a bug; then every waiting call is woken with the reason."""
+        try:
+            await self._serve()
+        except AuthError as exc:
+            self._fatal = exc
+        except Exception as exc:  # a bug here: stop visibly instead of hanging the agent
+            log.exception("%s: connection stopped by an unexpected error", self.unit)
+            self._fatal = exc
+        finally:
+            if self._fatal is None and not self._closing:
+                self._fatal = ConnectionError(f"connection of {self.unit} to {self.url} "
+                                              f"lost and reconnect is off")
+            self._ready.clear()
+            self._settled.set()
+            self._wake_waiters()
+
+    async def _serve(self) -> None:
         backoff = 0.05
         while not self._closing:
             try:
@@ -154,32 +207,45 @@ class AgentConnection:
                     ws = await self._http.ws_connect(
                         self.url, max_msg_size=2 * self.limits.max_frame, autoping=True,
                         heartbeat=30.0, compress=0)
-                self._ws = ws
-                self.session.connection_made()
                 connects = self.connects
-                acker = asyncio.create_task(self._ack_loop())
-                try:
-                    await self._read(ws)
-                finally:
-                    acker.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await acker
-                    self._ready.clear()
-                    self._ws = None
-                    self.session.connection_lost()
-                    self.last_close_code = ws.close_code
-                    await ws.close()
+                await self._connection(ws)
                 if self.connects > connects:
                     backoff = 0.05  # this connection got through the handshake
-            except AuthError as exc:
-                self._fatal = exc
-                return
+            except AuthError:
+                raise
             except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
                 log.info("%s: connection lost (%s); reconnecting", self.unit, exc)
             if not self.reconnect or self._closing:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    async def _connection(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """One socket until it drops: read here; write and send acks in two tasks of a
+        TaskGroup (a bug in either stops the reading too, and surfaces as the group's
+        error). Raises the reader's network or protocol error once the helpers stopped."""
+        self._ws = ws
+        self.session.connection_made()
+        lost: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                helpers = [tg.create_task(self._write_loop(ws), name=f"write-{self.unit}"),
+                           tg.create_task(self._ack_loop(), name=f"acks-{self.unit}")]
+                try:
+                    await self._read(ws)
+                except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
+                    lost = exc  # raised below as itself, not inside an exception group
+                finally:
+                    for task in helpers:
+                        task.cancel()
+        finally:
+            self._ready.clear()
+            self._ws = None
+            self.session.connection_lost()
+            self.last_close_code = ws.close_code
+            await ws.close()
+        if lost is not None:
+            raise lost
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
@@ -193,11 +259,29 @@ class AgentConnection:
             for event in events:
                 await self._handle(event)
 
+    async def _write_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """The socket's one writer: what the session has to send, in order, whenever
+        ``_flush`` says there may be some. A write that fails ends it; the reader sees
+        the broken socket, and the session re-sends what matters after reconnecting."""
+        while True:
+            await self._write.wait()
+            self._write.clear()
+            try:
+                await self._send_pending(ws)
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                log.info("%s: write failed (%r)", self.unit, exc)
+                return
+
+    async def _send_pending(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        for data in self.session.data_to_send():
+            await ws.send_bytes(data)
+
     async def _handle(self, event: s.Event) -> None:
         match event:
             case s.Connected():
                 self.connects += 1
                 self._ready.set()
+                self._settled.set()
             case Delivered() | SubscriptionEnded():
                 await self._deliveries.put(event)  # backpressure: stop reading when full
             case s.PublishAcked():
@@ -221,7 +305,7 @@ class AgentConnection:
                 if answer is not None and not answer.done():
                     answer.set_exception(event.error)
             case s.DirectedReceived():
-                await self._directed.put(event.item)
+                await self._directed.put(event.item)  # backpressure too
             case s.HubError():
                 log.warning("%s: hub error %s: %s", self.unit, event.code, event.message)
             case _:
@@ -230,21 +314,10 @@ class AgentConnection:
     # --- sending --------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Write whatever the session has to send (in order; only awaits if the
-        transport buffer is full, and then in a task that keeps the order)."""
-        self._flush_scheduled = False
-        ws = self._ws
-        if ws is None or ws.closed:
-            return  # the session re-sends after reconnecting
-        for data in self.session.data_to_send():
-            task = asyncio.ensure_future(ws.send_bytes(data))
-            task.add_done_callback(_swallow_connection_errors)
-
-    def _schedule_flush(self) -> None:
-        """Coalesce everything queued in this loop tick into one write."""
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
+        """Have the writer send whatever the session has. It runs once this loop tick's
+        callbacks are done, so everything queued in the tick goes out in one frame.
+        Without a socket nothing is written: the session re-sends after reconnecting."""
+        self._write.set()
 
     def _check_open(self) -> None:
         if self._closing:
@@ -252,12 +325,39 @@ class AgentConnection:
         if self._fatal is not None:
             raise self._fatal
 
+    def _wake_waiters(self) -> None:
+        """The runner ended: fail pending calls and wake the queues' readers with why."""
+        why = self._fatal or ConnectionClosed(f"connection of {self.unit} is closed")
+        futures: list[asyncio.Future[Any]] = [*self._published.values(),
+                                              *self._answers.values()]
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(why)
+                fut.exception()  # marked as seen: a publish_nowait future may have no reader
+        self._published.clear()
+        self._answers.clear()
+        for queue in (self._deliveries, self._directed):
+            with contextlib.suppress(asyncio.QueueFull):  # full: its reader is not waiting
+                queue.put_nowait(_STOPPED)
+
+    async def _take(self, queue: asyncio.Queue[_T | _Stopped]) -> _T:
+        """The next item of one of the receive queues; raises why the connection stopped
+        once it has, and the queue is drained."""
+        if queue.empty() and self._runner is not None and self._runner.done():
+            self._check_open()
+        item = await queue.get()
+        if isinstance(item, _Stopped):
+            queue.put_nowait(item)  # for the next reader too
+            self._check_open()
+            raise ConnectionClosed(f"connection of {self.unit} has stopped")
+        return item
+
     async def _call(self, make: Callable[[int], s.Request]) -> dict[str, Any]:
         self._check_open()
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         rid = self.session.request(make)
         self._answers[rid] = answer
-        self._schedule_flush()
+        self._flush()
         try:
             async with asyncio.timeout(TIMEOUT):
                 return await answer
@@ -277,40 +377,55 @@ class AgentConnection:
 
     def publish_nowait(self, op: str, payload: bytes, *, header: bytes = b"",
                        cid: int | None = None) -> asyncio.Future[int]:
-        """Queue a publish; the future resolves to its sequence number once durable."""
+        """Queue a publish; the future resolves to its sequence number once durable.
+        Raises UsageError(limit_exceeded) for a payload or header over the hub's limits
+        (the hub would close the connection on it, again after every reconnect)."""
         self._check_open()
+        limits = self.session.limits
+        if len(payload) > limits.max_payload or len(header) > limits.max_header:
+            raise UsageError(f"a {len(payload)}-byte payload with a {len(header)}-byte header "
+                             f"is over the hub's limits (max_payload {limits.max_payload}, "
+                             f"max_header {limits.max_header})", code=Code.LIMIT)
         key = self.session.publish(op, self.next_cid() if cid is None else cid, payload,
                                    header)
         fut = self._published.get(key)
-        if fut is None:
+        if fut is None or fut.cancelled():  # cancelled: its caller gave up, not the publish
             fut = (self._loop or asyncio.get_running_loop()).create_future()
             self._published[key] = fut
-            self._schedule_flush()
+            self._flush()
         return fut
 
     async def publish(self, op: str, payload: bytes, *, header: bytes = b"",
-                      cid: int | None = None) -> int:
+                      cid: int | None = None, within: float = TIMEOUT) -> int:
         """Publish and wait until the hub has it on disk. Returns its sequence number.
-        Raises RequestError (not_member, unknown_operation, ...)."""
-        return await self.publish_nowait(op, payload, header=header, cid=cid)
+        Raises RequestError (not_member, unknown_operation, ...); TimeoutError if not
+        acknowledged ``within`` seconds: then it may still be stored, since it stays
+        queued and is re-sent with the same cid until the hub answers (publishing the
+        same cid again waits for that answer)."""
+        fut = self.publish_nowait(op, payload, header=header, cid=cid)
+        async with asyncio.timeout(within):
+            # shielded: giving up waiting does not cancel the publish
+            return await asyncio.shield(fut)
 
     @property
     def unacked(self) -> int:
         """Publishes sent (or queued) that the hub has not yet acknowledged."""
         return self.session.unacked
 
-    async def wait_unacked_at_most(self, n: int) -> None:
+    async def wait_unacked_at_most(self, n: int, within: float = TIMEOUT) -> None:
         """Wait until at most ``n`` publishes are unacknowledged: a pipelining window for
-        publishers that use publish_nowait without awaiting every future."""
-        while self.session.unacked > n:
-            self._window_low = n
-            self._window.clear()
-            await self._window.wait()
+        publishers that use publish_nowait without awaiting every future. Raises
+        TimeoutError if the hub does not acknowledge enough ``within`` seconds."""
+        async with asyncio.timeout(within):
+            while self.session.unacked > n:
+                self._window_low = n
+                self._window.clear()
+                await self._window.wait()
 
     def _retry(self, key: s.Key) -> None:
         if not self._closing:
             self.session.retry(key)
-            self._schedule_flush()
+            self._flush()
 
     async def subscribe(self, op: str, after: int | None = None,
                         senders: list[str] | None = None) -> dict[str, Any]:
@@ -340,7 +455,7 @@ class AgentConnection:
 
     def ack_directed(self, *ids: int) -> None:
         self.session.ack_directed(tuple(ids))
-        self._schedule_flush()
+        self._flush()
 
     async def put_key_packages(self, packages: list[bytes], *, replace: bool = False) -> int:
         """Publish signed key packages; returns how many one-time ones the hub now holds.
@@ -357,31 +472,45 @@ class AgentConnection:
 
     # --- receiving ------------------------------------------------------------------------
 
+    # Reading waits for the hub without a timeout where the application waits for
+    # whatever comes next (deliveries(), next_deliveries(), directed()); with one where
+    # it waits for something it expects (next_delivery(), next_directed()). All of them
+    # raise why the connection stopped (ConnectionClosed, AuthError, ...) once it has.
+
     async def deliveries(self) -> AsyncIterator[Delivered | SubscriptionEnded]:
         """Every entry of every subscribed operation, once, in order per operation."""
         while True:
-            yield await self._deliveries.get()
+            yield await self._take(self._deliveries)
 
     async def next_deliveries(self, limit: int = 256) -> list[Delivered | SubscriptionEnded]:
         """Wait for the next delivery, then take every one already queued behind it (up
         to ``limit``), in order: for readers that handle entries in batches."""
-        out = [await self._deliveries.get()]
+        out: list[Delivered | SubscriptionEnded] = [await self._take(self._deliveries)]
         while len(out) < limit:
             try:
-                out.append(self._deliveries.get_nowait())
+                item = self._deliveries.get_nowait()
             except asyncio.QueueEmpty:
                 break
+            if isinstance(item, _Stopped):
+                self._deliveries.put_nowait(item)  # raised by the next call
+                break
+            out.append(item)
         return out
 
     async def next_delivery(self, within: float = TIMEOUT) -> Delivered | SubscriptionEnded:
         """The next delivery; raises TimeoutError if none comes ``within`` seconds."""
         async with asyncio.timeout(within):
-            return await self._deliveries.get()
+            return await self._take(self._deliveries)
+
+    async def directed(self) -> AsyncIterator[f.DirectedItem]:
+        """Every directed message, once per connection (acknowledge each: ack_directed)."""
+        while True:
+            yield await self._take(self._directed)
 
     async def next_directed(self, within: float = TIMEOUT) -> f.DirectedItem:
         """The next directed message; raises TimeoutError if none comes ``within`` seconds."""
         async with asyncio.timeout(within):
-            return await self._directed.get()
+            return await self._take(self._directed)
 
     async def _ack_loop(self) -> None:
         """Cumulative acks: the hub's cursor follows what was handed to the application."""
@@ -409,9 +538,3 @@ async def handshake(ws: aiohttp.ClientWebSocketResponse, identity: UnitIdentity,
                 if isinstance(event, s.Connected):
                     return event.ready
 
-
-def _swallow_connection_errors(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        exc = task.exception()
-        if exc is not None and not isinstance(exc, ConnectionError | RuntimeError):
-            log.warning("send failed: %r", exc)

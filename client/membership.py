@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from client.identity import UnitIdentity
 from protocol.credentials import SignedCredential
+from protocol.errors import UsageError
 from protocol.statements import OperationState, Statement, roster_hash
 
 if TYPE_CHECKING:  # the chain logic stays importable without the I/O layer
@@ -44,9 +45,10 @@ class OperationAdmin:
 
     def change(self, *, add: Iterable[SignedCredential] = (), remove: Iterable[str] = (),
                key_material: bytes = b"") -> tuple[bytes, bytes]:
-        """Sign the next statement (epoch + 1) adding and/or removing members."""
+        """Sign the next statement (epoch + 1) adding and/or removing members. Raises
+        UsageError before the operation's creation was accepted."""
         if self.state is None:
-            raise RuntimeError(f"operation {self.op!r} has not been created yet")
+            raise UsageError(f"operation {self.op!r} has not been created yet")
         adds = list(add)
         removes = tuple(sorted(remove))
         members = (self.state.members | {c.credential.unit for c in adds}) - set(removes)

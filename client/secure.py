@@ -6,41 +6,61 @@ only the routing header and ciphertext. This is the I/O shell around the sans-I/
 reads commits and messages from the operation logs and welcomes from directed
 messages, and, for an admin, claims key packages, signs commits and sends welcomes.
 
-A message or commit that fails a check is dropped, recorded in ``rejected`` with its
-stable code, and the agent goes on with the next one.
+A peer's bad input (a message or commit that fails a check, a malformed directed
+message: CryptoError or SchemaError, nothing broader) is dropped, recorded in
+``rejected`` with its stable code, and the agent goes on with the next one. Any other
+exception in the agent's tasks is a bug (or the hub refusing this unit): the agent
+stops, logs it with its traceback, keeps it in ``failure``, and every later call raises
+AgentStopped caused by it. Nothing is recorded as the peer's fault for it.
 
 Schema messages (schemas/) go through ``send``, which checks them before anything is
 encrypted, so an invalid message never reaches the wire; a receiver checks each one again
 after decrypting (schema, rules, references to earlier messages, and that the content's
 sender is the member who signed it) and rejects it with ``invalid_message`` otherwise.
+
+Tasks and queues. The agent owns its tasks (the log and directed readers, and the key
+rotations and key package top-ups they start) in one set: the first that fails stops the
+others, ``close`` cancels and awaits them all. Decrypted messages wait for the application
+in a queue of at most ``max_unread``; when it is full, the log reader waits, the
+connection's own bounded queue fills behind it and the connection stops reading the
+socket (see client.connection: the hub may close it as a slow consumer, and it resumes
+without loss once the application reads again). Commits wait behind unread messages
+too: an application that waits for an epoch must keep reading.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
-from client.connection import TIMEOUT, AgentConnection
+from client.connection import TIMEOUT, AgentConnection, ConnectionClosed
 from client.e2ee import message
 from client.e2ee.channel import APPLICATION, Admin, CommitApplied, Member, Proposal, Received
+from client.e2ee.peer import commit_entry, directed_kind
 from client.e2ee.suite import HYBRID, CipherSuite, KeyPackageKeys, Rand
 from client.identity import UnitIdentity
 from client.messages import content as message_content
 from client.messages import default_catalog
 from client.messages.catalog import Catalog, Problem
-from client.messages.checks import Ledger, problems
+from client.messages.checks import Ledger, Seen, problems
 from protocol import frames as f
 from protocol.agent_session import Delivered, SubscriptionEnded
 from protocol.credentials import AuthorityRing, SignedCredential
-from protocol.errors import Code, CryptoError, OpshubError, SchemaError, UsageError
+from protocol.errors import (
+    Code,
+    CryptoError,
+    OpshubError,
+    RequestError,
+    SchemaError,
+    UsageError,
+)
 
 log = logging.getLogger("opshub.secure")
 
@@ -71,13 +91,18 @@ class Rejected:
     problems: list[Problem] = field(default_factory=list)
 
 
+class AgentStopped(Exception):
+    """The agent stopped on an error that is not a peer's bad input: a bug, or the hub
+    refusing this unit. ``__cause__`` is that error (also in ``SecureAgent.failure``)."""
+
+
 class SecureAgent:
     def __init__(self, url: str, identity: UnitIdentity, authority_keys: list[bytes], *,
                  suite: CipherSuite = HYBRID, rand: Rand = os.urandom,
                  clock: Callable[[], float] = time.time, packages: int = 16,
                  rotate_messages: int = 10_000, rotate_seconds: float = 3600.0,
                  reconnect: bool = True, catalog: Catalog | None = None,
-                 reads: frozenset[str] | None = None) -> None:
+                 reads: frozenset[str] | None = None, max_unread: int = 10_000) -> None:
         self.identity = identity
         self.unit = identity.unit
         self.clock = clock
@@ -102,9 +127,15 @@ class SecureAgent:
         self.ledgers: dict[str, Ledger] = {}
         self.rejected: list[Rejected] = []
         self.skipped_before_join = 0  # entries of epochs before this unit joined
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._epoch_changed = asyncio.Condition()
-        self._tasks: list[asyncio.Task[None]] = []
+        #: what stopped the agent, if anything did (see AgentStopped)
+        self.failure: BaseException | None = None
+        # bounded: see "Tasks and queues" above; None, once queued, says the agent stopped
+        self._inbox: asyncio.Queue[Message | None] = asyncio.Queue(max_unread)
+        self._stop_queued = False
+        self._changed = asyncio.Event()  # set and replaced whenever chains or epochs move
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing_conn: asyncio.Task[None] | None = None  # after a failure
+        self._closed = False
         self._subscribed: set[str] = set()
         self._rotating: set[str] = set()
         self._topping_up = False
@@ -112,22 +143,31 @@ class SecureAgent:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, publish key packages (and a last-resort one), start reading."""
+        """Connect, publish key packages (and a last-resort one), start reading. Raises
+        what AgentConnection.connect raises, RequestError if the packages are refused."""
         await self.conn.connect()
         # replace: this agent holds no private half of any package published before it
         await self.conn.put_key_packages(
             self.keys.generate(self.packages, now=int(self.clock()), last_resort=True),
             replace=True)
-        self._tasks = [asyncio.create_task(self._read_log(), name=f"log-{self.unit}"),
-                       asyncio.create_task(self._read_directed(), name=f"dir-{self.unit}")]
+        self._spawn(self._read_log, f"log-{self.unit}")
+        self._spawn(self._read_directed, f"directed-{self.unit}")
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        """Cancel and await every task of the agent, then close its connection. Does not
+        raise what stopped the agent, if something did: the calls after it did."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._closing_conn is not None:
+            await self._closing_conn
         await self.conn.close()
+        self._wake()
 
     async def __aenter__(self) -> SecureAgent:
         await self.start()
@@ -136,38 +176,119 @@ class SecureAgent:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> bool:
+        """Run ``work()`` as a task of this agent, unless it is closed or stopped."""
+        if self._closed or self.failure is not None:
+            return False
+        task = asyncio.get_running_loop().create_task(work(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return True
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        log.error("%s stopped: task %s failed with %r", self.unit, task.get_name(), exc,
+                  exc_info=exc)
+        if self.failure is not None:
+            return
+        self.failure = exc
+        for other in self._tasks:
+            other.cancel()
+        # the connection goes too, so that the hub sees the unit leave; close() awaits it
+        self._closing_conn = asyncio.get_running_loop().create_task(
+            self.conn.close(), name=f"close-{self.unit}")
+        self._wake()
+
+    def _check_running(self) -> None:
+        if self.failure is not None:
+            raise AgentStopped(f"{self.unit} stopped: {self.failure!r}") from self.failure
+        if self._closed:
+            raise ConnectionClosed(f"{self.unit} is closed")
+
+    def _notify(self) -> None:
+        """Wake whoever waits for a chain or an epoch (``_wait_until``)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _wake(self) -> None:
+        """The agent stopped or closed: wake every waiter, which then raises why."""
+        self._notify()
+        if not self._stop_queued and not self._inbox.full():  # full: nobody is waiting
+            self._stop_queued = True
+            self._inbox.put_nowait(None)
+
+    async def _wait_until(self, done: Callable[[], bool]) -> None:
+        """Wait (callers bound it with a timeout) until ``done()``; raises AgentStopped
+        or ConnectionClosed if the agent stops first."""
+        while not done():
+            self._check_running()
+            await self._changed.wait()
+
     # --- sending and receiving ------------------------------------------------------------
 
-    async def publish(self, op: str, content: bytes, *,
-                      content_type: int = APPLICATION) -> int:
-        """Encrypt, sign and publish ``content``; returns its seq once the hub stored it."""
+    def _seal(self, op: str, content: bytes, content_type: int) -> tuple[bytes, bytes]:
         header, ciphertext = self.member.encrypt(op, content, content_type=content_type,
                                                  now=self.clock())
-        if len(ciphertext) > self.conn.limits.max_payload:
+        max_payload = self.conn.hub_limits.max_payload
+        if len(ciphertext) > max_payload:
             raise UsageError(f"{len(content)} bytes of content make a {len(ciphertext)}-byte "
-                             f"ciphertext, over the hub's max_payload of "
-                             f"{self.conn.limits.max_payload}", code=Code.LIMIT)
-        seq = await self.conn.publish(op, ciphertext, header=header)
+                             f"ciphertext, over the hub's max_payload of {max_payload}",
+                             code=Code.LIMIT)
+        return header, ciphertext
+
+    async def publish(self, op: str, content: bytes, *, content_type: int = APPLICATION,
+                      within: float = TIMEOUT) -> int:
+        """Encrypt, sign and publish ``content``; returns its seq once the hub stored it.
+        Raises CryptoError (no keys for ``op``), UsageError (limit_exceeded: too large for
+        the hub), RequestError (the hub refused it), TimeoutError (not acknowledged
+        ``within`` seconds; it may still be stored: see AgentConnection.publish),
+        AgentStopped."""
+        self._check_running()
+        header, ciphertext = self._seal(op, content, content_type)
+        seq = await self.conn.publish(op, ciphertext, header=header, within=within)
         self._maybe_rotate(op)
         return seq
 
-    async def send(self, op: str, message: dict[str, Any]) -> int:
+    async def send(self, op: str, message: dict[str, Any], *,
+                   within: float = TIMEOUT) -> int:
         """Check, encrypt, sign and publish a schema message; returns its seq. Raises
         SchemaError listing every problem (nothing is sent): schema, rules, a reference
         to a message this operation has not carried, an operation or sender that is not
-        this agent's."""
+        this agent's; then what ``publish`` raises.
+
+        The message's id is taken once it passes the checks, so that sends pipelined
+        behind this one may refer to it and may not reuse it. A send that fails with
+        nothing stored (no keys, too large, refused by the hub) frees the id again. One
+        not acknowledged in time keeps it, since the hub may still store it: the hub's
+        answer, when it comes, takes the id for good (its seq) or frees it."""
+        self._check_running()
         found = self._sender_problems(op, self.unit, message)
         found += problems(self.catalog, message, self.ledger(op))
         if found:
             kind = message.get("type") if isinstance(message, dict) else None
             raise SchemaError(f"{self.unit} will not send this {kind or 'message'}: "
                               + "; ".join(map(str, found)), problems=found)
-        # recorded before the hub's ack (seq 0: not yet stored), so that sends pipelined
-        # behind this one may refer to it and may not reuse its id; the seq follows
-        self.ledger(op).record(message, 0)
-        seq = await self.publish(op, message_content.encode(message),
-                                 content_type=message_content.MESSAGE)
-        self.ledger(op).record(message, seq)
+        ledger, mid = self.ledger(op), message["id"]
+        before = ledger.seen.get(mid)
+        ledger.record(message, 0)  # seq 0: taken, not yet stored
+        taken = ledger.seen[mid]
+        try:
+            header, ciphertext = self._seal(op, message_content.encode(message),
+                                            message_content.MESSAGE)
+            stored = self.conn.publish_nowait(op, ciphertext, header=header)
+        except BaseException:
+            _give_back(ledger, mid, taken, before)  # nothing of it left this agent
+            raise
+        stored.add_done_callback(lambda done: _settle(ledger, mid, taken, before, done))
+        async with asyncio.timeout(within):
+            # shielded: giving up waiting leaves the publish queued (see the docstring)
+            seq = await asyncio.shield(stored)
+        self._maybe_rotate(op)
         return seq
 
     def _senders(self) -> list[str] | None:
@@ -203,15 +324,33 @@ class SecureAgent:
     @property
     def unread(self) -> int:
         """Messages decrypted and waiting for ``next_message``."""
-        return self._inbox.qsize()
+        return self._inbox.qsize() - self._stop_queued
 
     async def next_message(self, within: float = TIMEOUT) -> Message:
+        """The next decrypted message. Raises TimeoutError if none comes ``within``
+        seconds, AgentStopped once the agent has stopped, ConnectionClosed once closed."""
         async with asyncio.timeout(within):
-            return await self._inbox.get()
+            return await self._next_message()
 
     async def messages(self) -> AsyncIterator[Message]:
+        """Every decrypted message, in log order per operation, until the agent is closed.
+        Raises AgentStopped if the agent stops."""
         while True:
-            yield await self._inbox.get()
+            try:
+                m = await self._next_message()
+            except ConnectionClosed:
+                return
+            yield m
+
+    async def _next_message(self) -> Message:
+        if self._inbox.empty():
+            self._check_running()
+        m = await self._inbox.get()
+        if m is None:
+            self._inbox.put_nowait(None)  # for the next reader too
+            self._check_running()
+            raise AssertionError("the inbox says stopped, the agent does not")
+        return m
 
     def epoch(self, op: str) -> int | None:
         """The epoch of ``op`` whose keys this agent holds, if any."""
@@ -219,9 +358,10 @@ class SecureAgent:
         return None if ch is None or ch.current is None else ch.current.number
 
     async def wait_for_epoch(self, op: str, epoch: int, within: float = TIMEOUT) -> None:
-        """Wait until this agent holds the keys of ``epoch`` (or a later one) of ``op``."""
-        async with asyncio.timeout(within), self._epoch_changed:
-            await self._epoch_changed.wait_for(lambda: self._holds(op, epoch))
+        """Wait until this agent holds the keys of ``epoch`` (or a later one) of ``op``.
+        Raises TimeoutError, AgentStopped, ConnectionClosed."""
+        async with asyncio.timeout(within):
+            await self._wait_until(lambda: self._holds(op, epoch))
 
     def _holds(self, op: str, epoch: int) -> bool:
         current = self.epoch(op)
@@ -230,6 +370,7 @@ class SecureAgent:
     async def request_welcome(self, op: str) -> None:
         """Ask the operation's admin for keys after losing one's own (a restarted agent).
         The admin answers with a new epoch whose welcome is sealed to this unit."""
+        self._check_running()
         ch = self.member.channels.get(op)
         if ch is None or ch.chain is None:
             raise CryptoError(f"{op!r} is not known to this agent", code=Code.UNKNOWN_OPERATION)
@@ -241,16 +382,28 @@ class SecureAgent:
         """For an agent restarted without its state: read ``op``'s membership chain from
         the start, ask the admin for keys, and wait for the epoch they come in. Returns
         that epoch. Messages of earlier epochs stay unreadable to it."""
-        self._subscribed.add(op)
-        await self.conn.subscribe(op, after=0, senders=self._senders())
+        self._check_running()
         async with asyncio.timeout(within):
+            await self._subscribe(op)
             # the chain fills as the log is read, the epoch when the welcome comes
-            while (ch := self.member.channels.get(op)) is None or ch.chain is None:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+            await self._wait_until(lambda: (ch := self.member.channels.get(op)) is not None
+                                   and ch.chain is not None)
             await self.request_welcome(op)
-            while (epoch := self.epoch(op)) is None:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+            await self._wait_until(lambda: self.epoch(op) is not None)
+        epoch = self.epoch(op)
+        assert epoch is not None
         return epoch
+
+    async def _subscribe(self, op: str) -> None:
+        """Read ``op``'s log from the start (to verify its chain from epoch 0), once."""
+        if op in self._subscribed:
+            return
+        self._subscribed.add(op)
+        try:
+            await self.conn.subscribe(op, after=0, senders=self._senders())
+        except BaseException:
+            self._subscribed.discard(op)  # so that the next welcome or rejoin tries again
+            raise
 
     # --- the admin's side ------------------------------------------------------------------
 
@@ -263,19 +416,23 @@ class SecureAgent:
     async def create_operation(self, op: str, name: str,
                                members: list[SignedCredential]) -> None:
         """Create ``op`` with ``members``, their keys sealed in the commit's welcomes."""
+        self._check_running()
         units = [c.credential.unit for c in members if c.credential.unit != self.unit]
         packages = await self._claim(units)
         proposal = self.admin.propose_create(op, name, members, packages, now=self.clock())
         await self._send_proposal(proposal)
 
-    async def change(self, op: str, *, add: list[SignedCredential] = [],  # noqa: B006
-                     remove: list[str] = [], rejoin: list[str] = []) -> int:  # noqa: B006
+    async def change(self, op: str, *, add: Sequence[SignedCredential] = (),
+                     remove: Sequence[str] = (), rejoin: Sequence[str] = ()) -> int:
         """Add and/or remove members (with neither: rotate the keys); ``rejoin``: members
         that lost their keys get a welcome. Returns the new epoch."""
+        self._check_running()
         added = [c.credential.unit for c in add]
-        packages = await self._claim(self.admin.packages_needed(op, add=added, remove=remove))
-        proposal = self.admin.propose_change(op, add=add, remove=remove, rejoin=rejoin,
-                                             packages=packages, now=self.clock())
+        packages = await self._claim(self.admin.packages_needed(op, add=added,
+                                                                remove=list(remove)))
+        proposal = self.admin.propose_change(op, add=list(add), remove=list(remove),
+                                             rejoin=list(rejoin), packages=packages,
+                                             now=self.clock())
         await self._send_proposal(proposal)
         return proposal.state.epoch
 
@@ -292,26 +449,29 @@ class SecureAgent:
     async def _send_proposal(self, proposal: Proposal) -> None:
         await self.conn.commit(proposal.body, proposal.signature)
         self.admin.accepted(proposal, now=self.clock())
-        await self._notify()
-        if proposal.op not in self._subscribed:
-            self._subscribed.add(proposal.op)
-            await self.conn.subscribe(proposal.op, after=0, senders=self._senders())
+        self._notify()
+        await self._subscribe(proposal.op)
         for unit, welcome in proposal.welcomes.items():
             await self.conn.send_directed(proposal.op, unit, welcome)
 
     def _maybe_rotate(self, op: str) -> None:
         if not isinstance(self.member, Admin) or op in self._rotating:
             return
-        if self.member.needs_rotation(op, now=self.clock(), max_messages=self.rotate_messages,
-                                      max_seconds=self.rotate_seconds):
+        due = self.member.needs_rotation(op, now=self.clock(),
+                                         max_messages=self.rotate_messages,
+                                         max_seconds=self.rotate_seconds)
+        if due and self._spawn(lambda: self._rotate_on_schedule(op), f"rotate-{op}"):
             self._rotating.add(op)
-            task = asyncio.create_task(self.rotate(op))
-            task.add_done_callback(lambda t: self._rotated(op, t))
 
-    def _rotated(self, op: str, task: asyncio.Task[int]) -> None:
-        self._rotating.discard(op)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("rotation of %s failed: %r", op, task.exception())
+    async def _rotate_on_schedule(self, op: str) -> None:
+        """A rotation the admin starts on its own (message count, age). If the hub or the
+        network is why it fails, that is logged, and the next message tries again."""
+        try:
+            await self.rotate(op)
+        except (OpshubError, TimeoutError, ConnectionClosed) as exc:
+            log.warning("%s: rotation of %s failed: %r", self.unit, op, exc)
+        finally:
+            self._rotating.discard(op)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -326,62 +486,57 @@ class SecureAgent:
                         and item.sender != self.unit
                         and (self.reads is None or item.sender in self.reads)):
                     if run and run[0].op != item.op:
-                        self._receive_run(run)
+                        await self._receive_run(run)
                         run = []
                     run.append(item)
                     continue
                 if run:
-                    self._receive_run(run)
+                    await self._receive_run(run)
                     run = []
-                await self._entry(item)
+                self._entry(item)
             if run:
-                self._receive_run(run)
+                await self._receive_run(run)
 
-    async def _entry(self, item: Delivered | SubscriptionEnded) -> None:
+    def _entry(self, item: Delivered | SubscriptionEnded) -> None:
         """A commit, the end of a subscription, or an entry this agent does not read
         (its own message, stored; a sender it did not ask for)."""
         if isinstance(item, SubscriptionEnded):
             self._subscribed.discard(item.op)
             return
-        try:
-            if item.kind == f.KIND_COMMIT:
-                body, signature = msgpack.unpackb(item.payload)
+        if item.kind == f.KIND_COMMIT:
+            try:
+                body, signature = commit_entry(item.payload)
                 applied = self.member.on_commit(item.op, body, signature, now=self.clock())
-                await self._committed(applied)
-        except CryptoError as exc:
-            self._reject(item.op, item.seq, item.sender, exc)
-        except Exception as exc:  # a malformed entry must not stop the agent
-            self._reject(item.op, item.seq, item.sender,
-                         CryptoError(f"unreadable entry: {exc!r}", code=Code.DECRYPT_FAILED))
+            except CryptoError as exc:  # the admin's, or the hub's, bad input
+                self._reject(item.op, item.seq, item.sender, exc)
+            else:
+                self._committed(applied)
         self.read_up_to[item.op] = item.seq
 
-    def _receive_run(self, run: list[Delivered]) -> None:
+    async def _receive_run(self, run: list[Delivered]) -> None:
         op = run[0].op
         results = self.member.decrypt_batch(op, [(i.header, i.payload) for i in run],
                                             now=self.clock())
         for item, got in zip(run, results, strict=True):
-            try:
-                if isinstance(got, CryptoError):
-                    if got.code == Code.UNKNOWN_EPOCH and self._before_join(item):
-                        self.skipped_before_join += 1
-                    else:
-                        self._reject(item.op, item.seq, item.sender, got)
+            if isinstance(got, CryptoError):
+                if got.code == Code.UNKNOWN_EPOCH and self._before_join(item):
+                    self.skipped_before_join += 1
                 else:
-                    self._accept(item, got)
-            except Exception as exc:  # a malformed entry must not stop the agent
-                self._reject(item.op, item.seq, item.sender,
-                             CryptoError(f"unreadable entry: {exc!r}", code=Code.DECRYPT_FAILED))
+                    self._reject(item.op, item.seq, item.sender, got)
+            else:
+                await self._accept(item, got)
             self.read_up_to[item.op] = item.seq
 
-    def _accept(self, item: Delivered, got: Received) -> None:
+    async def _accept(self, item: Delivered, got: Received) -> None:
         body = None
         if got.content_type == message_content.MESSAGE:
             body = self._checked(item.op, item.seq, got.sender, got.content)
             if body is None:
                 self._maybe_rotate(item.op)
                 return
-        self._inbox.put_nowait(Message(item.op, item.seq, got.sender, got.content_type,
-                                       got.content, got.epoch, body))
+        # waits while the application has max_unread messages to read (backpressure)
+        await self._inbox.put(Message(item.op, item.seq, got.sender, got.content_type,
+                                      got.content, got.epoch, body))
         self._maybe_rotate(item.op)
 
     def _checked(self, op: str, seq: int, sender: str, content: bytes) -> dict[str, Any] | None:
@@ -413,36 +568,31 @@ class SecureAgent:
             first = min(ch.welcomes)
         return first is not None and epoch < first
 
-    async def _committed(self, applied: CommitApplied) -> None:
-        await self._notify()
-        if len(self.keys) < self.packages // 2:
-            await self._top_up()
+    def _committed(self, applied: CommitApplied) -> None:
+        self._notify()
+        if len(self.keys) < self.packages // 2 and not self._topping_up:
+            self._spawn(self._top_up_on_schedule, f"top-up-{self.unit}")
 
     async def _read_directed(self) -> None:
-        while True:
-            try:
-                item = await self.conn.next_directed(within=3600)
-            except TimeoutError:
-                continue
+        async for item in self.conn.directed():
             try:
                 await self._directed(item)
-            except CryptoError as exc:
+            except CryptoError as exc:  # the sender's bad input
                 self._reject(item.op, None, item.sender, exc)
-            except Exception as exc:
-                self._reject(item.op, None, item.sender,
-                             CryptoError(f"unreadable directed message: {exc!r}",
-                                         code=Code.DECRYPT_FAILED))
+            except (RequestError, TimeoutError) as exc:
+                # the hub refused, or did not answer, a request that handling it needed
+                # (a subscribe, the admin's commit for a rejoin): neither the sender's
+                # fault nor a bug; the sender may ask again
+                log.warning("%s could not handle a directed message from %s in %s: %r",
+                            self.unit, item.sender, item.op, exc)
             self.conn.ack_directed(item.id)
 
     async def _directed(self, item: f.DirectedItem) -> None:
-        kind = msgpack.unpackb(item.payload, raw=False).get("t")
+        kind = directed_kind(item.payload)
         if kind == "welcome":
             op = self.member.on_welcome(item.payload, now=self.clock())
-            await self._notify()
-            if op not in self._subscribed:
-                self._subscribed.add(op)
-                # from 0: verify the chain from epoch 0
-                await self.conn.subscribe(op, after=0, senders=self._senders())
+            self._notify()
+            await self._subscribe(op)
         elif kind == "welcome_request" and isinstance(self.member, Admin):
             # a new epoch, with a welcome for the requester: re-sending the current epoch's
             # keys would let it reuse generations it already sent under
@@ -457,10 +607,6 @@ class SecureAgent:
         self.rejected.append(Rejected(op, seq, sender, exc.code, exc.message,
                                       list(getattr(exc, "problems", []))))
 
-    async def _notify(self) -> None:
-        async with self._epoch_changed:
-            self._epoch_changed.notify_all()
-
     async def _top_up(self, force: bool = False) -> None:
         if self._topping_up and not force:
             return
@@ -471,3 +617,30 @@ class SecureAgent:
                                    now=int(self.clock())))
         finally:
             self._topping_up = False
+
+    async def _top_up_on_schedule(self) -> None:
+        """New key packages after commits used some up. If the hub or the network is why
+        it fails, that is logged, and the next commit tries again."""
+        try:
+            await self._top_up()
+        except (OpshubError, TimeoutError, ConnectionClosed) as exc:
+            log.warning("%s: publishing key packages failed: %r", self.unit, exc)
+
+
+def _give_back(ledger: Ledger, mid: str, taken: Seen, before: Seen | None) -> None:
+    """Free a message id that a send took, unless something else has taken it since."""
+    if ledger.seen.get(mid) is taken:
+        if before is None:
+            del ledger.seen[mid]
+        else:
+            ledger.seen[mid] = before
+
+
+def _settle(ledger: Ledger, mid: str, taken: Seen, before: Seen | None,
+            stored: asyncio.Future[int]) -> None:
+    """The hub answered a send (or the connection stopped): the id is taken by its seq,
+    or free again."""
+    if stored.cancelled() or stored.exception() is not None:
+        _give_back(ledger, mid, taken, before)
+    else:
+        taken.seq = stored.result()

@@ -7,6 +7,7 @@ the attacked agent keeps working."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -192,45 +193,89 @@ async def test_e2ee_commit_not_signed_by_the_admin_is_refused_by_the_hub(secure,
     assert (await jm.next_message()).content == b"after the attempt"
 
 
-async def test_e2ee_commit_forged_by_the_hub_is_rejected_by_members(keys, db_path) -> None:
-    """Whoever controls the hub's database writes a commit the admin never signed (it
-    removes a member); agents refuse it with bad_signature and keep their epoch."""
+async def _restart_with_commit_entry(first: RunningHub, keys: Keys, db_path: Path,
+                                     payload: bytes) -> RunningHub:
+    """Stop ``first``, append to OP's log a commit entry holding ``payload`` (as whoever
+    controls the hub's database could), and start a hub on the same port and file."""
+    await first.stop()
+    head = _stored(db_path, OP)[-1][0]
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("INSERT INTO segments (op, first_seq, last_seq, body) VALUES "
+                     "(?, ?, ?, ?)", (OP, head + 1, head + 1, msgpack.packb(
+                         [[head + 1, "OCU-BB", f.KIND_COMMIT, b"", payload, 0]])))
+    second = RunningHub(keys.config(db_path, port=first.port))
+    await second.start()
+    return second
+
+
+@contextlib.asynccontextmanager
+async def _hub_of_three(keys: Keys, db_path: Path
+                        ) -> AsyncIterator[tuple[RunningHub, dict[str, SecureAgent]]]:
+    """A hub, and OCU-BB, JM-CUSTOMS and TT-POLICE in OP at epoch 0; the agents are closed
+    before the hub (the test may restart it: its ``stop`` is called again)."""
     first = RunningHub(keys.config(db_path))
     first.hub.preload([u.signed for u in keys.units.values()])
     await first.start()
-    port, url = first.port, first.url
-    start = lambda u: SecureAgent(url, keys[u], [keys.authority.public_key], suite=CLASSIC)  # noqa: E731
-    ocu, jm, tt = start("OCU-BB"), start("JM-CUSTOMS"), start("TT-POLICE")
-    second: RunningHub | None = None
+    agents = {u: SecureAgent(first.url, keys[u], [keys.authority.public_key], suite=CLASSIC)
+              for u in ["OCU-BB", *MEMBERS[:2]]}
     try:
-        for a in (ocu, jm, tt):
+        for a in agents.values():
             await a.start()
-        await ocu.create_operation(OP, "forgery", [keys[u].signed for u in MEMBERS[:2]])
-        await tt.wait_for_epoch(OP, 0)
+        await agents["OCU-BB"].create_operation(OP, "forgery",
+                                                [keys[u].signed for u in MEMBERS[:2]])
+        await agents["TT-POLICE"].wait_for_epoch(OP, 0)
+        yield first, agents
+    finally:
+        for a in agents.values():
+            await a.close()
         await first.stop()
+
+
+async def test_e2ee_commit_forged_by_the_hub_is_rejected_by_members(keys, db_path) -> None:
+    """Whoever controls the hub's database writes a commit the admin never signed (it
+    removes a member); agents refuse it with bad_signature and keep their epoch."""
+    async with _hub_of_three(keys, db_path) as (first, agents):
+        ocu, jm, tt = agents["OCU-BB"], agents["JM-CUSTOMS"], agents["TT-POLICE"]
         chain = jm.member.channels[OP].chain
         assert chain is not None
         forged = Statement(op=OP, epoch=1, prev=chain.head, admin="OCU-BB",
                            removes=("TT-POLICE",), roster=b"", key_material=b"")
         body, sig = sign(keys["JM-CUSTOMS"].key, forged)  # not the admin's key
-        head = _stored(db_path, OP)[-1][0]
-        with sqlite3.connect(db_path) as conn:
-            conn.execute("INSERT INTO segments (op, first_seq, last_seq, body) VALUES "
-                         "(?, ?, ?, ?)", (OP, head + 1, head + 1, msgpack.packb(
-                             [[head + 1, "OCU-BB", f.KIND_COMMIT, b"",
-                               msgpack.packb([body, sig]), 0]])))
-        second = RunningHub(keys.config(db_path, port=port))
-        await second.start()
-        await _until(lambda: len(jm.rejected) == 1 and len(tt.rejected) == 1, within=10)
-        assert jm.rejected[0].code == Code.BAD_SIGNATURE
-        assert jm.epoch(OP) == 0
-        assert tt.epoch(OP) == 0
-        await ocu.publish(OP, b"after the forgery")
-        assert (await tt.next_message()).content == b"after the forgery"
-    finally:
-        for a in (ocu, jm, tt):
-            await a.close()
-        if second is not None:
+        second = await _restart_with_commit_entry(first, keys, db_path,
+                                                  msgpack.packb([body, sig]))
+        try:
+            await _until(lambda: len(jm.rejected) == 1 and len(tt.rejected) == 1, within=10)
+            assert jm.rejected[0].code == Code.BAD_SIGNATURE
+            assert jm.epoch(OP) == 0
+            assert tt.epoch(OP) == 0
+            await ocu.publish(OP, b"after the forgery")
+            assert (await tt.next_message()).content == b"after the forgery"
+        finally:
+            for a in agents.values():
+                await a.close()
+            await second.stop()
+
+
+@pytest.mark.parametrize("payload", [b"\xc1 not msgpack", msgpack.packb([1, 2]),
+                                     msgpack.packb([b"only the statement"])],
+                         ids=["not-msgpack", "not-bytes", "one-field"])
+async def test_e2ee_malformed_commit_entry_is_rejected_as_bad_statement(keys, db_path,
+                                                                       payload) -> None:
+    """A commit entry that is not [statement, signature] (written straight into the hub's
+    database) is rejected with bad_statement by every member, who keep their epoch and
+    go on reading."""
+    async with _hub_of_three(keys, db_path) as (first, agents):
+        ocu, jm, tt = agents["OCU-BB"], agents["JM-CUSTOMS"], agents["TT-POLICE"]
+        second = await _restart_with_commit_entry(first, keys, db_path, payload)
+        try:
+            await _until(lambda: len(jm.rejected) == 1 and len(tt.rejected) == 1, within=10)
+            assert [r.code for r in jm.rejected + tt.rejected] == [Code.BAD_STATEMENT] * 2
+            assert (jm.epoch(OP), tt.epoch(OP)) == (0, 0)
+            await ocu.publish(OP, b"after the malformed commit")
+            assert (await tt.next_message()).content == b"after the malformed commit"
+        finally:
+            for a in agents.values():
+                await a.close()
             await second.stop()
 
 

@@ -5,6 +5,7 @@ rejects one sent by a misbehaving member and goes on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,13 +13,15 @@ from typing import Any
 
 import pytest
 
+from client.connection import TIMEOUT
 from client.e2ee.suite import CLASSIC
 from client.messages import content
 from client.messages.catalog import SCHEMA_DIR
 from client.messages.content import load_file
 from client.secure import SecureAgent
 from hub.app import RunningHub
-from protocol.errors import Code, SchemaError
+from protocol.codec import Limits
+from protocol.errors import Code, CryptoError, SchemaError, UsageError
 from tests.conftest import Keys, stored_seqs
 
 OP = "OP-SCHEMAS"
@@ -42,19 +45,29 @@ def example(kind: str, unit: str) -> dict[str, Any]:
     raise LookupError(kind)
 
 
+@contextlib.asynccontextmanager
+async def _channel(url: str, keys: Keys) -> AsyncIterator[dict[str, SecureAgent]]:
+    """The OCU and MEMBERS as SecureAgents on the hub at ``url``, in OP at epoch 0."""
+    agents: dict[str, SecureAgent] = {}
+    try:
+        for unit in ["OCU-BB", *MEMBERS]:
+            agents[unit] = SecureAgent(url, keys[unit], [keys.authority.public_key],
+                                       suite=CLASSIC)
+            await agents[unit].start()
+        await agents["OCU-BB"].create_operation(OP, "schemas",
+                                                [keys[u].signed for u in MEMBERS])
+        for u in MEMBERS:
+            await agents[u].wait_for_epoch(OP, 0)
+        yield agents
+    finally:
+        for a in agents.values():
+            await a.close()
+
+
 @pytest.fixture
 async def channel(hub: RunningHub, keys: Keys) -> AsyncIterator[dict[str, SecureAgent]]:
-    agents: dict[str, SecureAgent] = {}
-    for unit in ["OCU-BB", *MEMBERS]:
-        agents[unit] = SecureAgent(hub.url, keys[unit], [keys.authority.public_key],
-                                   suite=CLASSIC)
-        await agents[unit].start()
-    await agents["OCU-BB"].create_operation(OP, "schemas", [keys[u].signed for u in MEMBERS])
-    for u in MEMBERS:
-        await agents[u].wait_for_epoch(OP, 0)
-    yield agents
-    for a in agents.values():
-        await a.close()
+    async with _channel(hub.url, keys) as agents:
+        yield agents
 
 
 async def _until(pred: Callable[[], bool], within: float = 10.0) -> None:
@@ -157,3 +170,77 @@ async def test_messages_id_cannot_be_reused_by_pipelined_sends(channel) -> None:
         await jm.send(OP, dict(alert))
     assert [(p.path, p.keyword) for p in info.value.problems] == [("/id", "unique")]
     await first
+
+
+async def test_messages_id_is_free_again_after_a_send_without_keys(channel, hub, keys
+                                                                  ) -> None:
+    """A send refused because the unit holds no keys for the operation yet publishes
+    nothing and does not use up its message id: once the unit is added, the same message
+    goes out and is read."""
+    dm = SecureAgent(hub.url, keys["DM-CUSTOMS"], [keys.authority.public_key],
+                     suite=CLASSIC)
+    await dm.start()
+    try:
+        alert = example("alert", "DM-CUSTOMS")
+        with pytest.raises(CryptoError) as info:
+            await dm.send(OP, alert)
+        assert info.value.code == Code.UNKNOWN_EPOCH
+        epoch = await channel["OCU-BB"].change(OP, add=[keys["DM-CUSTOMS"].signed])
+        await dm.wait_for_epoch(OP, epoch)
+        seq = await dm.send(OP, alert)
+        got = await channel["TT-POLICE"].next_message()
+        assert (got.seq, got.sender, got.body) == (seq, "DM-CUSTOMS", alert)
+    finally:
+        await dm.close()
+
+
+async def test_messages_id_is_free_again_after_a_send_too_large_for_the_hub(keys, db_path
+                                                                           ) -> None:
+    """A send whose ciphertext is over the hub's max_payload is refused before it leaves
+    and does not use up its message id: the same id, with a shorter body, goes out."""
+    running = RunningHub(keys.config(db_path, limits=Limits(max_payload=8192)))
+    running.hub.preload([u.signed for u in keys.units.values()])
+    async with running, _channel(running.url, keys) as agents:
+        jm, tt = agents["JM-CUSTOMS"], agents["TT-POLICE"]
+        alert = example("alert", "JM-CUSTOMS")
+        with pytest.raises(UsageError) as info:
+            await jm.send(OP, {**alert, "body": "x" * 10_000})
+        assert info.value.code == Code.LIMIT
+        await jm.send(OP, alert)
+        assert (await tt.next_message()).body == alert
+        assert stored_seqs(db_path, OP) == [1, 2]
+
+
+async def test_messages_id_of_a_send_not_acknowledged_in_time_stays_taken(keys, db_path
+                                                                         ) -> None:
+    """A send not acknowledged in time (the hub is down) may still be stored: the
+    connection re-sends it until the hub answers. Its id stays taken meanwhile (a second
+    send is refused as not yet stored); when the hub is back it is stored once, and the
+    id is then taken by that log seq."""
+    first = RunningHub(keys.config(db_path))
+    first.hub.preload([u.signed for u in keys.units.values()])
+    await first.start()
+    second: RunningHub | None = None
+    try:
+        async with _channel(first.url, keys) as agents:
+            jm, tt = agents["JM-CUSTOMS"], agents["TT-POLICE"]
+            alert = example("alert", "JM-CUSTOMS")
+            await first.stop()
+            with pytest.raises(TimeoutError):
+                await jm.send(OP, alert, within=TIMEOUT / 20)
+            with pytest.raises(SchemaError, match="not yet stored"):
+                await jm.send(OP, dict(alert))
+            second = RunningHub(keys.config(db_path, port=first.port))
+            await second.start()
+            got = await tt.next_message()
+            assert got.body == alert
+            async with asyncio.timeout(TIMEOUT):
+                while jm.ledger(OP).seen[alert["id"]].seq != got.seq:
+                    await asyncio.sleep(0.01)
+            with pytest.raises(SchemaError, match=f"log seq {got.seq}"):
+                await jm.send(OP, dict(alert))
+            assert stored_seqs(db_path, OP) == [1, 2]
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from client.e2ee import message
+from client.e2ee.peer import PEER_FAULTS, peer_input
 from client.e2ee.schedule import (
     PREFIX,
     SecretTree,
@@ -301,14 +302,12 @@ class Member:
     def on_welcome(self, payload: bytes, *, now: float) -> str:
         """Keep a welcome (from a directed message) and use it once its commit is verified.
         Returns the operation it is for. Raises CryptoError for a malformed one."""
-        try:
+        with peer_input("malformed welcome", Code.BAD_STATEMENT):
             w = msgpack.unpackb(payload, raw=False)
             op, epoch, kp_id, sealed = w["op"], w["epoch"], w["kp"], w["sealed"]
             if not (isinstance(op, str) and type(epoch) is int and isinstance(kp_id, bytes)
                     and isinstance(sealed, bytes)):
                 raise TypeError("wrong field types")
-        except Exception as exc:
-            raise CryptoError(f"malformed welcome: {exc}", code=Code.BAD_STATEMENT) from None
         ch = self.channel(op)
         if ch.chain is not None and epoch < ch.chain.epoch:
             return op  # for an epoch already past: of no use any more
@@ -562,12 +561,12 @@ class Member:
 def _epoch_of(body: bytes) -> str:
     try:
         return str(msgpack.unpackb(body, raw=False)["epoch"])
-    except Exception:
+    except PEER_FAULTS:
         return "?"
 
 
 def _parse_km(km: bytes) -> dict[str, Any]:
-    try:
+    with peer_input("commit key material is malformed or missing", Code.BAD_STATEMENT):
         m = msgpack.unpackb(km, raw=False)
         if not isinstance(m, dict) or m.get("v") != 1:
             raise TypeError("not a version-1 key material map")
@@ -578,9 +577,6 @@ def _parse_km(km: bytes) -> dict[str, Any]:
                 isinstance(s, list) and len(s) == 3 and isinstance(s[0], str)
                 and isinstance(s[1], bytes) and isinstance(s[2], bytes) for s in sealed):
             raise TypeError("sealed must be a list of [unit, key package id, sealed secret]")
-    except Exception as exc:
-        raise CryptoError(f"commit key material is malformed or missing: {exc}",
-                          code=Code.BAD_STATEMENT) from None
     return m
 
 

@@ -99,6 +99,8 @@ def open_unverified(aad: bytes, header: Header, ciphertext: bytes, key: bytes,
         raise CryptoError(f"message from leaf {header.sender} generation {header.generation} "
                           f"does not decrypt: ciphertext or header altered",
                           code=Code.DECRYPT_FAILED) from None
+    if len(inner) < _LEN.size:
+        raise CryptoError("decrypted message has a bad length", code=Code.DECRYPT_FAILED)
     (n,) = _LEN.unpack_from(inner)
     end = _LEN.size + n
     if end + SIGNATURE_SIZE > len(inner):

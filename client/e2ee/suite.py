@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from client.e2ee.peer import peer_input
 from protocol.errors import Code, CryptoError
 from protocol.keypackages import KeyPackage, SignedKeyPackage
 
@@ -77,11 +78,11 @@ class CipherSuite:
             priv = hpke.MLKEM768X25519PrivateKey(
                 mlkem.MLKEM768PrivateKey.from_seed_bytes(private[:_MLKEM_SEED]),
                 x25519.X25519PrivateKey.from_private_bytes(private[_MLKEM_SEED:]))
-        try:
-            return self.hpke.decrypt(sealed, priv, info)
-        except Exception:  # cryptography raises InvalidTag or ValueError
-            raise CryptoError("a sealed secret does not open with our key package",
-                              code=Code.DECRYPT_FAILED) from None
+        # cryptography raises InvalidTag or ValueError
+        with peer_input("a sealed secret does not open with our key package",
+                        Code.DECRYPT_FAILED):
+            secret = self.hpke.decrypt(sealed, priv, info)
+        return secret
 
 
 HYBRID = CipherSuite("opshub-xwing-aes256gcm-sha256-ed25519", "MLKEM768_X25519")
