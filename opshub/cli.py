@@ -1,68 +1,94 @@
-"""The ``opshub`` console command: the composition root, the one place that imports
-both hub/ and client/. Each subcommand parses its arguments and calls into them.
+"""The ``opshub`` command: argument parsing, help, and the one place where errors become
+what a user reads (one line on stderr and an exit status, never a traceback).
+
+opshub/ is the composition root, the only package that imports both hub/ and client/;
+each subcommand's work lives in a module of its own (serve, replay, bench, demo).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from client.identity import KeyFolder, UnitSpec, generate
-from hub.app import RunningHub, serve
-from hub.config import HubConfig, load_config_file
+from client.identity import UnitSpec, generate
+from opshub.identities import DEFAULT_ROSTER
+from opshub.replay import INTERRUPTED
+from protocol.errors import OpshubError, UsageError
 
-DEFAULT_ROSTER = [
-    UnitSpec("OCU", "BB", "WCO-RILO", "ocu"),
-    UnitSpec("BB-CUSTOMS", "BB", "customs"),
-    UnitSpec("JM-CUSTOMS", "JM", "customs"),
-    UnitSpec("TT-POLICE", "TT", "police"),
-    UnitSpec("DM-CUSTOMS", "DM", "customs"),
-    UnitSpec("INTERPOL-LO", "FR", "INTERPOL", "liaison"),
-]
+#: exit status when the command could not do what was asked (the reason is on stderr)
+FAILED_TO_RUN = 2
+
+DESCRIPTION = """\
+Run a simulated secure inter-agency messaging hub and the agents that use it: replay
+documented enforcement operations as end-to-end encrypted traffic, benchmark the hub,
+check message files.
+"""
+
+EXIT_STATUS = """
+exit status: 0 done; 1 a check failed (a published figure not reproduced, an invalid
+file, a benchmark that lost messages); 2 the command could not run as asked (the reason
+is on stderr); 130 interrupted (Ctrl-C)."""
 
 
-def _run(coro: Coroutine[Any, Any, Any], loop: str = "uvloop") -> Any:
-    if loop == "asyncio":
-        return asyncio.run(coro)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; every option's default after its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.option_strings or action.nargs in (argparse.OPTIONAL,
+                                                          argparse.ZERO_OR_MORE)
+        if (shown and "%(default)" not in text
+                and action.default not in (None, False, argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _command(sub: Any, name: str, summary: str, description: str, *examples: str,
+             func: Callable[[argparse.Namespace], int] | None = None
+             ) -> argparse.ArgumentParser:
+    """A subcommand whose help starts with what it does and ends with examples."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name.rsplit(" ", 1)[-1], help=summary, description=description,
+        epilog=_examples(*(f"opshub {name} {e}".rstrip() for e in examples)) if examples
+        else None, formatter_class=_Help)
+    if func is not None:
+        parser.set_defaults(func=func, name=name)
+    return parser
+
+
+# --- commands without a module of their own ------------------------------------------
 
 
 def _parse_unit(text: str) -> UnitSpec:
     parts = text.split(",")
     if len(parts) not in (3, 4):
-        raise argparse.ArgumentTypeError(
-            f"expected UNIT,COUNTRY,AGENCY[,ROLE], got {text!r}")
-    try:
-        spec = UnitSpec(*parts)
-    except TypeError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return spec
+        raise argparse.ArgumentTypeError(f"expected UNIT,COUNTRY,AGENCY[,ROLE], got {text!r}")
+    return UnitSpec(*parts)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     out: Path = args.out
     if (out / "authority.key").exists() and not args.force:
-        print(f"opshub keys: {out} already holds an authority; use --force to replace it",
-              file=sys.stderr)
-        return 2
+        raise UsageError(f"{out} already holds an authority; use --force to replace it")
     specs = args.unit or DEFAULT_ROSTER
     try:
         _, identities = generate(out, specs, now=int(time.time()),
                                  validity=int(args.days * 86400))
     except ValueError as exc:
-        print(f"opshub keys: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {(exc.strerror or str(exc)).lower()}"
+                         ) from None
     print(f"authority and {len(identities)} units written to {out}/")
     for ident in identities:
         c = ident.credential
@@ -70,57 +96,35 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def hub_config(args: argparse.Namespace) -> tuple[HubConfig, list[Any]]:
-    keys = KeyFolder(args.keys)
-    authorities = [keys.authority_public()]
-    roster = keys.roster() if (args.keys / "roster.json").exists() else []
-    config = HubConfig(host=args.host, port=args.port, db=args.db,
-                       authorities=tuple(authorities), open_enrollment=args.open_enrollment,
-                       fanout=args.fanout)
-    if args.config is not None:
-        config = load_config_file(args.config, config)
-    return config, roster
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    if args.config is not None and not args.config.exists():
-        print(f"opshub serve: no config file {args.config}", file=sys.stderr)
-        return 2
-    if not (args.keys / "authority.pub").exists():
-        print(f"opshub serve: no authority.pub in {args.keys}; run `opshub keys --out "
-              f"{args.keys}` first", file=sys.stderr)
-        return 2
-    try:
-        config, roster = hub_config(args)
-    except ValueError as exc:
-        print(f"opshub serve: {exc}", file=sys.stderr)
-        return 2
+    from opshub.serve import cmd_serve as serve
 
-    def ready(running: RunningHub) -> None:
-        print(f"opshub: hub {config.hub_id!r} listening on {running.http} "
-              f"(WebSocket {running.url}), database {config.db}", flush=True)
+    return serve(args)
 
-    _run(serve(config, roster, ready=ready), args.loop)
-    print("opshub: stopped cleanly", flush=True)
-    return 0
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from opshub.replay import cmd_replay as replay
+
+    return replay(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from client.demo import run_demo
+    from opshub.demo import run_demo
+    from opshub.loops import run
 
-    return int(_run(run_demo(workdir=args.workdir, messages=args.messages)))
+    return run(run_demo(workdir=args.workdir, messages=args.messages))
 
 
-def _emit(result: dict[str, Any], path: str | None) -> None:
+def _emit(result: dict[str, Any], path: Path | None) -> None:
     """Print a benchmark's result as JSON, and write it to ``path`` too if given."""
     text = json.dumps(result, indent=2)
-    if path:
-        Path(path).write_text(text + "\n")
+    if path is not None:
+        path.write_text(text + "\n")
     print(text)
 
 
 def cmd_bench_hub(args: argparse.Namespace) -> int:
-    from client.bench import BenchOptions, median_of, run_bench
+    from opshub.bench import BenchOptions, median_of, run_bench
 
     opts = BenchOptions(
         subscribers=args.subscribers, size=args.size, duration=args.duration,
@@ -134,8 +138,8 @@ def cmd_bench_hub(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_crypto(args: argparse.Namespace) -> int:
-    from client.bench_crypto import run_crypto_bench
     from client.e2ee.suite import CLASSIC, HYBRID
+    from opshub.bench_crypto import run_crypto_bench
 
     result = run_crypto_bench(messages=args.messages, size=args.size, members=args.members,
                               runs=args.runs,
@@ -145,202 +149,239 @@ def cmd_bench_crypto(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from client.messages import default_catalog
-    from client.messages.files import validate_files
+    from opshub.checks import cmd_validate as validate
 
-    results = validate_files(default_catalog(), args.files, references=args.references)
-    if not results:
-        print("opshub validate: no message files given", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps([{"file": str(r.path), "ok": r.ok,
-                           "problems": [p.to_json() for p in r.problems]} for r in results],
-                         indent=2))
-    else:
-        for r in results:
-            if r.ok:
-                if not args.quiet:
-                    print(f"{r.path}: ok ({r.message['type']} v{r.message['version']})")
-                continue
-            for problem in r.problems:
-                print(f"{r.path}: {problem.path or '/'}: {problem.message}")
-        bad = sum(not r.ok for r in results)
-        print(f"{len(results) - bad} of {len(results)} files valid", file=sys.stderr)
-    return 0 if all(r.ok for r in results) else 1
+    return validate(args)
 
 
 def cmd_schemas_docs(args: argparse.Namespace) -> int:
-    from client.messages import default_catalog
-    from client.messages.docgen import generate
+    from opshub.checks import cmd_schemas_docs as schemas_docs
 
-    text = generate(default_catalog())
-    if args.check:
-        if not args.out.exists() or args.out.read_text(encoding="utf-8") != text:
-            print(f"{args.out} is stale: run `opshub schemas docs` to regenerate it",
-                  file=sys.stderr)
-            return 1
-        print(f"{args.out} is current")
-        return 0
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
-    return 0
-
-
-def cmd_bench_messages(args: argparse.Namespace) -> int:
-    from client.bench_messages import run_messages_bench
-
-    result = run_messages_bench(number=args.number, runs=args.runs)
-    _emit(result, args.json)
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from client.replay.run import run_replay
-    from protocol.errors import ScenarioError
-
-    speed = None if args.speed == "max" else float(args.speed)
-    try:
-        report = _run(run_replay(args.operation, seed=args.seed, speed=speed, out=args.out,
-                                 db=args.db, hub_url=args.hub, keys=args.keys))
-    except ScenarioError as exc:
-        print(f"opshub replay: {exc.message}", file=sys.stderr)
-        return 2
-    failed = [c for c in report["checks"] if not c["ok"]]
-    rejected = sum(report.get("rejected", {}).values())
-    rate = report["messages"] / report["wall_seconds"] if report["wall_seconds"] else 0
-    print(f"\n{report['operation']}: {report['messages']} messages in "
-          f"{report['wall_seconds']:.1f} s ({rate:,.0f}/s, {rejected} rejected by agents); "
-          f"{len(report['checks']) - len(failed)} of {len(report['checks'])} published "
-          f"figures reproduced")
-    for c in report["checks"]:
-        mark = "ok " if c["ok"] else "FAIL"
-        print(f"  {mark} {c['metric']:<32} {c['rule']:<9} published {_num(c['published']):>12}"
-              f"  observed {_num(c['observed']):>12}")
-    print(f"report   {args.out}/report.json, report.md, report.html")
-    return 0 if not failed else 1
-
-
-def _num(value: float) -> str:
-    """1631000 -> '1,631,000'; 500.2 -> '500.2'."""
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}".rstrip("0")
+    return schemas_docs(args)
 
 
 def cmd_scenario_check(args: argparse.Namespace) -> int:
-    from client.replay.plan import make_plan
-    from client.replay.scenario import load, resolve
-    from protocol.errors import ScenarioError
+    from opshub.checks import cmd_scenario_check as scenario_check
 
-    status = 0
-    for name in args.scenarios:
-        try:
-            scenario = load(resolve(name))
-            plan = make_plan(scenario, args.seed)
-        except ScenarioError as exc:
-            print(exc.message, file=sys.stderr)
-            status = 1
-            continue
-        except ValueError as exc:
-            print(f"{name}: cannot generate the traffic: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        print(f"{scenario.path}: ok ({len(scenario.participants)} participants, "
-              f"{len(scenario.steps)} storyline messages, {len(plan.events)} planned "
-              f"events, {plan.expected_messages} messages)")
-    return status
+    return scenario_check(args)
+
+
+def cmd_bench_messages(args: argparse.Namespace) -> int:
+    from opshub.bench_messages import run_messages_bench
+
+    _emit(run_messages_bench(number=args.number, runs=args.runs), args.json)
+    return 0
+
+
+def _operation_id(text: str) -> str:
+    from client.replay.run import check_operation_id
+
+    try:
+        return check_operation_id(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+# --- the parser ------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="opshub", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="opshub", description=DESCRIPTION, formatter_class=_Help,
+        epilog=_examples("opshub keys --out keys",
+                         "opshub serve --keys keys --db opshub.db --port 8765",
+                         "opshub replay cocair-v --out replay-out",
+                         "opshub <command> --help     (each command's options)") + "\n"
+        + EXIT_STATUS)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log at debug level (to stderr)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
+    _keys(sub)
+    _serve(sub)
+    _replay(sub)
+    _scenario(sub)
+    _validate(sub)
+    _schemas(sub)
+    _bench(sub)
+    _demo(sub)
+    return p
 
-    k = sub.add_parser("keys", help="generate an operation authority and unit credentials")
-    k.add_argument("--out", type=Path, default=Path("keys"), help="folder to write (keys/)")
-    k.add_argument("--unit", type=_parse_unit, action="append",
-                   help="UNIT,COUNTRY,AGENCY[,ROLE] (repeat); default: a small demo roster")
+
+def _keys(sub: Any) -> None:
+    k = _command(sub, "keys", "create an operation authority and unit credentials",
+                 "Create an operation authority (authority.key, authority.pub) and one "
+                 "identity per unit\n(units/<UNIT>.json, private, 0600), plus roster.json, "
+                 "the public credentials a hub\npreloads. Without --unit: a small demo "
+                 "roster (an OCU, four national units, a liaison).",
+                 "--out keys",
+                 "--out keys --unit OCU,BB,WCO-RILO,ocu --unit JM-CUSTOMS,JM,customs",
+                 func=cmd_keys)
+    k.add_argument("--out", type=Path, default=Path("keys"), metavar="DIR",
+                   help="folder to write")
+    k.add_argument("--unit", type=_parse_unit, action="append", metavar="UNIT,CC,AGENCY[,ROLE]",
+                   help="a unit to issue a credential for (repeat); CC is an ISO 3166-1 "
+                   "alpha-2 country, ROLE one of unit, ocu, liaison, observer (default: "
+                   "unit); without --unit, the demo roster")
     k.add_argument("--days", type=float, default=365, help="credential validity in days")
-    k.add_argument("--force", action="store_true", help="replace an existing authority")
-    k.set_defaults(func=cmd_keys)
+    k.add_argument("--force", action="store_true",
+                   help="replace an authority already in --out (its credentials stop working)")
 
-    s = sub.add_parser("serve", help="run a hub until SIGINT/SIGTERM")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    s.add_argument("--db", type=Path, default=Path("opshub.db"))
-    s.add_argument("--keys", type=Path, default=Path("keys"),
-                   help="folder with authority.pub (trusted) and roster.json (preloaded)")
-    s.add_argument("--config", type=Path, default=None,
-                   help="TOML file with limits and timeouts (see docs/operations.md)")
+
+def _serve(sub: Any) -> None:
+    s = _command(sub, "serve", "run a hub until Ctrl-C or SIGTERM",
+                 "Run a hub: WebSocket agents at ws://HOST:PORT/v1/ws, the JSON HTTP API "
+                 "(/healthz,\n/v1/operations, /v1/directory, /metrics) beside it, one "
+                 "SQLite database. It trusts\nKEYS/authority.pub, preloads KEYS/roster.json "
+                 "and stops cleanly on Ctrl-C or SIGTERM\n(every acknowledged message is on "
+                 "disk). See docs/operations.md.",
+                 "--keys keys --db opshub.db --port 8765",
+                 "--keys keys --port 0 --ready-file hub.json    (scripts: read the URL "
+                 "from hub.json)",
+                 func=cmd_serve)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one")
+    s.add_argument("--db", type=Path, default=Path("opshub.db"), metavar="FILE",
+                   help="SQLite database (created if missing; -wal and -shm files beside it)")
+    s.add_argument("--keys", type=Path, default=Path("keys"), metavar="DIR",
+                   help="key folder: authority.pub (trusted) and roster.json (preloaded)")
+    s.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="TOML file of limits and timeouts (see docs/operations.md)")
+    s.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
+                   help="once listening, write {\"url\", \"http\", \"pid\", \"hub\", \"db\"} "
+                   "here as JSON (atomically; removed when the hub stops)")
     s.add_argument("--open-enrollment", action="store_true",
                    help="accept any credential the authority signed, enrolled or not")
     s.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                   help="event loop of the hub (asyncio by default: ahead of uvloop in 7 of 8 "
-                   "interleaved benchmark rounds, see docs/performance.md)")
+                   help="event loop (asyncio was ahead of uvloop in 7 of 8 interleaved "
+                   "benchmark rounds, see docs/performance.md)")
     s.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",
                    help="per-delivery: one frame and one awaited send per delivery (a naive "
                    "design, for benchmark comparison only)")
-    s.set_defaults(func=cmd_serve)
 
-    d = sub.add_parser("demo", help="embedded hub, a handful of agents, one operation")
-    d.add_argument("--workdir", type=Path, default=None,
-                   help="keep keys and database here (default: a temporary folder)")
-    d.add_argument("--messages", type=int, default=12)
-    d.set_defaults(func=cmd_demo)
 
-    v = sub.add_parser("validate", help="check message files (JSON or YAML) against "
-                       "schemas/; exit status 0 only when every file is valid")
-    v.add_argument("files", type=Path, nargs="+", help="files, or folders of .json/.yaml")
+def _replay(sub: Any) -> None:
+    r = _command(
+        sub, "replay", "replay a documented operation as encrypted traffic",
+        "Replay a documented operation: every participant becomes an agent over a real "
+        "WebSocket,\nthe documented cases and the background traffic become end-to-end "
+        "encrypted messages on\na virtual clock, and the OCU's after-action report "
+        "(report.json, report.md, report.html)\nchecks its tally against the published "
+        "figures. Exits 1 if a figure is not reproduced.\n\n"
+        "The replay starts a hub of its own unless --hub names a running one; then the "
+        "participants\nthat --keys holds act with their own identity, the others get new "
+        "credentials, and the run\nis an operation of its own on that hub: the scenario's "
+        "code the first time, then CODE-2,\nCODE-3 ... (or --operation-id). Ctrl-C stops "
+        "the replay and writes a partial report.",
+        "cocair-v",
+        "trigger-vii --seed 7 --out out/trigger",
+        "calypso-2 --speed 86400     (one virtual day per real second)",
+        "trigger-vii --hub ws://127.0.0.1:8765/v1/ws --keys keys",
+        func=cmd_replay)
+    r.add_argument("operation", help="a scenario in seeds/ (cocair-v, trigger-vii, "
+                   "calypso-2) or the path to a scenario file")
+    r.add_argument("--speed", default="max",
+                   help="max (as fast as the agents go) or a factor of real time, e.g. 3600 "
+                   "for one virtual hour per second")
+    r.add_argument("--seed", type=int, default=1,
+                   help="seed of the background traffic (the same seed gives the same traffic)")
+    r.add_argument("--out", type=Path, default=Path("replay-out"), metavar="DIR",
+                   help="folder for report.json, report.md and report.html")
+    r.add_argument("--db", type=Path, default=None, metavar="FILE",
+                   help="keep the database of the replay's own hub here (default: a temporary "
+                   "file)")
+    r.add_argument("--hub", default=None, metavar="URL",
+                   help="replay over this running hub (ws://HOST:PORT/v1/ws) instead of "
+                   "starting one; needs --keys")
+    r.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                   help="with --hub: the key folder of that hub's authority (authority.key "
+                   "signs the participants it has no units/<UNIT>.json for)")
+    r.add_argument("--operation-id", type=_operation_id, default=None, metavar="ID",
+                   help="the operation's id on the hub, e.g. DRILL-3 (default: the "
+                   "scenario's code, numbered -2, -3 ... when the hub already has it)")
+
+
+def _scenario(sub: Any) -> None:
+    sn = _command(sub, "scenario", "scenario tools",
+                  "Tools for scenario files (format: schemas/scenario.schema.json, guide: "
+                  "docs/scenarios.md).")
+    snsub = sn.add_subparsers(dest="scenario", required=True, metavar="<tool>")
+    sck = _command(snsub, "scenario check", "check scenario files without running them",
+                   "Check scenario files as a replay would before anything runs: the "
+                   "schema, participants,\nevery storyline message, the published figures, "
+                   "and that the traffic can be generated.\nEach problem is printed with "
+                   "file, line and JSON path; exits 1 if any file has one.",
+                   "seeds/*.yaml", "my-operation.yaml --seed 7", func=cmd_scenario_check)
+    sck.add_argument("scenarios", nargs="+", metavar="SCENARIO",
+                     help="scenario files, or names in seeds/")
+    sck.add_argument("--seed", type=int, default=1, help="seed of the traffic to generate")
+
+
+def _validate(sub: Any) -> None:
+    v = _command(sub, "validate", "check message files against the schemas",
+                 "Check message files (JSON or YAML) against schemas/, printing each "
+                 "problem as\nFILE: /json/path: reason. Exits 0 only when every file is "
+                 "valid.",
+                 "schemas/examples/valid/*.json", "report.yaml --references",
+                 "messages/ --json", func=cmd_validate)
+    v.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                   help="message files, or folders of .json/.yaml files")
     v.add_argument("--references", action="store_true",
                    help="take the files as one operation's traffic: ids unique, every "
                    "refers_to names one of them")
     v.add_argument("--json", action="store_true", help="print the results as JSON")
     v.add_argument("-q", "--quiet", action="store_true", help="print problems only")
-    v.set_defaults(func=cmd_validate)
 
-    sc = sub.add_parser("schemas", help="schema tools")
-    scsub = sc.add_subparsers(dest="schemas", required=True)
-    sd = scsub.add_parser("docs", help="generate docs/schemas.md from schemas/")
-    sd.add_argument("--out", type=Path, default=Path("docs/schemas.md"))
-    sd.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    sd.set_defaults(func=cmd_schemas_docs)
 
-    r = sub.add_parser("replay", help="replay a documented operation as encrypted traffic "
-                       "and write the OCU's after-action report")
-    r.add_argument("operation", help="a name in seeds/ (cocair-v, trigger-vii, calypso-2) "
-                   "or a path to a scenario file")
-    r.add_argument("--speed", default="max",
-                   help="max (as fast as possible) or a factor of real time, e.g. 3600")
-    r.add_argument("--seed", type=int, default=1)
-    r.add_argument("--out", type=Path, default=Path("replay-out"))
-    r.add_argument("--db", type=Path, default=None,
-                   help="database of the hub started for the replay (default: temporary)")
-    r.add_argument("--hub", default=None,
-                   help="use a running hub (ws URL) instead of starting one")
-    r.add_argument("--keys", type=Path, default=None,
-                   help="with --hub: the key folder of that hub's authority")
-    r.set_defaults(func=cmd_replay)
+def _schemas(sub: Any) -> None:
+    sc = _command(sub, "schemas", "schema tools",
+                  "Tools for the message schemas in schemas/.")
+    scsub = sc.add_subparsers(dest="schemas", required=True, metavar="<tool>")
+    sd = _command(scsub, "schemas docs", "generate docs/schemas.md from schemas/",
+                  "Generate the schema reference (docs/schemas.md) from schemas/, or check "
+                  "that it is current.", "", "--check", func=cmd_schemas_docs)
+    sd.add_argument("--out", type=Path, default=Path("docs/schemas.md"), metavar="FILE",
+                    help="file to write")
+    sd.add_argument("--check", action="store_true",
+                    help="write nothing; exit 1 if the file is stale")
 
-    sn = sub.add_parser("scenario", help="scenario tools")
-    snsub = sn.add_subparsers(dest="scenario", required=True)
-    sck = snsub.add_parser("check", help="check scenario files without running them")
-    sck.add_argument("scenarios", nargs="+")
-    sck.add_argument("--seed", type=int, default=1)
-    sck.set_defaults(func=cmd_scenario_check)
 
-    b = sub.add_parser("bench", help="benchmarks")
-    bsub = b.add_subparsers(dest="bench", required=True)
-    bh = bsub.add_parser("hub", help="durable publish + fan-out throughput and latency")
-    bh.add_argument("--subscribers", type=int, default=30)
-    bh.add_argument("--size", type=int, default=1024, help="payload bytes")
+def _bench(sub: Any) -> None:
+    b = _command(sub, "bench", "benchmarks of the hub, the encryption and the schema checks",
+                 "Benchmarks. Each prints its result as JSON (and writes it with --json). "
+                 "See\ndocs/performance.md for the method; scripts/bench runs the "
+                 "comparison.")
+    bsub = b.add_subparsers(dest="bench", required=True, metavar="<benchmark>")
+    bh = _command(
+        bsub, "bench hub", "durable publish and fan-out throughput and latency of a hub",
+        "One publisher keeps a window of unacknowledged publishes to an operation; "
+        "subscribed agents\nin separate processes measure publish-to-delivery latency. The "
+        "hub runs as its own process\n(its CPU time and peak memory are reported) unless "
+        "--hub names a running one; there each\nrun publishes to operations of its own, "
+        "BENCH-<run>-<i>, which stay on that hub.\nExits 1 if a message was lost or "
+        "delivered out of order.",
+        "--subscribers 30 --size 1024 --duration 10 --json bench.json",
+        "--hub ws://127.0.0.1:8765/v1/ws --keys keys --duration 5",
+        func=cmd_bench_hub)
+    bh.add_argument("--subscribers", type=int, default=30, help="subscribed agents")
+    bh.add_argument("--size", type=int, default=1024, help="payload bytes per message")
     bh.add_argument("--duration", type=float, default=10.0, help="measured seconds")
-    bh.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
-    bh.add_argument("--window", type=int, default=4096, help="unacknowledged publishes")
+    bh.add_argument("--warmup", type=float, default=2.0,
+                    help="seconds of publishing before the measurement")
+    bh.add_argument("--window", type=int, default=4096,
+                    help="unacknowledged publishes the publisher keeps in flight")
     bh.add_argument("--batch", type=int, default=256, help="publishes per frame")
-    bh.add_argument("--sub-procs", type=int, default=2, help="subscriber processes")
-    bh.add_argument("--operations", type=int, default=1)
-    bh.add_argument("--hub", default=None, help="target a running hub (ws URL) instead")
-    bh.add_argument("--keys", type=Path, default=None,
-                    help="with --hub: that hub's key folder (its authority signs bench units)")
-    bh.add_argument("--db", type=Path, default=None, help="database of the started hub")
+    bh.add_argument("--sub-procs", type=int, default=2,
+                    help="processes the subscribers are spread over")
+    bh.add_argument("--operations", type=int, default=1,
+                    help="operations the publisher spreads its messages over")
+    bh.add_argument("--hub", default=None, metavar="URL",
+                    help="benchmark this running hub (ws://HOST:PORT/v1/ws) instead of "
+                    "starting one; needs --keys")
+    bh.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                    help="with --hub: the key folder of that hub's authority (it signs the "
+                    "bench's units)")
+    bh.add_argument("--db", type=Path, default=None, metavar="FILE",
+                    help="database of the started hub (default: a temporary file)")
     bh.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",
                     help="fan-out design of the started hub (per-delivery: the naive "
                     "reference, one awaited send per delivery)")
@@ -348,22 +389,59 @@ def build_parser() -> argparse.ArgumentParser:
                     help="event loop of the started hub")
     bh.add_argument("--runs", type=int, default=1,
                     help="repeat and report the median of each figure (and every run)")
-    bh.add_argument("--json", default=None, help="write the result here too")
-    bh.set_defaults(func=cmd_bench_hub)
-    bc = bsub.add_parser("crypto", help="end-to-end encryption cost on one core")
+    bh.add_argument("--json", type=Path, default=None, metavar="FILE",
+                    help="write the result here too")
+    bc = _command(bsub, "bench crypto", "end-to-end encryption cost on one core",
+                  "The end-to-end encryption's cost on one core: encrypt+sign and "
+                  "verify+decrypt rates\nagainst bare Ed25519 verification, and a rekey "
+                  "of --members members.",
+                  "", "--kem x25519 --members 100 --json crypto.json",
+                  func=cmd_bench_crypto)
     bc.add_argument("--messages", type=int, default=2000, help="messages per round")
-    bc.add_argument("--size", type=int, default=1024, help="content bytes")
+    bc.add_argument("--size", type=int, default=1024, help="content bytes per message")
     bc.add_argument("--members", type=int, default=41, help="operation size for the rekey")
-    bc.add_argument("--kem", choices=["hybrid", "x25519"], default="hybrid")
+    bc.add_argument("--kem", choices=["hybrid", "x25519"], default="hybrid",
+                    help="key encapsulation of the rekey: hybrid (ML-KEM-768 + X25519) or "
+                    "classical X25519")
     bc.add_argument("--runs", type=int, default=5, help="rounds; medians are reported")
-    bc.add_argument("--json", default=None, help="write the result here too")
-    bc.set_defaults(func=cmd_bench_crypto)
-    bm = bsub.add_parser("messages", help="schema check cost per message (microseconds)")
+    bc.add_argument("--json", type=Path, default=None, metavar="FILE",
+                    help="write the result here too")
+    bm = _command(bsub, "bench messages", "schema check cost per message",
+                  "What checking a message costs, in microseconds per message, for every "
+                  "example in\nschemas/examples/valid.",
+                  "", "--number 100 --runs 3 --json messages.json",
+                  func=cmd_bench_messages)
     bm.add_argument("--number", type=int, default=500, help="calls per example per round")
     bm.add_argument("--runs", type=int, default=5, help="rounds; medians are reported")
-    bm.add_argument("--json", default=None, help="write the result here too")
-    bm.set_defaults(func=cmd_bench_messages)
-    return p
+    bm.add_argument("--json", type=Path, default=None, metavar="FILE",
+                    help="write the result here too")
+
+
+def _demo(sub: Any) -> None:
+    d = _command(sub, "demo", "a short tour: one encrypted operation over an embedded hub",
+                 "A short tour of the hub and the encryption: an embedded hub on 127.0.0.1, "
+                 "six agents,\none operation; a unit joins late, one drops and resumes, one "
+                 "is removed, and the hub's\ndatabase is scanned for plaintext.",
+                 "", "--workdir demo --messages 6", func=cmd_demo)
+    d.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                   help="keep keys and database here (default: a temporary folder)")
+    d.add_argument("--messages", type=int, default=12,
+                   help="messages of the storyline to send (2 to 12)")
+
+
+# --- running a command -------------------------------------------------------------------
+
+
+def _opshub_error(error: BaseException) -> OpshubError | None:
+    """The error to show for an exception group whose every leaf is an OpshubError (the
+    tasks of a replay fail together), else None."""
+    if isinstance(error, OpshubError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        leaves = [_opshub_error(e) for e in error.exceptions]
+        if leaves and all(leaf is not None for leaf in leaves):
+            return leaves[0]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,9 +451,18 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except KeyboardInterrupt:
+        print(f"opshub {args.name}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except BrokenPipeError:  # e.g. `opshub keys | head`: the reader has gone, nothing to say
         sys.stderr.close()
         return 0
+    except (OpshubError, BaseExceptionGroup) as exc:
+        shown = _opshub_error(exc)
+        if shown is None:
+            raise
+        print(f"opshub {args.name}: {shown.message}", file=sys.stderr)
+        return FAILED_TO_RUN
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ``opshub`` command: keys, serve (with clean SIGTERM shutdown), demo."""
+"""The ``opshub`` command: keys, serve (with clean SIGTERM shutdown), demo, benchmarks."""
 
 from __future__ import annotations
 
@@ -47,14 +47,15 @@ def test_cli_serve_sigterm_keeps_every_acknowledged_message(tmp_path: Path):
     keys = tmp_path / "keys"
     assert main(["keys", "--out", str(keys)]) == 0
     db = tmp_path / "hub.db"
+    ready = tmp_path / "ready.json"
     with subprocess.Popen(
         [sys.executable, "-m", "opshub", "serve", "--port", "0", "--db", str(db),
-         "--keys", str(keys)], stdout=subprocess.PIPE, text=True) as proc:
+         "--keys", str(keys), "--ready-file", str(ready)], stdout=subprocess.PIPE,
+            text=True) as proc:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        url = re.search(r"WebSocket (ws://\S+)\)", line)
-        assert url is not None, line
-        acked = asyncio.run(_publish_until_stopped(url.group(1), KeyFolder(keys), proc))
+        assert "listening on" in proc.stdout.readline()  # printed after the ready file
+        url = json.loads(ready.read_text())["url"]
+        acked = asyncio.run(_publish_until_stopped(url, KeyFolder(keys), proc))
         rc = proc.wait(timeout=TIMEOUT * 3)
         assert rc == 0
         assert "stopped cleanly" in proc.stdout.read()

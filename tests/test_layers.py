@@ -17,7 +17,7 @@ CORE = (
     "protocol/store.py",
     "client/identity.py",
     "client/membership.py",
-    "client/histogram.py",
+    "opshub/histogram.py",
     "client/e2ee/*.py",
     "client/messages/*.py",
     "client/replay/scenario.py",

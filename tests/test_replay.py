@@ -5,19 +5,22 @@ runs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
+from client.identity import KeyFolder, UnitSpec
 from client.replay.engine import Replay
-from client.replay.run import run_replay
 from client.replay.scenario import SEEDS_DIR
 from client.secure import SecureAgent
 from opshub.cli import main
-from protocol.errors import ScenarioError
+from opshub.replay import run_replay
+from protocol.errors import ScenarioError, UsageError
 
 MINI = Path(__file__).parent / "data" / "mini-scenario.yaml"
 VOLATILE = ("wall_seconds", "hub_cpu_s", "scenario")
@@ -115,7 +118,7 @@ async def test_replay_unit_killed_and_restarted_mid_replay_loses_nothing(
             fresh = SecureAgent(old.conn.url, old.identity, list(old.authority_keys),
                                 reads=old.reads, packages=4)
             await fresh.start()
-            restarted.append(await fresh.rejoin(replay.code))
+            restarted.append(await fresh.rejoin(replay.op))
             unit.agent = fresh
             unit.start()
         replay.on_window = kill_and_restart
@@ -231,8 +234,6 @@ async def test_replay_iarms_hit_is_answered_and_notified_once(tmp_path: Path) ->
 async def test_replay_against_a_running_hub(tmp_path: Path, hub, keys) -> None:
     """With --hub and --keys the replay enrols its participants with a hub that is
     already running (signed by that hub's authority) and replays over it."""
-    from client.identity import KeyFolder
-
     folder = tmp_path / "hub-keys"
     KeyFolder(folder).write(keys.authority, [])
     report = await _replay(tmp_path, hub_url=hub.url, keys=folder)
@@ -278,3 +279,72 @@ async def test_replay_several_hit_figures_are_each_met(tmp_path: Path) -> None:
              "published": "four stolen cars"}]
     report = await _replay(tmp_path, scenario=_broken(tmp_path, hits))
     assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
+
+
+async def _hub_json(hub: Any, path: str) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(f"{hub.http}{path}") as resp:
+        return await resp.json()
+
+
+async def test_replay_twice_against_one_running_hub(tmp_path: Path, hub, keys) -> None:
+    """Two replays of one scenario against the same running hub both reproduce every
+    figure: the second runs as its own operation on the hub, numbered after the first."""
+    folder = tmp_path / "hub-keys"
+    KeyFolder(folder).write(keys.authority, [])
+    first = await _replay(tmp_path, "first", hub_url=hub.url, keys=folder)
+    second = await _replay(tmp_path, "second", hub_url=hub.url, keys=folder)
+    for report in (first, second):
+        assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
+    assert (first["operation_id"], second["operation_id"]) == ("MINI-1", "MINI-1-2")
+    assert first["totals"] == second["totals"]
+    ops = {o["op"] for o in (await _hub_json(hub, "/v1/operations"))["operations"]}
+    assert {"MINI-1", "MINI-1-2"} <= ops
+
+
+async def test_replay_acts_as_the_key_folder_units(tmp_path: Path, hub, keys) -> None:
+    """A participant the key folder already holds (enrolled with the hub just now) is
+    played with that identity, not re-issued: the hub keeps the folder's credential."""
+    folder = tmp_path / "hub-keys"
+    own = keys.authority.enroll(UnitSpec("TG-CUSTOMS", "TG", "customs"), now=keys.now)
+    KeyFolder(folder).write(keys.authority, [own])
+    hub.hub.preload([own.signed])
+    report = await _replay(tmp_path, hub_url=hub.url, keys=folder)
+    assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
+    on_file = await _hub_json(hub, "/v1/directory/TG-CUSTOMS")
+    assert on_file == own.signed.to_json()
+
+
+async def test_replay_operation_id_names_the_run(tmp_path: Path, hub, keys) -> None:
+    """`operation_id` names the run's operation on the hub and in every message; an id
+    the hub already has is refused before anything is sent."""
+    folder = tmp_path / "hub-keys"
+    KeyFolder(folder).write(keys.authority, [])
+    report = await _replay(tmp_path, hub_url=hub.url, keys=folder, operation_id="DRILL-7")
+    assert report["operation_id"] == "DRILL-7"
+    assert report["operation"] == "MINI-1"
+    assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
+    with pytest.raises(UsageError, match="already has an operation 'DRILL-7'"):
+        await _replay(tmp_path, "again", hub_url=hub.url, keys=folder, operation_id="DRILL-7")
+    assert not (tmp_path / "again").exists()
+
+
+class AgentBug(Exception):
+    """A bug planted in one agent's message handling."""
+
+
+async def test_replay_agent_that_fails_stops_the_replay_at_once(tmp_path: Path) -> None:
+    """A bug in one agent's handling of a message ends the replay with that error at
+    once (its task has an owner), instead of leaving the others waiting for it."""
+    def inject(replay: Replay) -> None:
+        async def plant(window: int) -> None:
+            if window == 3:
+                def broken(m: Any, body: dict[str, Any]) -> None:
+                    raise AgentBug(body["id"])
+                replay.agents["TG-CUSTOMS"].on_message = broken  # type: ignore[method-assign]
+        replay.on_window = plant
+
+    async with asyncio.timeout(30):
+        with pytest.raises((AgentBug, ExceptionGroup)) as info:
+            await _replay(tmp_path, hook=inject)
+    if isinstance(info.value, ExceptionGroup):
+        assert info.value.subgroup(AgentBug) is not None, info.value

@@ -16,6 +16,12 @@ Agents improvise only for background traffic (ids with ``-B``); storylines are p
 written. The clock is virtual: at ``speed=None`` (max) it jumps from one window of
 ``WINDOW`` virtual seconds to the next as soon as every agent has read everything; with
 a factor it waits window / factor real seconds per window.
+
+The operation runs on the hub under its own id (``operation_id``, by default the
+scenario's code), so that one scenario can be replayed any number of times on one hub;
+every message carries that id. The traffic depends on the scenario and the seed only.
+Every task has an owner: the agents' readers and the pipelined sends run in task groups
+of ``Replay.run``, so a failing agent ends the run with its error.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from client.replay.plan import BACKGROUND, FEEDBACK_ACTIONS, Event, Plan, make_p
 from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import Tally
 from client.secure import Message, SecureAgent
+from protocol.errors import UsageError
 
 WINDOW = 3600.0  # virtual seconds per step of the clock
 ROTATE_EVERY = 2000  # the OCU commits new epoch keys after this many messages
@@ -68,7 +75,8 @@ class ReplayAgent:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"replay-{self.who.unit}")
+        """Read and react in a task of the replay's task group (see ``Replay.run``)."""
+        self.task = self.replay.tasks.create_task(self._run(), name=f"replay-{self.who.unit}")
 
     async def _run(self) -> None:
         async for m in self.agent.messages():
@@ -85,7 +93,7 @@ class ReplayAgent:
         last = self.replay.last_seq
         need = (max(last.values(), default=0) if reads is None
                 else max((last.get(u, 0) for u in reads), default=0))
-        return (self.agent.read_up_to.get(self.replay.code, 0) >= need
+        return (self.agent.read_up_to.get(self.replay.op, 0) >= need
                 and self.agent.unread == 0 and not self.busy)
 
     def on_message(self, m: Message, body: dict[str, Any]) -> None:
@@ -104,7 +112,7 @@ class DeskAgent(ReplayAgent):
     def answer(self, request: dict[str, Any]) -> None:
         """Look the request up in this desk's databases and schedule the answer. (The
         OCU hands the request over in the room: the desk has not decrypted it itself.)"""
-        self.agent.ledger(self.replay.code).record(request)
+        self.agent.ledger(self.replay.op).record(request)
         q = request["query"]
         key = ((q.get("vehicle") or {}).get("registration")
                or (q.get("firearm") or {}).get("serial_number")
@@ -149,9 +157,13 @@ class OcuAgent(ReplayAgent):
 
 class Replay:
     def __init__(self, scenario: Scenario, *, seed: int = 1, speed: float | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 operation_id: str | None = None) -> None:
+        """Plan the replay. Raises ScenarioError when the scenario's figures cannot be
+        generated."""
         self.scenario = scenario
-        self.code = scenario.code
+        #: the operation's id on the hub, carried by every message
+        self.op = operation_id or scenario.code
         self.seed = seed
         self.speed = speed
         self.progress = progress or (lambda _line: None)
@@ -159,8 +171,14 @@ class Replay:
         self.plan: Plan = make_plan(scenario, seed)
         self.tally = Tally(scenario.participants)
         self.agents: dict[str, ReplayAgent] = {}
-        self._queue: list[tuple[float, int, str, dict[str, Any] | None, int]] = []
+        #: what is to be sent, in time order; bounded: the plan counts every message the
+        #: run sends, reactions included, so more is a bug (``schedule`` refuses it)
+        self._agenda: list[tuple[float, int, str, dict[str, Any] | None, int]] = []
+        self._scheduled = 0
         self._order = itertools.count()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._started: float | None = None
+        self.wall_seconds = 0.0
         #: per sender, the log seq of its latest message (what readers wait for)
         self.last_seq: dict[str, int] = {}
         self.sent = 0
@@ -177,11 +195,25 @@ class Replay:
     # --- bookkeeping ---------------------------------------------------------------------
 
     def rng_for(self, *parts: str) -> random.Random:
-        return random.Random(":".join(["opshub", self.code, str(self.seed), *parts]))
+        # the scenario's code, not the operation id: every run of a seed is the same
+        return random.Random(":".join(["opshub", self.scenario.code, str(self.seed), *parts]))
 
     def schedule(self, at: float, sender: str, body: dict[str, Any] | None, day: int = 0
                  ) -> None:
-        heapq.heappush(self._queue, (at, next(self._order), sender, body, day))
+        """Put a message on the agenda. Raises UsageError past the plan's message count
+        (an agent reacting more than planned: a bug, and an agenda without bound)."""
+        if self._scheduled >= self.plan.expected_messages:
+            raise UsageError(f"{sender} would send more than the {self.plan.expected_messages}"
+                             f" messages planned")
+        self._scheduled += 1
+        heapq.heappush(self._agenda, (at, next(self._order), sender, body, day))
+
+    @property
+    def tasks(self) -> asyncio.TaskGroup:
+        """The task group of the running replay (agents' readers belong to it)."""
+        if self._tasks is None:
+            raise UsageError("the replay is not running")
+        return self._tasks
 
     def record(self, message: dict[str, Any]) -> None:
         """The OCU has read (or sent) ``message``: tally it."""
@@ -196,27 +228,45 @@ class Replay:
     async def run(self, url: str, identities: dict[str, UnitIdentity], authority: Authority
                   ) -> dict[str, Any]:
         """Replay over the hub at ``url`` (which must trust ``authority``); returns what
-        the run itself measured."""
-        started = time.perf_counter()
-        await self._start_agents(url, identities, authority)
+        the run itself measured (``outcome``). Cancelled, it closes every agent first:
+        ``outcome`` and the tally then hold what happened so far."""
+        self._started = time.perf_counter()
         try:
-            await self._create_channel(identities)
-            for e in self.plan.events:
-                self.schedule(e.at, e.sender, e.message, e.day)
-            await self._drive()
-            epoch = self.agents[self.scenario.ocu].agent.epoch(self.code)
-            self.progress(f"keys     final epoch {epoch} (the OCU commits new keys every "
-                          f"{ROTATE_EVERY} messages)")
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                try:
+                    await self._start_agents(url, identities, authority)
+                    await self._create_channel(identities)
+                    for e in self.plan.events:
+                        self.schedule(e.at, e.sender, e.message, e.day)
+                    await self._drive()
+                    epoch = self.agents[self.scenario.ocu].agent.epoch(self.op)
+                    self.progress(f"keys     final epoch {epoch} (the OCU commits new keys "
+                                  f"every {ROTATE_EVERY} messages)")
+                finally:
+                    await self._stop_agents()
         finally:
-            for a in self.agents.values():
-                if a.task is not None:
-                    a.task.cancel()
-            for a in self.agents.values():
-                await a.agent.close()
-        wall = time.perf_counter() - started
-        return {"wall_seconds": round(wall, 2), "sent": self.sent,
-                "final_epoch": self.agents[self.scenario.ocu].agent.epoch(self.code),
+            self._tasks = None
+            self.wall_seconds = time.perf_counter() - self._started
+        return self.outcome()
+
+    def outcome(self) -> dict[str, Any]:
+        """What the run measured so far: wall time, messages sent, the OCU's epoch and
+        what each agent rejected."""
+        ocu = self.agents.get(self.scenario.ocu)
+        return {"operation_id": self.op, "wall_seconds": round(self.wall_seconds, 2),
+                "sent": self.sent,
+                "final_epoch": ocu.agent.epoch(self.op) if ocu is not None else None,
                 "rejected": {u: len(a.agent.rejected) for u, a in self.agents.items()}}
+
+    async def _stop_agents(self) -> None:
+        """Stop the readers, then close every agent's connection, together."""
+        for a in self.agents.values():
+            if a.task is not None:
+                a.task.cancel()
+        async with asyncio.TaskGroup() as closing:
+            for a in self.agents.values():
+                closing.create_task(a.agent.close())
 
     async def _start_agents(self, url: str, identities: dict[str, UnitIdentity],
                             authority: Authority) -> None:
@@ -236,39 +286,42 @@ class Replay:
                                                     else set()))
             secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
                                  packages=4, rotate_messages=ROTATE_EVERY)
-            await secure.start()
             cls = {"ocu": OcuAgent, "liaison": DeskAgent}.get(who.role, ReplayAgent)
             agent = cls(self, who, secure)
-            agent.start()
+            # listed before it connects: a start that fails or is cancelled half-way
+            # leaves a connection that _stop_agents must close
             self.agents[unit] = agent
+            await secure.start()
+            agent.start()
 
     async def _create_channel(self, identities: dict[str, UnitIdentity]) -> None:
         ocu = self.agents[self.scenario.ocu].agent
         members = [identities[u].signed for u in self.agents if u != self.scenario.ocu]
-        await ocu.create_operation(self.code, self.scenario.name, members)
+        await ocu.create_operation(self.op, self.scenario.name, members)
         for u, a in self.agents.items():
             if u != self.scenario.ocu:
-                await a.agent.wait_for_epoch(self.code, 0)
-        self.progress(f"channel  {self.code}: epoch 0, {len(self.agents)} members, keys "
+                await a.agent.wait_for_epoch(self.op, 0)
+        self.progress(f"channel  {self.op}: epoch 0, {len(self.agents)} members, keys "
                       f"sealed to each")
 
     async def _drive(self) -> None:
         day_seen = 0
         real0 = time.perf_counter()
         window = 0
-        while self._queue:
+        while self._agenda:
             window += 1
-            window_end = (self._queue[0][0] // WINDOW + 1) * WINDOW
+            window_end = (self._agenda[0][0] // WINDOW + 1) * WINDOW
             batch = []
-            while self._queue and self._queue[0][0] < window_end:
-                batch.append(heapq.heappop(self._queue))
+            while self._agenda and self._agenda[0][0] < window_end:
+                batch.append(heapq.heappop(self._agenda))
             if self.speed is not None:
                 due = real0 + window_end / self.speed
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await asyncio.gather(*(self._send_all(sender, items) for sender, items in
-                                   _by_sender(batch).items()))
+            async with asyncio.TaskGroup() as senders:
+                for sender, items in _by_sender(batch).items():
+                    senders.create_task(self._send_all(sender, items))
             await self._quiesce()
             if self.on_window is not None:
                 await self.on_window(window)
@@ -283,20 +336,24 @@ class Replay:
         """A sender's messages of one window, pipelined: each is checked, encrypted and
         queued in order at once; the acks come back together."""
         agent = self.agents[sender].agent
-        sends = []
-        for at, _, _, body, day in items:
-            if body is None:
-                body = self._sitrep(at, day)
-            elif "sent_at" not in body:
-                body = _with_envelope(self, sender, at, body)
-            # the task runs up to its publish now, in order (ratchet and ledger order)
-            sends.append(asyncio.ensure_future(agent.send(self.code, body)))
-            await asyncio.sleep(0)
-            if sender == self.scenario.ocu:
-                self.record(body)
-        for seq in await asyncio.gather(*sends):
-            self.sent += 1
-            self.last_seq[sender] = max(self.last_seq.get(sender, 0), seq)
+        async with asyncio.TaskGroup() as sends:
+            for at, _, _, body, day in items:
+                if body is None:
+                    body = self._sitrep(at, day)
+                elif "sent_at" not in body:
+                    body = _with_envelope(self, sender, at, body)
+                elif body["operation"] != self.op:  # planned under the scenario's code
+                    body = {**body, "operation": self.op}
+                # the task runs up to its publish now, in order (ratchet and ledger order)
+                sends.create_task(self._send_one(agent, sender, body))
+                await asyncio.sleep(0)
+                if sender == self.scenario.ocu:
+                    self.record(body)
+
+    async def _send_one(self, agent: SecureAgent, sender: str, body: dict[str, Any]) -> None:
+        seq = await agent.send(self.op, body)
+        self.sent += 1
+        self.last_seq[sender] = max(self.last_seq.get(sender, 0), seq)
 
     async def _quiesce(self, within: float = 120.0) -> None:
         async with asyncio.timeout(within):
@@ -341,7 +398,7 @@ def _with_envelope(replay: Replay, sender: str, at: float, body: dict[str, Any]
                    ) -> dict[str, Any]:
     replay.reactions[sender] = replay.reactions.get(sender, 0) + 1
     message_id = f"{sender}.R{replay.reactions[sender]:04d}".upper()
-    return envelope(replay.code, replay.scenario.participants[sender], message_id, at,
+    return envelope(replay.op, replay.scenario.participants[sender], message_id, at,
                     dict(body), start_of=replay.scenario.data)
 
 

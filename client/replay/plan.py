@@ -21,6 +21,7 @@ from client.messages import default_catalog
 from client.messages.checks import problems
 from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import KIND_FIELDS, Tally
+from protocol.errors import ScenarioError
 
 #: Background message ids carry this marker; agents improvise reactions only to these
 #: (storyline messages are answered by their storylines).
@@ -56,6 +57,11 @@ class Plan:
     #: desk unit -> {lookup key -> record of a hit}; a key not there is a miss
     databases: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     expected_messages: int = 0
+
+
+def _cannot(scenario: Scenario, reason: str) -> ScenarioError:
+    """The error for a scenario whose published figures this generator cannot produce."""
+    return ScenarioError(f"{scenario.path}: cannot generate the traffic: {reason}")
 
 
 def _split(total: float, parts: int, rng: random.Random, *, integer: bool) -> list[float]:
@@ -131,7 +137,7 @@ class Planner:
         if (parts[-1] == "count" and cat in ("drug", "currency", "person")
                 and not metric.startswith("person.notice.")
                 and (cat != "person" or len(parts) != 3)):
-            raise ValueError(f"the generator cannot fill metric {metric!r}")
+            raise _cannot(self.s, f"the generator cannot fill metric {metric!r}")
         if cat == "drug":
             unit = parts[-1]
             n = max(1, min(12, int(math.log10(max(amount, 1)) * 3) + 1))
@@ -181,7 +187,7 @@ class Planner:
             return out
         if cat in GENERIC_FILL:
             return self._generic_items(cat, parts, amount)
-        raise ValueError(f"the generator cannot fill metric {metric!r}")
+        raise _cannot(self.s, f"the generator cannot fill metric {metric!r}")
 
     def _generic_items(self, cat: str, parts: list[str], amount: float
                        ) -> list[dict[str, Any]]:
@@ -252,8 +258,8 @@ class Planner:
             items.extend(self._free_items(max(0, need)))
         if count <= 0:
             if items:
-                raise ValueError("the published number of reports leaves no report for the "
-                                 "residual figures")
+                raise _cannot(self.s, "the published number of reports leaves no report "
+                              "for the residual figures")
             return []
         if len(items) < count:
             items.extend(self._free_items(count - len(items)))
@@ -323,8 +329,8 @@ class Planner:
         """The database of each hit to plant, so that every hits figure is met: the most
         specific figure first (hits.interpol_sltd, then hits.interpol, then hits), each
         residual planted in its own databases, avoiding databases that a figure of their
-        own fixes. Raises ValueError when no desk answers from a database a figure
-        needs."""
+        own fixes. Raises ScenarioError when no desk answers from a database a
+        figure needs."""
         have = storyline.totals()
         desk_dbs = sorted({d for p in self.desks for d in p.databases})
 
@@ -344,8 +350,8 @@ class Planner:
         for r in sorted(results, key=lambda r: len(scope(r["metric"]))):
             dbs = scope(r["metric"])
             if not dbs:
-                raise ValueError(f"{r['metric']} needs a liaison desk answering from that "
-                                 f"database")
+                raise _cannot(self.s, f"{r['metric']} needs a liaison desk answering from "
+                              f"that database")
             current = have.get(r["metric"], 0) + sum(d in dbs for d in planted)
             free = [d for d in dbs if d not in fixed and not (
                 "interpol" in fixed and d.startswith("interpol_"))] or dbs
@@ -366,7 +372,7 @@ class Planner:
             mix.pop("request_for_information", None)
         events: list[Event] = []
         if hits and not desks:
-            raise ValueError("the published hits need a liaison desk with databases")
+            raise _cannot(self.s, "the published hits need a liaison desk with databases")
         to_plant = list(hits)
         while budget > 0:
             kind = self.rng.choices(list(mix), weights=list(mix.values()))[0] if mix else "alert"
@@ -389,8 +395,8 @@ class Planner:
                 events.append(self._alert())
                 budget -= 1
         if to_plant:
-            raise ValueError(f"the message budget leaves no room for {len(to_plant)} more "
-                             f"hits")
+            raise _cannot(self.s, f"the message budget leaves no room for {len(to_plant)} "
+                          f"more hits")
         return events
 
     def warning_to(self, unit: Participant) -> Event:
@@ -477,7 +483,7 @@ class Planner:
 
 
 def make_plan(scenario: Scenario, seed: int) -> Plan:
-    """Every planned event of a replay, in time order. Raises ValueError when the
+    """Every planned event of a replay, in time order. Raises ScenarioError when the
     published figures cannot be generated from this scenario."""
     planner = Planner(scenario, seed)
     story = Tally(scenario.participants)
@@ -490,8 +496,9 @@ def make_plan(scenario: Scenario, seed: int) -> Plan:
     total = int(scenario.background["messages"])
     budget = total - len(events)
     if budget < 0:
-        raise ValueError(f"background.messages ({total}) is fewer than the {len(events)} "
-                         f"messages the storylines, reports and daily reports need")
+        raise _cannot(scenario, f"background.messages ({total}) is fewer than the "
+                      f"{len(events)} messages the storylines, reports and daily reports "
+                      f"need")
     # every unit says something (a feedback to a warning addressed to it alone), so that
     # the countries figure depends on the roster, not on chance
     speaking = {e.sender for e in events}
@@ -513,7 +520,7 @@ _AT_RUN_TIME = ("messages", "hits", "countries")
 def _check_plan(scenario: Scenario, events: list[Event], planted_hits: list[str]) -> None:
     """The planned messages alone must meet every figure that does not depend on the
     run: a safety net for what the generator cannot fill (a vehicle count, a fill that
-    would push an at-most figure over). Raises ValueError naming the figure."""
+    would push an at-most figure over). Raises ScenarioError naming the figure."""
     from client.replay.aar import check
 
     tally = Tally(scenario.participants)
@@ -527,13 +534,13 @@ def _check_plan(scenario: Scenario, events: list[Event], planted_hits: list[str]
         if r["metric"].split(".")[0] == "hits":
             observed = totals.get(r["metric"], 0.0)
             if not check(r, observed):
-                raise ValueError(f"{r['metric']} {r['rule'].replace('_', ' ')} "
-                                 f"{r['value']:g} cannot be generated: the planted hits "
-                                 f"give {observed:g}")
+                raise _cannot(scenario, f"{r['metric']} {r['rule'].replace('_', ' ')} "
+                              f"{r['value']:g} cannot be generated: the planted hits "
+                              f"give {observed:g}")
         if r["metric"].split(".")[0] in _AT_RUN_TIME:
             continue
         observed = totals.get(r["metric"], 0.0)
         if not check(r, observed):
-            raise ValueError(f"{r['metric']} {r['rule'].replace('_', ' ')} {r['value']:g} "
-                             f"cannot be generated: the plan gives {observed:g} (carry it "
-                             f"in storylines, or see docs/scenarios.md)")
+            raise _cannot(scenario, f"{r['metric']} {r['rule'].replace('_', ' ')} "
+                          f"{r['value']:g} cannot be generated: the plan gives "
+                          f"{observed:g} (carry it in storylines, or see docs/scenarios.md)")

@@ -147,6 +147,17 @@ def verdict(checks: Sequence[Mapping[str, Any]]) -> tuple[bool, str]:
     return True, f"All {len(checks)} published figures reproduced"
 
 
+def partial_notice(report: Mapping[str, Any]) -> str | None:
+    """The warning a report of a replay stopped before its end opens with, else None."""
+    if not report.get("partial"):
+        return None
+    after = _mapping(report, "stopped_after")
+    how_far = (f" after {fmt_count(after.get('sent'))} of {fmt_count(after.get('planned'))} "
+               f"planned messages" if after else "")
+    return (f"Partial report: the replay was stopped{how_far}; the figures are what the "
+            f"OCU had read by then")
+
+
 def _heading(report: Mapping[str, Any]) -> tuple[str, list[str]]:
     """The title, then the operation line and (given any replay facts) the replay line."""
     op = [str(report["operation"])]
@@ -332,6 +343,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ok, sentence = verdict(_rows(report, "checks"))
     out = [f"# {_md(title)}", ""]
     out += [text for line in lines for text in (_md(line), "")]
+    if notice := partial_notice(report):
+        out += [f"**⚠ {_md(notice)}.**", ""]
     out += [f"**{sentence}.**" if ok else f"**⚠ {sentence}.**", ""]
     for section in _sections(report):
         out += [f"{'#' * section.level} {_md(section.heading)}", ""]
@@ -373,6 +386,7 @@ h3 { font-size: 1rem; margin: 1.2rem 0 0.4rem; }
 .verdict { padding: 0.6rem 0.9rem; border-radius: 4px; font-weight: 600; margin: 1rem 0; }
 .verdict.ok { background: #e6f4ea; color: var(--ok); }
 .verdict.fail { background: #fdecea; color: var(--fail); }
+.verdict.partial { background: #fff4e5; color: #8a4b00; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--line); padding: 0.2rem 0.6rem; text-align: left;
   vertical-align: top; }
@@ -402,8 +416,10 @@ def render_html(report: dict[str, Any]) -> str:
     ``operation`` or ``messages``."""
     title, lines = _heading(report)
     ok, sentence = verdict(_rows(report, "checks"))
-    body = [f"<h1>{escape(title)}</h1>", *(f'<p class="meta">{escape(x)}</p>' for x in lines),
-            f'<p class="verdict {"ok" if ok else "fail"}">{escape(sentence)}.</p>']
+    body = [f"<h1>{escape(title)}</h1>", *(f'<p class="meta">{escape(x)}</p>' for x in lines)]
+    if notice := partial_notice(report):
+        body.append(f'<p class="verdict partial">{escape(notice)}.</p>')
+    body.append(f'<p class="verdict {"ok" if ok else "fail"}">{escape(sentence)}.</p>')
     for s in _sections(report):
         body.append(f"<h{s.level}>{escape(s.heading)}</h{s.level}>")
         body += [f"<p>{escape(p)}</p>" for p in s.paragraphs]

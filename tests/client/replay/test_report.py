@@ -281,3 +281,22 @@ def test_fmt_count_separates_thousands() -> None:
 def test_fmt_measure_keeps_one_decimal() -> None:
     """Quantities keep at most one decimal."""
     assert [fmt_measure(v) for v in (411.0, 12.34, 1234.56)] == ["411", "12.3", "1,234.6"]
+
+
+def test_render_markdown_marks_a_partial_report(report: dict[str, Any]) -> None:
+    """A report of a replay stopped before its end says so at the top, with how far it
+    went; a complete one says nothing of the kind."""
+    assert "partial" not in render_markdown(report).lower()
+    report.update(partial=True, stopped_after={"sent": 1234, "planned": 8000})
+    head = render_markdown(report).split("## ")[0]
+    assert "Partial report: the replay was stopped after 1,234 of 8,000 planned messages" \
+        in head
+
+
+def test_render_html_marks_a_partial_report(report: dict[str, Any]) -> None:
+    """The HTML page of a stopped replay opens with the partial-report warning."""
+    report.update(partial=True, stopped_after={"sent": 5, "planned": 120})
+    page = render_html(report)
+    assert '<p class="verdict partial">Partial report: the replay was stopped after 5 of ' \
+        '120 planned messages' in page
+    assert page.index("verdict partial") < page.index("<h2>")

@@ -1,7 +1,7 @@
 """``opshub demo``: an embedded hub, a handful of agents, one encrypted operation.
 
-Until the replay issue lands this is the main job: start a hub on 127.0.0.1 with a
-SQLite file; the OCU creates an operation whose epoch keys it seals to each member
+A short tour of the hub and the encryption: start a hub on 127.0.0.1 with a SQLite
+file; the OCU creates an operation whose epoch keys it seals to each member
 (end-to-end encryption: the hub stores and relays ciphertext only); units exchange a
 short warning -> query -> hit -> seizure -> feedback storyline; one unit joins late
 (and cannot read what came before), one drops and resumes, one is removed (and cannot
@@ -20,10 +20,11 @@ from pathlib import Path
 import aiohttp
 import msgpack
 
-from client.identity import KeyFolder, generate
+from client.identity import KeyFolder, UnitIdentity, generate
 from client.secure import Message, SecureAgent
 from hub.app import RunningHub
 from hub.config import HubConfig
+from opshub.identities import DEFAULT_ROSTER
 
 OP = "DEMO-CARIB"
 
@@ -68,8 +69,6 @@ LATE = "DM-CUSTOMS"  # joins half-way, removed at the end
 
 
 async def _demo(root: Path, n_messages: int) -> int:
-    from opshub.cli import DEFAULT_ROSTER
-
     keys_dir = root / "keys"
     _, identities = generate(keys_dir, DEFAULT_ROSTER, now=int(time.time()) - 60)
     ids = {i.unit: i for i in identities}
@@ -91,13 +90,13 @@ async def _demo(root: Path, n_messages: int) -> int:
             agents[unit] = await stack.enter_async_context(agent)
         _say("packages every agent published 16 one-time key packages (ML-KEM-768 + X25519)")
         received: dict[str, list[Message]] = {u: [] for u in agents}
-        readers = [asyncio.create_task(_collect(a, received[u])) for u, a in agents.items()]
-        try:
-            sent = await _exchange(agents, received, n_messages, ids)
-        finally:
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
+        async with asyncio.TaskGroup() as tasks:
+            readers = [tasks.create_task(_collect(a, received[u])) for u, a in agents.items()]
+            try:
+                sent = await _exchange(agents, received, n_messages, ids)
+            finally:
+                for task in readers:
+                    task.cancel()
         await _summary(running, agents, received)
     _check_database(config.db, sent)
     _say("\nhub      stopped cleanly; every acknowledged message is in the database")
@@ -118,7 +117,7 @@ async def _wait_for(received: dict[str, list[Message]], counts: dict[str, int]) 
 
 
 async def _exchange(agents: dict[str, SecureAgent], received: dict[str, list[Message]],
-                    n_messages: int, ids: dict) -> list[bytes]:  # type: ignore[type-arg]
+                    n_messages: int, ids: dict[str, UnitIdentity]) -> list[bytes]:
     ocu = agents["OCU"]
     first = [u for u in agents if u not in ("OCU", LATE)]
     await ocu.create_operation(OP, "Demo operation, Caribbean", [ids[u].signed for u in first])

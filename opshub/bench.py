@@ -9,24 +9,25 @@ Only entries published inside the measured window count; the warm-up does not.
 Subscribers here are lean load generators (raw msgpack, no dataclasses) so that
 on a 2-core machine they leave the CPU to the hub; they still check that every
 sequence number arrives once and in order.
+
+Against a running hub (``hub_url``, with its authority's key folder) the bench can run
+any number of times: its units (BENCH-PUB, BENCH-SUB-001 ...) act with the folder's
+identity if it has one, else with a credential issued after the hub's, and each run
+publishes to operations of its own, ``BENCH-<run>-<i>``, numbered after those the hub
+has. The hub has no way to delete an operation, so they stay there (and in its
+database) after the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import multiprocessing as mp
 import os
 import platform
-import re
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,11 +39,16 @@ import aiohttp
 import msgpack
 
 from client.connection import AgentConnection, handshake
-from client.histogram import LatencyHistogram
-from client.identity import Authority, KeyFolder, UnitIdentity, UnitSpec
+from client.identity import KeyFolder, UnitIdentity, UnitSpec
 from client.membership import OperationAdmin
+from opshub.histogram import LatencyHistogram
+from opshub.hubapi import HubApi
+from opshub.hubprocess import HubProcess, process_cpu_seconds
+from opshub.identities import Cast, cast, open_folder, own_identities
+from opshub.loops import run
 from protocol import codec
 from protocol import frames as f
+from protocol.errors import UsageError
 
 TS = 8  # bytes of publish timestamp at the start of each payload
 ACK_EVERY_NS = 50_000_000
@@ -66,53 +72,6 @@ class BenchOptions:
     db: Path | None = None
     fanout: str = "coalesced"
     hub_loop: str = "asyncio"
-
-
-# --- the hub process -----------------------------------------------------------------
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class HubProcess:
-    """``opshub serve`` in a child process, with its CPU time and peak RSS from /proc."""
-
-    def __init__(self, keys: Path, db: Path, fanout: str = "coalesced",
-                 loop: str = "asyncio") -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "opshub", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--db", str(db), "--keys", str(keys), "--fanout", fanout, "--loop", loop],
-            stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        m = re.search(r"WebSocket (ws://\S+)\)", line)
-        if m is None:
-            self.proc.kill()
-            raise RuntimeError(f"hub did not start: {line!r}")
-        self.url = m.group(1)
-
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.proc.pid)
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
 
 
 # --- subscriber processes ----------------------------------------------------------------
@@ -248,10 +207,10 @@ async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str
 # --- the publisher -----------------------------------------------------------------------
 
 
-async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[UnitIdentity],
+async def _publish(opts: BenchOptions, url: str, ops: list[str], pub: UnitIdentity,
+                   subs: list[UnitIdentity],
                    children: Sequence[tuple[mp.process.BaseProcess, Connection]],
                    hub: HubProcess | None) -> dict[str, Any]:
-    ops = [f"BENCH-{i + 1}" for i in range(opts.operations)]
     conn = AgentConnection(url, pub)
     await conn.connect()
     for op in ops:
@@ -314,45 +273,70 @@ async def _publish(opts: BenchOptions, url: str, pub: UnitIdentity, subs: list[U
             "others_cpu_s": others}
 
 
+def bench_units(subscribers: int) -> list[UnitSpec]:
+    """The publisher (an OCU: it creates the operations) and the subscribers."""
+    return [UnitSpec("BENCH-PUB", "BE", "bench", "ocu"),
+            *(UnitSpec(f"BENCH-SUB-{i + 1:03d}", "BE", "bench") for i in range(subscribers))]
+
+
+def bench_operations(taken: set[str], count: int) -> list[str]:
+    """``count`` operation ids for the next run, ``BENCH-<run>-<i>`` with a run number
+    that no operation in ``taken`` uses."""
+    run_no = 1
+    while any(op.startswith(f"BENCH-{run_no}-") for op in taken):
+        run_no += 1
+    return [f"BENCH-{run_no}-{i + 1}" for i in range(count)]
+
+
+async def _join_running_hub(url: str, keys: Path, specs: list[UnitSpec], operations: int
+                            ) -> tuple[str, Cast, list[str]]:
+    """Enrol the bench's units with the running hub at ``url`` and pick this run's
+    operations. Raises UsageError (key folder, hub not there, credential refused)."""
+    folder = open_folder(keys, authority_key=True)
+    own = own_identities(folder, specs)
+    async with HubApi(url) as api:
+        on_file = {u: c.credential.issued_at for u, c in (await api.directory()).items()}
+        chosen = cast(specs, now=int(time.time()), folder=folder, own=own, on_file=on_file)
+        await api.enroll(chosen.identities.values())
+        return api.url, chosen, bench_operations(await api.operations(), operations)
+
+
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
-    """Run one benchmark; returns the result dictionary (see module docstring)."""
+    """Run one benchmark; returns the result dictionary (see module docstring). Raises
+    UsageError for a bad key folder or a hub that is not there."""
+    specs = bench_units(opts.subscribers)
     with tempfile.TemporaryDirectory(prefix="opshub-bench-") as tmp:
-        now = int(time.time())
-        if opts.hub_url is not None:
-            if opts.keys is None:
-                raise SystemExit("--hub needs --keys: the folder of that hub's authority")
-            authority = KeyFolder(opts.keys).authority()
-        else:
-            authority = Authority.generate()
-        pub = authority.enroll(UnitSpec("BENCH-PUB", "BE", "bench", "ocu"), now=now - 60)
-        subs = [authority.enroll(UnitSpec(f"BENCH-SUB-{i + 1:03d}", "BE", "bench"),
-                                 now=now - 60) for i in range(opts.subscribers)]
         hub: HubProcess | None = None
         if opts.hub_url is None:
+            chosen = cast(specs, now=int(time.time()))
+            ops = bench_operations(set(), opts.operations)
             keys = Path(tmp) / "keys"
-            KeyFolder(keys).write(authority, [pub, *subs])
-            hub = HubProcess(keys, opts.db or Path(tmp) / "bench.db", opts.fanout,
-                             opts.hub_loop)
+            KeyFolder(keys).write(chosen.authority, list(chosen.identities.values()))
+            hub = HubProcess(keys, opts.db or Path(tmp) / "bench.db", fanout=opts.fanout,
+                             loop=opts.hub_loop)
             url = hub.url
         else:
-            url = opts.hub_url
-            enroll_over_http(url, [pub, *subs])
-        ctx = mp.get_context("spawn")
-        children = []
-        ops = [f"BENCH-{i + 1}" for i in range(opts.operations)]
-        for k in range(opts.sub_procs):
-            mine = [s.to_json() for s in subs[k :: opts.sub_procs]]
-            if not mine:
-                continue
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_subscriber_main, args=(url, mine, ops, child), daemon=True)
-            proc.start()
-            children.append((proc, parent))
+            if opts.keys is None:
+                raise UsageError("--hub needs --keys: the key folder of that hub's authority")
+            url, chosen, ops = run(_join_running_hub(opts.hub_url, opts.keys, specs,
+                                                     opts.operations))
+        pub, *subs = (chosen.identities[s.unit] for s in specs)
+        children: list[tuple[mp.process.BaseProcess, Connection]] = []
         try:
-            pubres = _run(_publish(opts, url, pub, subs, children, hub))
+            ctx = mp.get_context("spawn")
+            for k in range(opts.sub_procs):
+                mine = [s.to_json() for s in subs[k :: opts.sub_procs]]
+                if not mine:
+                    continue
+                parent, child = ctx.Pipe()
+                started = ctx.Process(target=_subscriber_main, args=(url, mine, ops, child),
+                                      daemon=True)
+                started.start()
+                children.append((started, parent))
+            pubres = run(_publish(opts, url, ops, pub, subs, children, hub))
             hist = LatencyHistogram()
             stats = {"received": 0, "in_window": 0, "gaps": 0, "errors": 0, "short": 0}
-            for proc, pipe in children:
+            for sub_proc, pipe in children:
                 if not pipe.poll(90):
                     raise RuntimeError("a subscriber process did not report")
                 _, s, counts, mx, short = pipe.recv()
@@ -361,12 +345,12 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 stats["short"] += short
                 hist.merge(counts)
                 hist.max = max(hist.max, mx)
-                proc.join(10)
+                sub_proc.join(10)
             peak = hub.peak_rss_mb() if hub is not None else None
         finally:
-            for proc, _ in children:
-                if proc.is_alive():
-                    proc.kill()
+            for sub_proc, _ in children:
+                if sub_proc.is_alive():
+                    sub_proc.kill()
             hub_rc = hub.stop() if hub is not None else None
     expected = sum(pubres["heads"].values()) * opts.subscribers
     lost = stats["short"]
@@ -393,6 +377,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "lost": lost,
         "gaps": stats["gaps"],
         "errors": stats["errors"],
+        "operations": ops,
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
@@ -419,23 +404,3 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["runs"] = [{k: r[k] for k in ("msgs_in_per_s", "deliveries_per_s", "latency_ms",
                                       "hub_cpu_per_s", "hub_peak_rss_mb", "ok")} for r in runs]
     return out
-
-
-def enroll_over_http(ws_url: str, identities: list[UnitIdentity]) -> None:
-    """Post each credential to a running hub's directory (the hub checks the
-    authority's signature)."""
-    http = ws_url.replace("ws://", "http://").split("/v1/ws")[0]
-    for ident in identities:
-        body = json.dumps(ident.signed.to_json()).encode()
-        req = urllib.request.Request(f"{http}/v1/directory", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10):
-            pass
-
-
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop
-        return uvloop.run(coro)
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)

@@ -1,0 +1,123 @@
+"""What the tools ask a running hub over its JSON HTTP API: the directory, the operations,
+enrolment of credentials. Every failure of the HTTP client is translated here, in one
+place, into a UsageError of one line that names the hub (a hub that is not there, that
+does not answer, that is not an opshub hub, that refuses a credential).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from client.connection import TIMEOUT
+from client.identity import UnitIdentity
+from protocol.credentials import SignedCredential
+from protocol.errors import UsageError
+
+WS_PATH = "/v1/ws"
+T = TypeVar("T")
+
+
+def ws_url(url: str) -> str:
+    """The WebSocket URL of a hub given as ``ws://host:port[/v1/ws]`` or
+    ``http://host:port``. Raises UsageError for anything else."""
+    parts = urlsplit(url)
+    scheme = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.hostname:
+        raise UsageError(f"{url!r} is not a hub URL (expected ws://HOST:PORT{WS_PATH})")
+    path = parts.path.rstrip("/") or WS_PATH
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def http_url(url: str) -> str:
+    """The HTTP base URL of the hub whose WebSocket URL is ``url``."""
+    parts = urlsplit(ws_url(url))
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urlunsplit((scheme, parts.netloc, "", "", ""))
+
+
+class HubApi:
+    """A running hub's HTTP API, for as long as the ``async with`` lasts."""
+
+    def __init__(self, url: str, *, timeout: float = TIMEOUT) -> None:
+        self.url = ws_url(url)
+        self.http = http_url(url)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HubApi:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def operations(self) -> set[str]:
+        """The ids of the operations the hub has."""
+        return await self._get("/v1/operations", lambda body: {
+            str(op["op"]) for op in body["operations"]})
+
+    async def directory(self) -> dict[str, SignedCredential]:
+        """The credential on file for each enrolled unit."""
+        def parse(body: Any) -> dict[str, SignedCredential]:
+            creds = [SignedCredential.from_json(u) for u in body["units"]]
+            return {c.credential.unit: c for c in creds}
+
+        return await self._get("/v1/directory", parse)
+
+    async def enroll(self, identities: Iterable[UnitIdentity]) -> None:
+        """Put each credential in the hub's directory (a no-op for one it has). Raises
+        UsageError with the hub's reason when it refuses one."""
+        assert self._session is not None, "use HubApi in `async with`"
+        for ident in identities:
+            body = ident.signed.to_json()
+            async with self._errors(), self._session.post(f"{self.http}/v1/directory",
+                                                          json=body) as resp:
+                if resp.status >= 400:
+                    raise UsageError(f"the hub at {self.url} refused the credential of "
+                                     f"{ident.unit}: {_reason(await resp.text())}")
+
+    async def _get(self, path: str, parse: Callable[[Any], T]) -> T:
+        assert self._session is not None, "use HubApi in `async with`"
+        async with self._errors(), self._session.get(f"{self.http}{path}") as resp:
+            if resp.status >= 400:
+                raise UsageError(f"the hub at {self.url} answered {path} with HTTP "
+                                 f"{resp.status}: {_reason(await resp.text())}")
+            return parse(await resp.json())
+
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        """The one translation of the HTTP client's failures."""
+        try:
+            yield
+        except aiohttp.ClientConnectorError as exc:
+            error = exc.os_error
+            code = error.errno
+            reason = (os.strerror(code) if code is not None and code in errno.errorcode
+                      else error.strerror or str(error))
+            raise UsageError(f"no hub answers at {self.url} ({reason.lower()})") from None
+        except TimeoutError:
+            raise UsageError(f"the hub at {self.url} did not answer within "
+                             f"{self._timeout.total:g} s") from None
+        except (aiohttp.ContentTypeError, json.JSONDecodeError, KeyError, TypeError,
+                ValueError) as exc:
+            raise UsageError(f"{self.url} does not answer like an opshub hub "
+                             f"({type(exc).__name__}: {exc})") from None
+        except aiohttp.ClientError as exc:
+            raise UsageError(f"the hub at {self.url} failed: {exc}") from None
+
+
+def _reason(text: str) -> str:
+    """The message of the hub's JSON error body, or the start of whatever it sent."""
+    try:
+        return str(json.loads(text)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return text.strip()[:200] or "no reason given"

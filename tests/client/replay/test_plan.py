@@ -1,0 +1,57 @@
+"""The traffic generator refuses a scenario it cannot generate with a ScenarioError that
+names the file and the figure, before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from client.replay.plan import make_plan
+from client.replay.scenario import load
+from protocol.errors import ScenarioError
+
+MINI = Path(__file__).parents[2] / "data" / "mini-scenario.yaml"
+
+
+def _scenario(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    data = yaml.safe_load(MINI.read_text())
+    change(data)
+    path = tmp_path / "ungenerable.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _no_desk_databases(d: dict[str, Any]) -> None:
+    d["participants"][1]["databases"] = []
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda d: d["results"].append({"metric": "person.count", "rule": "exact", "value": 5,
+                                    "published": "5 people"}),
+     "cannot fill metric 'person.count'"),
+    (_no_desk_databases, "hits.interpol needs a liaison desk"),
+    (lambda d: d["results"].__setitem__(1, {"metric": "reports", "rule": "exact", "value": 1,
+                                            "published": "one seizure"}),
+     "leaves no report"),
+    (lambda d: d["background"].update(messages=3), "background.messages (3) is fewer"),
+])
+def test_plan_figure_it_cannot_generate_raises_scenario_error(
+        tmp_path: Path, change: Callable[[dict[str, Any]], None], says: str) -> None:
+    """Each figure the generator cannot produce is a ScenarioError naming the file and
+    the reason (never a bare ValueError)."""
+    scenario = load(_scenario(tmp_path, change))
+    with pytest.raises(ScenarioError) as info:
+        make_plan(scenario, 1)
+    assert says in info.value.message
+    assert info.value.message.startswith(f"{scenario.path}: cannot generate the traffic: ")
+
+
+def test_plan_mini_scenario_generates() -> None:
+    """The unchanged small scenario plans its full message budget."""
+    plan = make_plan(load(MINI), 1)
+    assert plan.expected_messages == 120
+    assert plan.events
