@@ -206,11 +206,11 @@ async def serve(config: HubConfig, roster: list[SignedCredential] | None = None,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await running.start()
-    tune_gc()
-    if ready is not None:
-        ready(running)
     try:
+        await running.start()  # inside: a port in use still closes the store
+        tune_gc()
+        if ready is not None:
+            ready(running)
         await stop.wait()
     finally:
         log.info("shutting down")

@@ -44,6 +44,7 @@ class Code:
     NOT_ADMIN = "not_admin"
     BAD_STATEMENT = "bad_statement"
     WRONG_EPOCH = "wrong_epoch"
+    OPERATION_EXISTS = "operation_exists"
     LIMIT = "limit_exceeded"
     SLOW_CONSUMER = "slow_consumer"  # a close reason (1013), never in an error frame
     STORE = "store_failure"

@@ -166,6 +166,10 @@ class OperationState:
 
     def apply(self, stmt: Statement, body: bytes, signature: bytes) -> OperationState:
         """Check the next statement against this state; return the new state or raise."""
+        if stmt.epoch == 0:
+            raise RequestError(
+                f"operation {self.op!r} already exists on this hub (at epoch {self.epoch});"
+                f" a new operation needs an id of its own", code=Code.OPERATION_EXISTS)
         if stmt.op != self.op:
             raise RequestError(f"statement is for {stmt.op!r}, not {self.op!r}",
                                code=Code.BAD_STATEMENT)

@@ -932,7 +932,7 @@ def test_router_commit_breaking_the_chain_is_bad_statement(hub):
 
 def test_router_commit_wrong_epoch(hub):
     """A statement skipping an epoch, or an older statement re-sent once a newer one is the
-    head: wrong_epoch."""
+    head: wrong_epoch (operation_exists for the old epoch-0 one)."""
     ocu = hub.connect("OCU-BB")
     admin = hub.admin(OP)
     first = admin.create("A", [hub.keys[m].signed for m in MEMBERS])
@@ -944,7 +944,20 @@ def test_router_commit_wrong_epoch(hub):
     hub.handle(ocu, skipping)
     hub.handle(ocu, old)
     assert ocu.error(skipping.rid).code == Code.WRONG_EPOCH
-    assert ocu.error(old.rid).code == Code.WRONG_EPOCH
+    assert ocu.error(old.rid).code == Code.OPERATION_EXISTS
+
+
+def test_router_commit_creating_an_existing_operation_is_operation_exists(hub):
+    """Another OCU creating an operation id that is taken gets operation_exists, not a
+    signature error, and the operation is unchanged."""
+    ocu = hub.connect("OCU-BB")
+    hub.create(ocu, OP, MEMBERS)
+    before = hub.router.ops[OP]
+    other = hub.admin(OP)
+    frame = hub.commit_frame(other.create("Another", [hub.keys["JM-CUSTOMS"].signed]))
+    hub.handle(ocu, frame)
+    assert ocu.error(frame.rid).code == Code.OPERATION_EXISTS
+    assert hub.router.ops[OP] is before
 
 
 def test_router_commit_naming_another_admin_is_not_admin(hub):

@@ -127,7 +127,16 @@ def test_statements_apply_rejects_another_admin_name(
     assert _apply_error(state, stmt, units["JM-CUSTOMS"]).code == Code.NOT_ADMIN
 
 
-@pytest.mark.parametrize("epoch", [0, 2, 5])
+def test_statements_apply_rejects_a_second_epoch_zero_as_operation_exists(
+        state: OperationState, units: dict[str, UnitIdentity]) -> None:
+    """An epoch-0 statement for an operation that exists is operation_exists, naming it."""
+    stmt = _next(state, epoch=0, adds=["DM-CUSTOMS"])
+    err = _apply_error(state, stmt, units["OCU-BB"])
+    assert err.code == Code.OPERATION_EXISTS
+    assert repr(state.op) in err.message
+
+
+@pytest.mark.parametrize("epoch", [2, 5])
 def test_statements_apply_rejects_a_wrong_epoch(
         state: OperationState, units: dict[str, UnitIdentity], epoch: int) -> None:
     """A statement whose epoch is not the current epoch + 1 is wrong_epoch."""
