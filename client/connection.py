@@ -43,7 +43,7 @@ from protocol import agent_session as s
 from protocol import codec
 from protocol import frames as f
 from protocol.agent_session import AgentSession, Delivered, SubscriptionEnded
-from protocol.errors import AuthError, CloseCode, Code, ProtocolError, UsageError
+from protocol.errors import AuthError, CloseCode, ProtocolError
 
 __all__ = ["TIMEOUT", "AgentConnection", "ConnectionClosed", "Delivered", "SubscriptionEnded",
            "handshake"]
@@ -288,12 +288,12 @@ class AgentConnection:
                 fut = self._published.pop(event.key, None)
                 if fut is not None and not fut.done():
                     fut.set_result(event.seq)
-                if self.session.unacked <= self._window_low:
-                    self._window.set()
+                self._window_moved()
             case s.PublishFailed():
                 fut = self._published.pop(event.key, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(event.error)
+                self._window_moved()  # it is no longer unacknowledged either
             case s.PublishRetry():
                 asyncio.get_running_loop().call_later(RETRY_DELAY, self._retry, event.key)
             case s.Replied():
@@ -379,13 +379,9 @@ class AgentConnection:
                        cid: int | None = None) -> asyncio.Future[int]:
         """Queue a publish; the future resolves to its sequence number once durable.
         Raises UsageError(limit_exceeded) for a payload or header over the hub's limits
-        (the hub would close the connection on it, again after every reconnect)."""
+        (AgentSession.publish checks them: the hub would close the connection on it, again
+        after every reconnect)."""
         self._check_open()
-        limits = self.session.limits
-        if len(payload) > limits.max_payload or len(header) > limits.max_header:
-            raise UsageError(f"a {len(payload)}-byte payload with a {len(header)}-byte header "
-                             f"is over the hub's limits (max_payload {limits.max_payload}, "
-                             f"max_header {limits.max_header})", code=Code.LIMIT)
         key = self.session.publish(op, self.next_cid() if cid is None else cid, payload,
                                    header)
         fut = self._published.get(key)
@@ -421,6 +417,10 @@ class AgentConnection:
                 self._window_low = n
                 self._window.clear()
                 await self._window.wait()
+
+    def _window_moved(self) -> None:
+        if self.session.unacked <= self._window_low:
+            self._window.set()
 
     def _retry(self, key: s.Key) -> None:
         if not self._closing:

@@ -4,7 +4,10 @@ The application publishes and reads plaintext; on the wire and in the hub there 
 only the routing header and ciphertext. This is the I/O shell around the sans-I/O
 ``client.e2ee.channel`` (Member, or Admin for OCU units): it publishes key packages,
 reads commits and messages from the operation logs and welcomes from directed
-messages, and, for an admin, claims key packages, signs commits and sends welcomes.
+messages. It delegates, and must not do itself, two jobs: an OCU unit's duties (claiming
+key packages, sending commits and welcomes, rotating keys, answering rejoins) to
+``client.secure_admin.SecureAdmin``, and the checks and ids of schema messages to
+``client.secure_messages.MessageLedgers``.
 
 A peer's bad input (a message or commit that fails a check, a malformed directed
 message: CryptoError or SchemaError, nothing broader) is dropped, recorded in
@@ -42,14 +45,16 @@ import msgpack
 
 from client.connection import TIMEOUT, AgentConnection, ConnectionClosed
 from client.e2ee import message
-from client.e2ee.channel import APPLICATION, Admin, CommitApplied, Member, Proposal, Received
+from client.e2ee.channel import APPLICATION, Admin, CommitApplied, Member, Received
 from client.e2ee.peer import commit_entry, directed_kind
 from client.e2ee.suite import HYBRID, CipherSuite, KeyPackageKeys, Rand
 from client.identity import UnitIdentity
 from client.messages import content as message_content
 from client.messages import default_catalog
 from client.messages.catalog import Catalog, Problem
-from client.messages.checks import Ledger, Seen, problems
+from client.messages.checks import Ledger
+from client.secure_admin import SecureAdmin
+from client.secure_messages import MessageLedgers
 from protocol import frames as f
 from protocol.agent_session import Delivered, SubscriptionEnded
 from protocol.credentials import AuthorityRing, SignedCredential
@@ -59,7 +64,6 @@ from protocol.errors import (
     OpshubError,
     RequestError,
     SchemaError,
-    UsageError,
 )
 
 log = logging.getLogger("opshub.secure")
@@ -107,8 +111,6 @@ class SecureAgent:
         self.unit = identity.unit
         self.clock = clock
         self.packages = packages
-        self.rotate_messages = rotate_messages
-        self.rotate_seconds = rotate_seconds
         self.conn = AgentConnection(url, identity, reconnect=reconnect, now=clock)
         self.keys = KeyPackageKeys(self.unit, identity.key, suite, rand)
         self.authority_keys = list(authority_keys)
@@ -117,14 +119,20 @@ class SecureAgent:
             Admin(identity, ring=ring, keys=self.keys, rand=rand, suite=suite)
             if identity.credential.role == "ocu"
             else Member(identity, ring=ring, keys=self.keys, rand=rand))
+        self._admin = None if not isinstance(self.member, Admin) else SecureAdmin(
+            self.conn, self.member, clock=clock, spawn=self._spawn, notify=self._notify,
+            subscribe=self._subscribe, rotate_messages=rotate_messages,
+            rotate_seconds=rotate_seconds)
         self.catalog = catalog if catalog is not None else default_catalog()
         #: whose application messages this agent reads (None: everyone's). The hub is
         #: asked to send only those (and every commit): its log seqs then skip.
         self.reads = reads
         #: per operation, the last log seq this agent has handled
         self.read_up_to: dict[str, int] = {}
+        self._ledgers = MessageLedgers(self.unit, self.catalog, reads=reads,
+                                       joined_epoch=self._joined_epoch)
         #: per operation, the schema messages its channel carried (for references)
-        self.ledgers: dict[str, Ledger] = {}
+        self.ledgers: dict[str, Ledger] = self._ledgers.ledgers
         self.rejected: list[Rejected] = []
         self.skipped_before_join = 0  # entries of epochs before this unit joined
         #: what stopped the agent, if anything did (see AgentStopped)
@@ -137,7 +145,6 @@ class SecureAgent:
         self._closing_conn: asyncio.Task[None] | None = None  # after a failure
         self._closed = False
         self._subscribed: set[str] = set()
-        self._rotating: set[str] = set()
         self._topping_up = False
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -231,25 +238,16 @@ class SecureAgent:
 
     # --- sending and receiving ------------------------------------------------------------
 
-    def _seal(self, op: str, content: bytes, content_type: int) -> tuple[bytes, bytes]:
-        header, ciphertext = self.member.encrypt(op, content, content_type=content_type,
-                                                 now=self.clock())
-        max_payload = self.conn.hub_limits.max_payload
-        if len(ciphertext) > max_payload:
-            raise UsageError(f"{len(content)} bytes of content make a {len(ciphertext)}-byte "
-                             f"ciphertext, over the hub's max_payload of {max_payload}",
-                             code=Code.LIMIT)
-        return header, ciphertext
-
     async def publish(self, op: str, content: bytes, *, content_type: int = APPLICATION,
                       within: float = TIMEOUT) -> int:
         """Encrypt, sign and publish ``content``; returns its seq once the hub stored it.
-        Raises CryptoError (no keys for ``op``), UsageError (limit_exceeded: too large for
-        the hub), RequestError (the hub refused it), TimeoutError (not acknowledged
-        ``within`` seconds; it may still be stored: see AgentConnection.publish),
-        AgentStopped."""
+        Raises CryptoError (no keys for ``op``), UsageError (limit_exceeded: its ciphertext
+        is too large for the hub; AgentSession checks it), RequestError (the hub refused
+        it), TimeoutError (not acknowledged ``within`` seconds; it may still be stored: see
+        AgentConnection.publish), AgentStopped."""
         self._check_running()
-        header, ciphertext = self._seal(op, content, content_type)
+        header, ciphertext = self.member.encrypt(op, content, content_type=content_type,
+                                                 now=self.clock())
         seq = await self.conn.publish(op, ciphertext, header=header, within=within)
         self._maybe_rotate(op)
         return seq
@@ -267,24 +265,18 @@ class SecureAgent:
         not acknowledged in time keeps it, since the hub may still store it: the hub's
         answer, when it comes, takes the id for good (its seq) or frees it."""
         self._check_running()
-        found = self._sender_problems(op, self.unit, message)
-        found += problems(self.catalog, message, self.ledger(op))
-        if found:
-            kind = message.get("type") if isinstance(message, dict) else None
-            raise SchemaError(f"{self.unit} will not send this {kind or 'message'}: "
-                              + "; ".join(map(str, found)), problems=found)
-        ledger, mid = self.ledger(op), message["id"]
-        before = ledger.seen.get(mid)
-        ledger.record(message, 0)  # seq 0: taken, not yet stored
-        taken = ledger.seen[mid]
+        self._ledgers.check_to_send(op, message)
+        taken = self._ledgers.take(op, message)
         try:
-            header, ciphertext = self._seal(op, message_content.encode(message),
-                                            message_content.MESSAGE)
+            header, ciphertext = self.member.encrypt(op, message_content.encode(message),
+                                                     content_type=message_content.MESSAGE,
+                                                     now=self.clock())
             stored = self.conn.publish_nowait(op, ciphertext, header=header)
         except BaseException:
-            _give_back(ledger, mid, taken, before)  # nothing of it left this agent
+            taken.give_back()  # nothing of it left this agent
             raise
-        stored.add_done_callback(lambda done: _settle(ledger, mid, taken, before, done))
+        stored.add_done_callback(lambda done: taken.settle(
+            None if done.cancelled() or done.exception() is not None else done.result()))
         async with asyncio.timeout(within):
             # shielded: giving up waiting leaves the publish queued (see the docstring)
             seq = await asyncio.shield(stored)
@@ -297,29 +289,11 @@ class SecureAgent:
     def ledger(self, op: str) -> Ledger:
         """The schema messages ``op``'s channel has carried as far as this agent knows
         (what it sent and read); what a message may refer to."""
-        ledger = self.ledgers.get(op)
-        if ledger is None:
-            ch = self.member.channels.get(op)
-            # a member that joined after epoch 0 has not seen what came before
-            # and one that skips some senders (``reads``) has not either
-            complete = (ch is None or ch.joined_epoch in (None, 0)) and self.reads is None
-            ledger = self.ledgers[op] = Ledger(complete=complete)
-        return ledger
+        return self._ledgers.ledger(op)
 
-    @staticmethod
-    def _sender_problems(op: str, sender: str, message: Any) -> list[Problem]:
-        if not isinstance(message, dict):
-            return []
-        out = []
-        if "operation" in message and message["operation"] != op:
-            out.append(Problem("/operation", "rule", f"{message['operation']!r} is not the "
-                               f"operation it is sent in ({op!r})"))
-        unit = message.get("sender", {}).get("unit") if isinstance(
-            message.get("sender"), dict) else None
-        if unit is not None and unit != sender:
-            out.append(Problem("/sender/unit", "rule", f"{unit!r} is not the member who "
-                               f"signed the message ({sender!r})"))
-        return out
+    def _joined_epoch(self, op: str) -> int | None:
+        ch = self.member.channels.get(op)
+        return None if ch is None else ch.joined_epoch
 
     @property
     def unread(self) -> int:
@@ -405,7 +379,7 @@ class SecureAgent:
             self._subscribed.discard(op)  # so that the next welcome or rejoin tries again
             raise
 
-    # --- the admin's side ------------------------------------------------------------------
+    # --- the admin's side: client.secure_admin does it -----------------------------------
 
     @property
     def admin(self) -> Admin:
@@ -413,65 +387,29 @@ class SecureAgent:
             raise CryptoError(f"{self.unit!r} is not an OCU unit", code=Code.NOT_ADMIN)
         return self.member
 
+    def _ocu(self) -> SecureAdmin:
+        self._check_running()
+        if self._admin is None:
+            raise CryptoError(f"{self.unit!r} is not an OCU unit", code=Code.NOT_ADMIN)
+        return self._admin
+
     async def create_operation(self, op: str, name: str,
                                members: list[SignedCredential]) -> None:
-        """Create ``op`` with ``members``, their keys sealed in the commit's welcomes."""
-        self._check_running()
-        units = [c.credential.unit for c in members if c.credential.unit != self.unit]
-        packages = await self._claim(units)
-        proposal = self.admin.propose_create(op, name, members, packages, now=self.clock())
-        await self._send_proposal(proposal)
+        """SecureAdmin.create_operation; also raises CryptoError (not_admin), AgentStopped."""
+        await self._ocu().create_operation(op, name, members)
 
     async def change(self, op: str, *, add: Sequence[SignedCredential] = (),
                      remove: Sequence[str] = (), rejoin: Sequence[str] = ()) -> int:
-        """Add and/or remove members (with neither: rotate the keys); ``rejoin``: members
-        that lost their keys get a welcome. Returns the new epoch."""
-        self._check_running()
-        added = [c.credential.unit for c in add]
-        packages = await self._claim(self.admin.packages_needed(op, add=added,
-                                                                remove=list(remove)))
-        proposal = self.admin.propose_change(op, add=list(add), remove=list(remove),
-                                             rejoin=list(rejoin), packages=packages,
-                                             now=self.clock())
-        await self._send_proposal(proposal)
-        return proposal.state.epoch
+        """SecureAdmin.change (returns the new epoch); also raises CryptoError (not_admin),
+        AgentStopped."""
+        return await self._ocu().change(op, add=add, remove=remove, rejoin=rejoin)
 
     async def rotate(self, op: str) -> int:
         return await self.change(op)
 
-    async def _claim(self, units: list[str]) -> dict[str, bytes]:
-        packages, missing = await self.conn.claim_key_packages(units)
-        if missing:
-            raise CryptoError(f"no key package on the hub for {', '.join(missing)}: they "
-                              f"have not connected since they were enrolled", code=Code.NO_KEY)
-        return packages
-
-    async def _send_proposal(self, proposal: Proposal) -> None:
-        await self.conn.commit(proposal.body, proposal.signature)
-        self.admin.accepted(proposal, now=self.clock())
-        self._notify()
-        await self._subscribe(proposal.op)
-        for unit, welcome in proposal.welcomes.items():
-            await self.conn.send_directed(proposal.op, unit, welcome)
-
     def _maybe_rotate(self, op: str) -> None:
-        if not isinstance(self.member, Admin) or op in self._rotating:
-            return
-        due = self.member.needs_rotation(op, now=self.clock(),
-                                         max_messages=self.rotate_messages,
-                                         max_seconds=self.rotate_seconds)
-        if due and self._spawn(lambda: self._rotate_on_schedule(op), f"rotate-{op}"):
-            self._rotating.add(op)
-
-    async def _rotate_on_schedule(self, op: str) -> None:
-        """A rotation the admin starts on its own (message count, age). If the hub or the
-        network is why it fails, that is logged, and the next message tries again."""
-        try:
-            await self.rotate(op)
-        except (OpshubError, TimeoutError, ConnectionClosed) as exc:
-            log.warning("%s: rotation of %s failed: %r", self.unit, op, exc)
-        finally:
-            self._rotating.discard(op)
+        if self._admin is not None:
+            self._admin.maybe_rotate(op)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -542,18 +480,10 @@ class SecureAgent:
     def _checked(self, op: str, seq: int, sender: str, content: bytes) -> dict[str, Any] | None:
         """The decrypted schema message, or None after recording why it is rejected."""
         try:
-            body = message_content.decode(content)
+            return self._ledgers.check_received(op, seq, sender, content)
         except SchemaError as exc:
             self._reject(op, seq, sender, exc)
             return None
-        found = self._sender_problems(op, sender, body)
-        found += problems(self.catalog, body, self.ledger(op))
-        if found:
-            self._reject(op, seq, sender, SchemaError(
-                "invalid message: " + "; ".join(map(str, found)), problems=found))
-            return None
-        self.ledger(op).record(body, seq)
-        return body  # type: ignore[no-any-return]
 
     def _before_join(self, item: Delivered) -> bool:
         """An entry of an epoch before this unit joined: expected to be unreadable."""
@@ -593,10 +523,8 @@ class SecureAgent:
             op = self.member.on_welcome(item.payload, now=self.clock())
             self._notify()
             await self._subscribe(op)
-        elif kind == "welcome_request" and isinstance(self.member, Admin):
-            # a new epoch, with a welcome for the requester: re-sending the current epoch's
-            # keys would let it reuse generations it already sent under
-            await self.change(item.op, rejoin=[item.sender])
+        elif kind == "welcome_request" and self._admin is not None:
+            await self._admin.answer_rejoin(item.op, item.sender)
         else:
             raise CryptoError(f"unknown directed message type {kind!r}",
                               code=Code.BAD_STATEMENT)
@@ -625,22 +553,3 @@ class SecureAgent:
             await self._top_up()
         except (OpshubError, TimeoutError, ConnectionClosed) as exc:
             log.warning("%s: publishing key packages failed: %r", self.unit, exc)
-
-
-def _give_back(ledger: Ledger, mid: str, taken: Seen, before: Seen | None) -> None:
-    """Free a message id that a send took, unless something else has taken it since."""
-    if ledger.seen.get(mid) is taken:
-        if before is None:
-            del ledger.seen[mid]
-        else:
-            ledger.seen[mid] = before
-
-
-def _settle(ledger: Ledger, mid: str, taken: Seen, before: Seen | None,
-            stored: asyncio.Future[int]) -> None:
-    """The hub answered a send (or the connection stopped): the id is taken by its seq,
-    or free again."""
-    if stored.cancelled() or stored.exception() is not None:
-        _give_back(ledger, mid, taken, before)
-    else:
-        taken.seq = stored.result()

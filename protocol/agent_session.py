@@ -10,12 +10,23 @@ Per connection: ``connection_made()``, then ``receive(data)`` for every message 
 ``data_to_send()`` whenever it may have something; ``connection_lost()`` at the end.
 After each ``Ready`` the session re-subscribes from its positions and re-sends every
 unacknowledged publish and pending request, so nothing is lost across reconnects.
+
+Limits. The session never sends what the hub would refuse: it adopts the smaller of its
+own limits and those the hub announces in ``ready``, refuses a publish over them
+(UsageError, limit_exceeded), and cuts publishes and directed acks into frames of at
+most ``max_batch`` items and ``max_frame`` bytes (protocol.md 14.1, 14.3). A frame over
+them would make the hub close the connection, and the same frame would go out again
+after every reconnect.
+
+Directed messages. The hub pushes every one it holds no ``dack`` for again on each
+connect (protocol.md 11). The session hands each id to the application once; an id the
+application has acknowledged that comes again is acknowledged again, since the first
+``dack`` was lost with a connection.
 """
 
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +38,13 @@ from protocol.errors import AuthError, Code, ProtocolError, RequestError, UsageE
 
 #: Errors after which a publish is re-sent (same cid) rather than failed.
 RETRYABLE = frozenset({Code.STORE, Code.SHUTTING_DOWN})
+#: Bytes msgpack adds to a publish item (array, str, uint and two bin headers: 1+5+9+5+5)
+#: and to a pub frame around its items (map, "t": "pub", "items", array header): bounds,
+#: so that a frame cut by them stays within max_frame.
+ITEM_OVERHEAD = 25
+FRAME_OVERHEAD = 32
+#: Directed message ids remembered to hand each to the application once.
+DIRECTED_MEMORY = 4096
 
 Request = (f.Subscribe | f.Unsubscribe | f.Commit | f.SendDirected | f.PutKeyPackages
            | f.ClaimKeyPackages)
@@ -74,8 +92,11 @@ class PublishAcked:
 
 @dataclass(frozen=True, slots=True)
 class PublishFailed:
+    """The hub refused it, or (UsageError) it is over the limits the hub announced when
+    the session reconnected: it is not re-sent."""
+
     key: Key
-    error: RequestError
+    error: RequestError | UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +153,8 @@ class AgentSession:
         #: op -> the senders a subscription is filtered to (absent: every sender)
         self.filters: dict[str, tuple[str, ...]] = {}
         self._acked: dict[str, int] = {}
-        self._seen_directed: deque[int] = deque(maxlen=4096)
+        #: directed id -> the application acknowledged it; oldest first, DIRECTED_MEMORY
+        self._directed: dict[int, bool] = {}
 
     # --- connection lifecycle ---------------------------------------------------------
 
@@ -148,9 +170,17 @@ class AgentSession:
         """Frames to write now, publishes of this tick coalesced into as few as possible."""
         if self.state is State.READY and self._outbox:
             items, self._outbox = self._outbox, []
-            for i in range(0, len(items), self.limits.max_batch):
-                self._out.append(codec.encode(
-                    f.Publish(items=tuple(items[i : i + self.limits.max_batch]))))
+            batch: list[f.PublishItem] = []
+            size = FRAME_OVERHEAD
+            for item in items:
+                # a publish fits a frame alone (``publish`` checked it)
+                if batch and (len(batch) == self.limits.max_batch
+                              or size + _size(item) > self.limits.max_frame):
+                    self._out.append(codec.encode(f.Publish(items=tuple(batch))))
+                    batch, size = [], FRAME_OVERHEAD
+                batch.append(item)
+                size += _size(item)
+            self._out.append(codec.encode(f.Publish(items=tuple(batch))))
         out, self._out = self._out, []
         return out
 
@@ -161,13 +191,28 @@ class AgentSession:
         return len(self._unacked)
 
     def publish(self, op: str, cid: int, payload: bytes, header: bytes = b"") -> Key:
-        """Queue a publish. A key already unacknowledged is not queued twice."""
+        """Queue a publish. A key already unacknowledged is not queued twice. Raises
+        UsageError (limit_exceeded) if it is over the limits in force: the hub's, once it
+        has announced them (nothing is queued then)."""
+        item = f.PublishItem(op, cid, header, payload)
+        too_large = self._over_limits(item)
+        if too_large is not None:
+            raise too_large
         key = (op, cid)
         if key not in self._unacked:
-            item = f.PublishItem(op, cid, header, payload)
             self._unacked[key] = item
             self._outbox.append(item)
         return key
+
+    def _over_limits(self, item: f.PublishItem) -> UsageError | None:
+        lim = self.limits
+        if (len(item.payload) <= lim.max_payload and len(item.header) <= lim.max_header
+                and FRAME_OVERHEAD + _size(item) <= lim.max_frame):
+            return None
+        return UsageError(
+            f"a {len(item.payload)}-byte payload with a {len(item.header)}-byte header is "
+            f"over the hub's limits (max_payload {lim.max_payload}, max_header "
+            f"{lim.max_header}, max_frame {lim.max_frame})", code=Code.LIMIT)
 
     def retry(self, key: Key) -> None:
         """Re-send a publish the hub asked to retry (see PublishRetry)."""
@@ -194,8 +239,20 @@ class AgentSession:
         self.filters.pop(op, None)
 
     def ack_directed(self, ids: tuple[int, ...]) -> None:
-        if self.state is State.READY:
-            self._out.append(codec.encode(f.DirectedAck(ids=ids)))
+        """The application is done with these directed messages. Without a connection the
+        ack is not sent, but remembered: the hub pushes them again, and they are then
+        acknowledged again (not handed out)."""
+        for i in ids:
+            if i in self._directed:
+                self._directed[i] = True
+        self._send_directed_acks(ids)
+
+    def _send_directed_acks(self, ids: tuple[int, ...] | list[int]) -> None:
+        if self.state is not State.READY:
+            return
+        step = self.limits.max_batch
+        for i in range(0, len(ids), step):
+            self._out.append(codec.encode(f.DirectedAck(ids=tuple(ids[i : i + step]))))
 
     def send_acks(self) -> None:
         """Cumulative acks for every operation whose position moved since the last ones."""
@@ -266,6 +323,11 @@ class AgentSession:
                 continue
             self._requests[rid] = frame
             self._out.append(codec.encode(frame))
+        for key, item in list(self._unacked.items()):
+            too_large = self._over_limits(item)  # the hub may announce lower limits now
+            if too_large is not None:
+                del self._unacked[key]
+                events.append(PublishFailed(key, too_large))
         self._outbox = list(self._unacked.values())
         return events
 
@@ -297,14 +359,26 @@ class AgentSession:
                 self.positions.pop(frame.op, None)
                 return [SubscriptionEnded(frame.op, frame.reason)]
             case f.Directed():
-                out: list[Event] = []
-                for item in frame.items:
-                    if item.id not in self._seen_directed:
-                        self._seen_directed.append(item.id)
-                        out.append(DirectedReceived(item))
-                return out
+                return self._directed_items(frame)
             case _:
                 raise ProtocolError(f"unexpected {frame.T!r} from the hub")
+
+    def _directed_items(self, frame: f.Directed) -> list[Event]:
+        out: list[Event] = []
+        acked_before: list[int] = []
+        for item in frame.items:
+            acked = self._directed.get(item.id)
+            if acked is None:
+                self._directed[item.id] = False
+                if len(self._directed) > DIRECTED_MEMORY:
+                    del self._directed[next(iter(self._directed))]
+                out.append(DirectedReceived(item))
+            elif acked:
+                # pushed again: the hub has no dack for it (protocol.md 11), ours was lost
+                acked_before.append(item.id)
+            # else: handed out and not yet acknowledged; the application will ack it
+        self._send_directed_acks(acked_before)
+        return out
 
     def _deliver(self, frame: f.Deliver) -> list[Event]:
         last = self.positions.get(frame.op)
@@ -338,3 +412,8 @@ class AgentSession:
             del self._unacked[key]
             return [PublishFailed(key, exc)]
         return [HubError(err.code, err.message)]
+
+
+def _size(item: f.PublishItem) -> int:
+    """An upper bound of the bytes ``item`` takes in a pub frame."""
+    return ITEM_OVERHEAD + len(item.op.encode()) + len(item.header) + len(item.payload)

@@ -17,6 +17,7 @@ CORE = (
     "protocol/store.py",
     "client/identity.py",
     "client/membership.py",
+    "client/secure_messages.py",
     "opshub/histogram.py",
     "client/e2ee/*.py",
     "client/messages/*.py",

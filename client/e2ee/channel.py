@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -607,8 +608,8 @@ class Admin(Member):
         self.suite = suite
         self._admins: dict[str, OperationAdmin] = {}
 
-    def packages_needed(self, op: str, *, add: list[str] | tuple[str, ...] = (),
-                        remove: list[str] | tuple[str, ...] = ()) -> list[str]:
+    def packages_needed(self, op: str, *, add: Sequence[str] = (),
+                        remove: Sequence[str] = ()) -> list[str]:
         ch = self.channels.get(op)
         members = set(add) if ch is None or ch.chain is None else (
             (ch.chain.members | set(add)) - set(remove))
@@ -632,8 +633,8 @@ class Admin(Member):
         assert admin._proposed is not None
         return Proposal(op, body, sig, welcomes, admin._proposed, epoch, creds)
 
-    def propose_change(self, op: str, *, add: list[SignedCredential] = [],  # noqa: B006
-                       remove: list[str] = [], rejoin: list[str] = [],  # noqa: B006
+    def propose_change(self, op: str, *, add: Sequence[SignedCredential] = (),
+                       remove: Sequence[str] = (), rejoin: Sequence[str] = (),
                        packages: dict[str, bytes], now: float) -> Proposal:
         """Add and/or remove members, or with neither just rotate the keys. Members in
         ``rejoin`` (ones that lost their keys) get a welcome to the new epoch instead of

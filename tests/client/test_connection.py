@@ -4,6 +4,7 @@ with backpressure when the application does not read, and tasks that close() sto
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,21 @@ import pytest
 
 from client.connection import TIMEOUT, AgentConnection, Delivered
 from hub.app import RunningHub
+from protocol.errors import Code, RequestError
 from tests.conftest import Keys, create_operation, stored_seqs
 
 OP = "OP-LINK"
 MEMBERS = ["JM-CUSTOMS", "TT-POLICE"]
 #: slow_consumer_timeout of the hub that gives up on a reader: short, scaled with TIMEOUT
 STALL = TIMEOUT / 20
+
+
+def _directed_acked(db: Path, directed_id: int) -> bool:
+    """Whether the hub's SQLite file marks the directed message acknowledged (read
+    straight from the directed table, not through the store)."""
+    with sqlite3.connect(db) as conn:
+        [(acked,)] = conn.execute("SELECT acked FROM directed WHERE id = ?", (directed_id,))
+    return bool(acked)
 
 
 def _library_tasks() -> list[asyncio.Task[Any]]:
@@ -116,3 +126,39 @@ async def test_connection_close_stops_every_task_it_started(hub, keys) -> None:
     await asyncio.gather(*pending[:10])
     await conn.close()
     assert _library_tasks() == []
+
+
+async def test_connection_directed_ack_lost_with_the_socket_is_sent_again(
+        hub, agents, keys, db_path) -> None:
+    """A directed message acknowledged while the socket is down (its dack never reaches
+    the hub) is pushed again on reconnect and acknowledged again, so the hub stops pushing
+    it; the application does not get it twice."""
+    ocu, tt = await agents("OCU-BB"), await agents("TT-POLICE")
+    await create_operation(ocu, keys, OP, MEMBERS)
+    sent = await ocu.send_directed(OP, "TT-POLICE", b"a welcome")
+    item = await tt.next_directed()
+    assert item.id == sent
+    await tt.drop()
+    async with asyncio.timeout(TIMEOUT):
+        while tt.connected:
+            await asyncio.sleep(0.001)
+    tt.ack_directed(item.id)  # no socket: this dack is lost
+    async with asyncio.timeout(TIMEOUT):
+        while not _directed_acked(db_path, item.id):
+            await asyncio.sleep(0.01)
+    assert tt.connects == 2
+    with pytest.raises(TimeoutError):
+        await tt.next_directed(within=STALL)
+
+
+async def test_connection_wait_unacked_at_most_wakes_when_a_publish_is_refused(
+        hub, agents, keys) -> None:
+    """A publish the hub refuses leaves the pipelining window like an acknowledged one:
+    a wait for the window to drain returns instead of timing out."""
+    ocu, tt = await agents("OCU-BB"), await agents("DM-CUSTOMS")
+    await create_operation(ocu, keys, OP, MEMBERS)
+    refused = tt.publish_nowait(OP, b"from a unit that is not a member")
+    await tt.wait_unacked_at_most(0, within=TIMEOUT / 4)
+    with pytest.raises(RequestError) as info:
+        await refused
+    assert info.value.code == Code.NOT_MEMBER

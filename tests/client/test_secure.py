@@ -5,6 +5,7 @@ tasks and queues the agent owns."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,9 +20,11 @@ from client.e2ee import message
 from client.e2ee.channel import APPLICATION
 from client.e2ee.suite import CLASSIC
 from client.messages import content
+from client.messages.catalog import SCHEMA_DIR
+from client.messages.content import load_file
 from client.secure import AgentStopped, SecureAgent
 from hub.app import RunningHub
-from protocol.errors import Code
+from protocol.errors import Code, CryptoError
 from tests.conftest import Keys
 
 OP = "OP-SECURE"
@@ -69,6 +72,14 @@ def _sealed_raw(agent: SecureAgent, inner: bytes) -> tuple[bytes, bytes]:
                             send.generation, bytes(4)).to_bytes()
     send.secret, send.generation = nxt, send.generation + 1
     return header, AESGCM(key).encrypt(nonce, inner, header + OP.encode())
+
+
+def _example(name: str, unit: str) -> dict[str, Any]:
+    """The valid example ``name`` (schemas/examples/valid) as ``unit`` sends it in OP."""
+    m = copy.deepcopy(load_file(SCHEMA_DIR / "examples" / "valid" / f"{name}.json"))
+    m["operation"] = OP
+    m["sender"] = {"unit": unit, "country": unit[:2], "agency": "customs"}
+    return m  # type: ignore[no-any-return]
 
 
 def _stopped_on(caplog: pytest.LogCaptureFixture, unit: str) -> list[logging.LogRecord]:
@@ -181,7 +192,7 @@ async def test_secure_bug_handling_a_welcome_stops_the_agent(start, keys, monkey
 
 def _library_tasks() -> list[asyncio.Task[Any]]:
     """Running tasks whose coroutine belongs to the agent library's I/O classes."""
-    owners = ("SecureAgent.", "AgentConnection.")
+    owners = ("SecureAgent.", "SecureAdmin.", "AgentConnection.")
     return [t for t in asyncio.all_tasks() if not t.done()
             and getattr(t.get_coro(), "__qualname__", "").startswith(owners)]
 
@@ -214,3 +225,27 @@ async def test_secure_unread_messages_wait_at_the_bound_then_arrive_in_order(sta
     assert tt.unread == 3
     assert [(await tt.next_message()).content for _ in sent] == sent
     assert not tt.rejected
+
+
+# --- schema messages ----------------------------------------------------------------------
+
+
+async def test_secure_ledger_of_a_unit_that_joins_late_is_incomplete_after_an_early_send(
+        start, keys) -> None:
+    """A unit whose send failed before it joined (no keys yet) has used its ledger; once it
+    joins at a later epoch it still may refer to a message from before it joined."""
+    crew = await _crew(start, keys)
+    jm, tt, ocu = crew["JM-CUSTOMS"], crew["TT-POLICE"], crew["OCU-BB"]
+    rfi = _example("rfi-firearm-serial", "JM-CUSTOMS")
+    await jm.send(OP, rfi)
+    assert (await tt.next_message()).body == rfi
+    dm = await start("DM-CUSTOMS")
+    with pytest.raises(CryptoError) as info:
+        await dm.send(OP, _example("alert-auto-sears", "DM-CUSTOMS"))
+    assert info.value.code == Code.UNKNOWN_EPOCH
+    await dm.wait_for_epoch(OP, await ocu.change(OP, add=[keys["DM-CUSTOMS"].signed]))
+    answer = {**_example("rfi-response-multiple-purchases", "DM-CUSTOMS"),
+              "refers_to": rfi["id"]}
+    seq = await dm.send(OP, answer)
+    got = await jm.next_message()
+    assert (got.seq, got.body) == (seq, answer)

@@ -10,7 +10,7 @@ from protocol import agent_session as s
 from protocol import codec
 from protocol import frames as f
 from protocol.credentials import AuthorityRing
-from protocol.errors import AuthError, Code, ProtocolError
+from protocol.errors import AuthError, Code, ProtocolError, UsageError
 from protocol.session import Authenticated, ServerSession
 
 NOW = 1_700_000_000
@@ -50,11 +50,13 @@ def _connect(agent: s.AgentSession, server: ServerSession) -> list[s.Event]:
             server.receive(data)
 
 
-def _ready(agent: s.AgentSession) -> None:
+def _ready(agent: s.AgentSession, **limits: int) -> list[s.Event]:
+    """Through the handshake with a hub that announces ``limits``; returns the events."""
     agent.connection_made()
     agent.receive(codec.encode(f.Challenge(nonce=b"n" * 32, hub="hub")))
     agent.data_to_send()
-    agent.receive(codec.encode(f.Ready(unit="JM-CUSTOMS", session="x", limits={})))
+    return agent.receive(codec.encode(f.Ready(unit="JM-CUSTOMS", session="x",
+                                              limits=limits)))
 
 
 def _sent(agent: s.AgentSession) -> list[f.Frame]:
@@ -244,3 +246,114 @@ def test_agent_session_refuses_another_protocol_version(unit):
         agent.receive(codec.encode(f.Challenge(nonce=b"n" * 32, hub="hub", version=2)))
     assert info.value.code == Code.UNSUPPORTED_VERSION
     assert agent.data_to_send() == []  # no hello was sent
+
+
+# --- the hub's announced limits ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("payload", "header"), [(bytes(65), b""), (b"x", bytes(17))],
+                         ids=["payload", "header"])
+def test_agent_session_publish_over_the_announced_limits_raises_usage_error(
+        unit, payload: bytes, header: bytes) -> None:
+    """A publish over the max_payload or max_header the hub announced raises UsageError
+    (limit_exceeded) naming the sizes; nothing is queued or sent."""
+    agent = _agent(unit)
+    _ready(agent, max_payload=64, max_header=16)
+    with pytest.raises(UsageError, match=f"{len(payload)}-byte payload with a "
+                                         f"{len(header)}-byte header") as info:
+        agent.publish("OP", 1, payload, header)
+    assert info.value.code == Code.LIMIT
+    assert "max_payload 64, max_header 16" in info.value.message
+    assert agent.unacked == 0
+    assert _sent(agent) == []
+
+
+def test_agent_session_publishes_are_cut_into_frames_within_max_frame(unit) -> None:
+    """Publishes of one tick go out in as many pub frames as keep each within the
+    max_frame the hub announced (which decodes every one of them), in order."""
+    agent = _agent(unit)
+    _ready(agent, max_frame=4096)
+    for cid in range(10):
+        agent.publish("OP", cid, bytes(1000))
+    data = agent.data_to_send()
+    hub = codec.Limits(max_frame=4096)
+    frames = [codec.decode(d, hub) for d in data]
+    assert all(len(d) <= 4096 for d in data)
+    assert [i.cid for fr in frames if isinstance(fr, f.Publish) for i in fr.items] == list(
+        range(10))
+
+
+def test_agent_session_publish_that_cannot_fit_a_frame_raises_usage_error(unit) -> None:
+    """A publish within max_payload that still cannot fit the announced max_frame with its
+    framing is refused (the hub would close the connection on every attempt)."""
+    agent = _agent(unit)
+    _ready(agent, max_frame=1024, max_payload=1024)
+    with pytest.raises(UsageError, match="max_frame 1024") as info:
+        agent.publish("OP", 1, bytes(1024))
+    assert info.value.code == Code.LIMIT
+
+
+def test_agent_session_unacked_publish_over_lowered_limits_fails_on_reconnect(unit) -> None:
+    """A publish queued under the limits of one connection, over the lower ones the hub
+    announces at the next, fails (PublishFailed, limit_exceeded) instead of being re-sent
+    after every reconnect; the others are re-sent."""
+    agent = _agent(unit)
+    _ready(agent)
+    big = agent.publish("OP", 1, bytes(100))
+    agent.publish("OP", 2, bytes(10))
+    _sent(agent)
+    agent.connection_lost()
+    events = _ready(agent, max_payload=50)
+    [failed] = [e for e in events if isinstance(e, s.PublishFailed)]
+    assert failed.key == big
+    assert isinstance(failed.error, UsageError)
+    assert failed.error.code == Code.LIMIT
+    [frame] = _sent(agent)
+    assert isinstance(frame, f.Publish)
+    assert [i.cid for i in frame.items] == [2]
+
+
+def test_agent_session_directed_acks_are_cut_by_max_batch(unit) -> None:
+    """Acknowledging more directed messages than the hub's max_batch sends several dack
+    frames, each within it."""
+    agent = _agent(unit)
+    _ready(agent, max_batch=4)
+    agent.ack_directed(tuple(range(1, 11)))
+    frames = [codec.decode(d, codec.Limits(max_batch=4)) for d in agent.data_to_send()]
+    assert [fr.ids for fr in frames if isinstance(fr, f.DirectedAck)] == [
+        (1, 2, 3, 4), (5, 6, 7, 8), (9, 10)]
+
+
+# --- directed messages pushed again ------------------------------------------------------
+
+
+def test_agent_session_directed_acked_then_pushed_again_is_acked_again(unit) -> None:
+    """A directed message the application acknowledged, pushed again after a reconnect
+    (the dack was lost with the connection), is acknowledged again, not handed out."""
+    agent = _agent(unit)
+    _ready(agent)
+    item = f.DirectedItem(id=9, op="OP", sender="OCU", payload=b"w", at_ms=1)
+    frame = codec.encode(f.Directed(items=(item,)))
+    assert agent.receive(frame) == [s.DirectedReceived(item)]
+    agent.connection_lost()  # before the application acknowledged it
+    agent.ack_directed((9,))
+    _ready(agent)
+    assert _sent(agent) == []
+    assert agent.receive(frame) == []
+    assert _sent(agent) == [f.DirectedAck(ids=(9,))]
+
+
+def test_agent_session_directed_pushed_again_before_its_ack_is_not_acked(unit) -> None:
+    """A directed message pushed again while the application still handles it is neither
+    handed out again nor acknowledged for it: the application's own ack follows."""
+    agent = _agent(unit)
+    _ready(agent)
+    item = f.DirectedItem(id=9, op="OP", sender="OCU", payload=b"w", at_ms=1)
+    frame = codec.encode(f.Directed(items=(item,)))
+    agent.receive(frame)
+    agent.connection_lost()
+    _ready(agent)
+    assert agent.receive(frame) == []
+    assert _sent(agent) == []
+    agent.ack_directed((9,))
+    assert _sent(agent) == [f.DirectedAck(ids=(9,))]

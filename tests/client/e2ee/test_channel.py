@@ -6,6 +6,7 @@ same flows through a real hub."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import msgpack
 import pytest
@@ -69,7 +70,7 @@ class Group:
                                       self.claim(units), now=NOW)
         self.commit(p)
 
-    def change(self, op: str = "OP-E", add: list[str] = [], remove: list[str] = [],  # noqa: B006
+    def change(self, op: str = "OP-E", add: Sequence[str] = (), remove: Sequence[str] = (),
                now: float = NOW, to: list[str] | None = None) -> Proposal:
         for u in add:
             self.member(u)

@@ -1,0 +1,110 @@
+"""SecureAdmin: the OCU's duties over the hub for a SecureAgent's operations.
+
+It claims the members' key packages, sends the commits that the sans-I/O
+``client.e2ee.channel.Admin`` signs (creating an operation, changing its members,
+rotating its keys) with their welcomes, starts the key rotations that are due (message
+count, age of the epoch) and answers a member's request for keys after it lost its own
+(a rejoin). It holds no state of its own beyond the rotations under way: the channel
+state is the Admin's, the connection and the agent's tasks are the SecureAgent's, which
+hands them over when it makes one (``client.secure``). It must not read the logs or the
+directed messages: the agent does, and calls ``answer_rejoin`` and ``maybe_rotate``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from client.connection import AgentConnection, ConnectionClosed
+from client.e2ee.channel import Admin, Proposal
+from protocol.credentials import SignedCredential
+from protocol.errors import Code, CryptoError, OpshubError
+
+log = logging.getLogger("opshub.secure")
+
+#: Runs a coroutine function as a task of the agent (named); False if the agent is closed
+#: or stopped, so nothing was started.
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]], str], bool]
+
+
+class SecureAdmin:
+    def __init__(self, conn: AgentConnection, admin: Admin, *, clock: Callable[[], float],
+                 spawn: Spawn, notify: Callable[[], None],
+                 subscribe: Callable[[str], Awaitable[None]],
+                 rotate_messages: int, rotate_seconds: float) -> None:
+        """``notify`` wakes whoever waits for an epoch; ``subscribe`` has the agent read an
+        operation's log (once); ``rotate_*``: when an epoch's keys are due to change."""
+        self.conn = conn
+        self.admin = admin
+        self.unit = admin.unit
+        self.clock = clock
+        self.rotate_messages = rotate_messages
+        self.rotate_seconds = rotate_seconds
+        self._spawn = spawn
+        self._notify = notify
+        self._subscribe = subscribe
+        self._rotating: set[str] = set()
+
+    async def create_operation(self, op: str, name: str,
+                               members: list[SignedCredential]) -> None:
+        """Create ``op`` with ``members``, their keys sealed in the commit's welcomes.
+        Raises CryptoError (no_key_for_member: a member has no key package on the hub),
+        RequestError (the hub refused the commit), TimeoutError."""
+        units = [c.credential.unit for c in members if c.credential.unit != self.unit]
+        packages = await self._claim(units)
+        proposal = self.admin.propose_create(op, name, members, packages, now=self.clock())
+        await self._send_proposal(proposal)
+
+    async def change(self, op: str, *, add: Sequence[SignedCredential] = (),
+                     remove: Sequence[str] = (), rejoin: Sequence[str] = ()) -> int:
+        """Add and/or remove members (with neither: rotate the keys); ``rejoin``: members
+        that lost their keys get a welcome. Returns the new epoch. Raises what
+        ``create_operation`` raises, CryptoError (not_admin) if ``op`` is not live here."""
+        added = [c.credential.unit for c in add]
+        packages = await self._claim(self.admin.packages_needed(op, add=added, remove=remove))
+        proposal = self.admin.propose_change(op, add=add, remove=remove, rejoin=rejoin,
+                                             packages=packages, now=self.clock())
+        await self._send_proposal(proposal)
+        return proposal.state.epoch
+
+    async def answer_rejoin(self, op: str, unit: str) -> None:
+        """``unit`` asked for keys (a welcome_request): a new epoch, with a welcome for it.
+        Re-sending the current epoch's keys would let it reuse generations it already
+        sent under."""
+        await self.change(op, rejoin=[unit])
+
+    def maybe_rotate(self, op: str) -> None:
+        """Start a rotation of ``op``'s keys if one is due and none is under way."""
+        if op in self._rotating:
+            return
+        due = self.admin.needs_rotation(op, now=self.clock(),
+                                        max_messages=self.rotate_messages,
+                                        max_seconds=self.rotate_seconds)
+        if due and self._spawn(lambda: self._rotate_on_schedule(op), f"rotate-{op}"):
+            self._rotating.add(op)
+
+    async def _rotate_on_schedule(self, op: str) -> None:
+        """A rotation the admin starts on its own (message count, age). If the hub or the
+        network is why it fails, that is logged, and the next message tries again."""
+        try:
+            await self.change(op)
+        except (OpshubError, TimeoutError, ConnectionClosed) as exc:
+            log.warning("%s: rotation of %s failed: %r", self.unit, op, exc)
+        finally:
+            self._rotating.discard(op)
+
+    async def _claim(self, units: list[str]) -> dict[str, bytes]:
+        packages, missing = await self.conn.claim_key_packages(units)
+        if missing:
+            raise CryptoError(f"no key package on the hub for {', '.join(missing)}: they "
+                              f"have not connected since they were enrolled", code=Code.NO_KEY)
+        return packages
+
+    async def _send_proposal(self, proposal: Proposal) -> None:
+        await self.conn.commit(proposal.body, proposal.signature)
+        self.admin.accepted(proposal, now=self.clock())
+        self._notify()
+        await self._subscribe(proposal.op)
+        for unit, welcome in proposal.welcomes.items():
+            await self.conn.send_directed(proposal.op, unit, welcome)
