@@ -137,9 +137,13 @@ class AgentConnection:
         self._http = aiohttp.ClientSession()
         self._loop = asyncio.get_running_loop()
         self._runner = asyncio.create_task(self._run(), name=f"agent-{self.unit}")
-        with contextlib.suppress(TimeoutError):  # not connected in time: raised below
-            async with asyncio.timeout(TIMEOUT):
-                await self._settled.wait()
+        try:
+            with contextlib.suppress(TimeoutError):  # not connected in time: raised below
+                async with asyncio.timeout(TIMEOUT):
+                    await self._settled.wait()
+        except asyncio.CancelledError:  # cancelled mid-connect: leave no task or session
+            await asyncio.shield(self.close())
+            raise
         fatal = self._fatal
         if fatal is None and not self._ready.is_set():
             fatal = ConnectionError(f"could not connect to {self.url}")

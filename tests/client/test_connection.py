@@ -128,6 +128,18 @@ async def test_connection_close_stops_every_task_it_started(hub, keys) -> None:
     assert _library_tasks() == []
 
 
+async def test_connection_cancelled_while_connecting_leaves_no_task(hub, keys) -> None:
+    """A connect() cancelled before the handshake ends closes what it opened: no task of
+    the library is left running (and no unclosed HTTP session warning fails the test)."""
+    conn = AgentConnection(hub.url, keys["OCU-BB"])
+    connecting = asyncio.create_task(conn.connect())
+    await asyncio.sleep(0)  # the runner has started; the handshake has not finished
+    connecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    assert _library_tasks() == []
+
+
 async def test_connection_directed_ack_lost_with_the_socket_is_sent_again(
         hub, agents, keys, db_path) -> None:
     """A directed message acknowledged while the socket is down (its dack never reaches
