@@ -1,8 +1,8 @@
 """RFC 9420's test vectors for the key schedule functions and the secret tree.
 
 Every entry for cipher suites 1, 2 and 3 (all SHA-256; AES-128-GCM or ChaCha20-Poly1305),
-with the label prefix "MLS 1.0 ". The vectors live outside the project, in
-../shared/vectors/mls/; where that folder is absent (a clone elsewhere) these tests skip.
+with the label prefix "MLS 1.0 ". The vectors are kept in tests/data/vectors/mls/ (public
+IETF data, trimmed to those suites; its README.md gives the source).
 """
 
 from __future__ import annotations
@@ -21,16 +21,14 @@ from client.e2ee.schedule import (
     expand_with_label,
 )
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "vectors" / "mls"
+VECTORS = Path(__file__).resolve().parents[2] / "data" / "vectors" / "mls"
 #: cipher suite -> (hash, AEAD key size, nonce size)
 SUITES = {1: ("sha256", 16, 12), 2: ("sha256", 16, 12), 3: ("sha256", 32, 12)}
 
 
 def _load(name: str) -> list[dict[str, Any]]:
-    path = VECTORS / name
-    if not path.is_file():
-        pytest.skip(f"RFC 9420 vectors not found at {path} (a clone outside the workspace)")
-    cases = [c for c in json.loads(path.read_text()) if c["cipher_suite"] in SUITES]
+    cases = [c for c in json.loads((VECTORS / name).read_text())
+             if c["cipher_suite"] in SUITES]
     assert {c["cipher_suite"] for c in cases} == set(SUITES), f"{name} lacks a suite"
     return cases
 
