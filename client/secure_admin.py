@@ -12,6 +12,7 @@ directed messages: the agent does, and calls ``answer_rejoin`` and ``maybe_rotat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -45,6 +46,12 @@ class SecureAdmin:
         self._notify = notify
         self._subscribe = subscribe
         self._rotating: set[str] = set()
+        #: one proposal at a time per operation: a rotation and a rejoin answer started
+        #: together would both propose epoch n + 1, and the hub would refuse one of them
+        self._proposing: dict[str, asyncio.Lock] = {}
+
+    def _one_at_a_time(self, op: str) -> asyncio.Lock:
+        return self._proposing.setdefault(op, asyncio.Lock())
 
     async def create_operation(self, op: str, name: str,
                                members: list[SignedCredential]) -> None:
@@ -52,9 +59,11 @@ class SecureAdmin:
         Raises CryptoError (no_key_for_member: a member has no key package on the hub),
         RequestError (the hub refused the commit), TimeoutError."""
         units = [c.credential.unit for c in members if c.credential.unit != self.unit]
-        packages = await self._claim(units)
-        proposal = self.admin.propose_create(op, name, members, packages, now=self.clock())
-        await self._send_proposal(proposal)
+        async with self._one_at_a_time(op):
+            packages = await self._claim(units)
+            proposal = self.admin.propose_create(op, name, members, packages,
+                                                 now=self.clock())
+            await self._send_proposal(proposal)
 
     async def change(self, op: str, *, add: Sequence[SignedCredential] = (),
                      remove: Sequence[str] = (), rejoin: Sequence[str] = ()) -> int:
@@ -62,10 +71,12 @@ class SecureAdmin:
         that lost their keys get a welcome. Returns the new epoch. Raises what
         ``create_operation`` raises, CryptoError (not_admin) if ``op`` is not live here."""
         added = [c.credential.unit for c in add]
-        packages = await self._claim(self.admin.packages_needed(op, add=added, remove=remove))
-        proposal = self.admin.propose_change(op, add=add, remove=remove, rejoin=rejoin,
-                                             packages=packages, now=self.clock())
-        await self._send_proposal(proposal)
+        async with self._one_at_a_time(op):
+            needed = self.admin.packages_needed(op, add=added, remove=remove)
+            packages = await self._claim(needed)
+            proposal = self.admin.propose_change(op, add=add, remove=remove, rejoin=rejoin,
+                                                 packages=packages, now=self.clock())
+            await self._send_proposal(proposal)
         return proposal.state.epoch
 
     async def answer_rejoin(self, op: str, unit: str) -> None:

@@ -249,3 +249,15 @@ async def test_secure_ledger_of_a_unit_that_joins_late_is_incomplete_after_an_ea
     seq = await dm.send(OP, answer)
     got = await jm.next_message()
     assert (got.seq, got.body) == (seq, answer)
+
+
+async def test_secure_rejoin_answer_and_rotation_at_once_both_take_effect(start, keys) -> None:
+    """A rotation and a rejoin of the same operation started together are sent one after
+    the other: both commits are accepted (two new epochs) and the rejoining member gets its
+    welcome, instead of one being refused for a stale epoch."""
+    crew = await _crew(start, keys)
+    ocu, jm = crew["OCU-BB"], crew["JM-CUSTOMS"]
+    epochs = await asyncio.gather(ocu.rotate(OP), ocu.change(OP, rejoin=["JM-CUSTOMS"]))
+    assert sorted(epochs) == [1, 2]
+    await jm.wait_for_epoch(OP, 2)
+    assert jm.epoch(OP) == 2
