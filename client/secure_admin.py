@@ -82,7 +82,12 @@ class SecureAdmin:
     async def answer_rejoin(self, op: str, unit: str) -> None:
         """``unit`` asked for keys (a welcome_request): a new epoch, with a welcome for it.
         Re-sending the current epoch's keys would let it reuse generations it already
-        sent under."""
+        sent under. Raises CryptoError (not_member) for a unit that is not a member: each
+        answer costs a seal per member, so only members may ask."""
+        ch = self.admin.channels.get(op)
+        if ch is None or ch.chain is None or unit not in ch.chain.members:
+            raise CryptoError(f"{unit!r} asked for the keys of {op!r} but is not a member",
+                              code=Code.NOT_MEMBER)
         await self.change(op, rejoin=[unit])
 
     def maybe_rotate(self, op: str) -> None:

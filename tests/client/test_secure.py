@@ -261,3 +261,15 @@ async def test_secure_rejoin_answer_and_rotation_at_once_both_take_effect(start,
     assert sorted(epochs) == [1, 2]
     await jm.wait_for_epoch(OP, 2)
     assert jm.epoch(OP) == 2
+
+
+async def test_secure_rejoin_asked_by_a_non_member_is_refused(start, keys) -> None:
+    """A request for keys from a unit that is not a member (removed while its request was
+    on its way) starts no new epoch: it is refused with not_member."""
+    crew = await _crew(start, keys)
+    ocu = crew["OCU-BB"]
+    assert ocu._admin is not None
+    with pytest.raises(CryptoError) as info:
+        await ocu._admin.answer_rejoin(OP, "DM-CUSTOMS")
+    assert info.value.code == Code.NOT_MEMBER
+    assert ocu.epoch(OP) == 0
