@@ -9,12 +9,20 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, settings
 
 from client.connection import AgentConnection
 from client.identity import Authority, UnitIdentity, UnitSpec
 from client.membership import OperationAdmin
 from hub.app import RunningHub
 from hub.config import HubConfig
+
+# The machine is shared: a property test's examples may take longer than hypothesis
+# expects when other work runs. Time is not what these tests check, so no deadline and no
+# "too slow" health check (the number of examples stays each test's own).
+settings.register_profile("shared-machine", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-machine")
 
 UNITS = [
     UnitSpec("OCU-BB", "BB", "customs", "ocu"),
