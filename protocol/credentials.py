@@ -106,7 +106,7 @@ class Credential:
             )
         except AuthError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # msgpack and unpacking raise unrelated types for bad bytes
             raise AuthError(f"malformed credential: {exc}", code=Code.BAD_CREDENTIAL) from None
 
     def public_dict(self) -> dict[str, Any]:

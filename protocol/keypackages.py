@@ -55,7 +55,7 @@ class KeyPackage:
             unit, kem, public_key, created_at, last_resort = msgpack.unpackb(data, raw=False)
             pkg = cls(unit=unit, kem=kem, public_key=public_key, created_at=created_at,
                       last_resort=last_resort)
-        except Exception as exc:
+        except Exception as exc:  # msgpack and unpacking raise unrelated types for bad bytes
             raise RequestError(f"malformed key package: {type(exc).__name__}: {exc}",
                                code=Code.BAD_KEY_PACKAGE) from None
         if not (isinstance(pkg.unit, str) and frames.valid_id(pkg.unit)):
@@ -93,7 +93,7 @@ class SignedKeyPackage:
             body, signature = msgpack.unpackb(data, raw=False)
             if not (isinstance(body, bytes) and isinstance(signature, bytes)):
                 raise TypeError("expected [bytes, bytes]")
-        except Exception as exc:
+        except Exception as exc:  # msgpack and unpacking raise unrelated types for bad bytes
             raise RequestError(f"malformed signed key package: {exc}",
                                code=Code.BAD_KEY_PACKAGE) from None
         return cls(body, signature)

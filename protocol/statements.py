@@ -90,7 +90,7 @@ class Statement:
             )
         except RequestError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # msgpack and unpacking raise unrelated types for bad bytes
             raise RequestError(f"malformed statement: {exc}", code=Code.BAD_STATEMENT) from None
         for unit in (stmt.op, stmt.admin, *stmt.adds, *stmt.removes):
             if not isinstance(unit, str) or not frames.valid_id(unit):
