@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ import pytest
 import yaml
 
 from client.identity import KeyFolder, UnitSpec
-from client.replay.engine import Replay
-from client.replay.scenario import SEEDS_DIR
+from client.replay.engine import Replay, identities_for
+from client.replay.scenario import SEEDS_DIR, load
 from client.secure import SecureAgent
+from hub.app import RunningHub
+from hub.config import HubConfig
 from opshub.cli import main
 from opshub.replay import run_replay
 from protocol.errors import ScenarioError, UsageError
@@ -348,3 +351,31 @@ async def test_replay_agent_that_fails_stops_the_replay_at_once(tmp_path: Path) 
             await _replay(tmp_path, hook=inject)
     if isinstance(info.value, ExceptionGroup):
         assert info.value.subgroup(AgentBug) is not None, info.value
+
+
+async def test_replay_held_units_send_nothing_planned_and_read_the_room(
+        tmp_path: Path) -> None:
+    """Units held by people (exercise seats) send none of their planned messages and read
+    what the operation carries through ``on_held``; a ``pace`` hook is asked for every
+    window's end, in order, instead of the speed factor."""
+    scenario = load(MINI)
+    authority, ids = identities_for(scenario, now=int(time.time()))
+    running = RunningHub(HubConfig(host="127.0.0.1", port=0, db=tmp_path / "hub.db",
+                                   authorities=(authority.public_key,)))
+    running.hub.preload([i.signed for i in ids.values()])
+    paced: list[float] = []
+
+    async def pace(t: float) -> None:
+        paced.append(t)
+
+    replay = Replay(scenario, pace=pace, held=frozenset({"TG-CUSTOMS"}))
+    read: list[tuple[str, str]] = []
+    replay.on_held = lambda unit, _m, body: read.append((unit, body["sender"]["unit"]))
+    async with running:
+        await replay.run(running.url, ids, authority)
+    assert replay.not_sent > 0
+    assert paced == sorted(paced)
+    assert len(paced) > 1
+    assert {u for u, _ in read} == {"TG-CUSTOMS"}
+    assert "OCU-MINI" in {sender for _, sender in read}
+    assert all(m["sender"]["unit"] != "TG-CUSTOMS" for m in replay.log)

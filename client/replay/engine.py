@@ -108,6 +108,15 @@ class ReplayAgent:
                 "result": "Handled at the control point; nothing further to report."})
 
 
+class HeldAgent(ReplayAgent):
+    """A unit a person holds (an exercise seat): it reacts to nothing and sends nothing
+    planned; what it reads goes to ``Replay.on_held`` (the seat's inbox)."""
+
+    def on_message(self, m: Message, body: dict[str, Any]) -> None:
+        if self.replay.on_held is not None:
+            self.replay.on_held(self.who.unit, m, body)
+
+
 class DeskAgent(ReplayAgent):
     def answer(self, request: dict[str, Any]) -> None:
         """Look the request up in this desk's databases and schedule the answer. (The
@@ -158,14 +167,25 @@ class OcuAgent(ReplayAgent):
 class Replay:
     def __init__(self, scenario: Scenario, *, seed: int = 1, speed: float | None = None,
                  progress: Callable[[str], None] | None = None,
-                 operation_id: str | None = None) -> None:
-        """Plan the replay. Raises ScenarioError when the scenario's figures cannot be
-        generated."""
+                 operation_id: str | None = None,
+                 pace: Callable[[float], Awaitable[None]] | None = None,
+                 held: frozenset[str] = frozenset()) -> None:
+        """Plan the replay. ``pace(t)``, if given, returns once virtual time ``t`` may be
+        played (an exercise's clock: paused, stepped, any speed) and replaces ``speed``.
+        ``held``: units people play (exercise seats): their planned messages are not sent
+        and they react to nothing; what they read goes to ``on_held``. Raises
+        ScenarioError when the scenario's figures cannot be generated."""
         self.scenario = scenario
         #: the operation's id on the hub, carried by every message
         self.op = operation_id or scenario.code
         self.seed = seed
         self.speed = speed
+        self.pace = pace
+        self.held = held
+        #: (unit, message, body) for each message a held unit reads
+        self.on_held: Callable[[str, Message, dict[str, Any]], None] | None = None
+        #: planned messages of held units, not sent (people play those units)
+        self.not_sent = 0
         self.progress = progress or (lambda _line: None)
         self.clock = Clock(scenario)
         self.plan: Plan = make_plan(scenario, seed)
@@ -284,9 +304,13 @@ class Replay:
                 # desk its storylines' partners (requests reach it in the OCU's room)
                 reads = frozenset(partners[unit] | ({s.ocu} if who.role == "unit"
                                                     else set()))
+            if unit in self.held:
+                reads = None  # a person sees the whole room; the seat's view filters it
             secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
                                  packages=4, rotate_messages=ROTATE_EVERY)
-            cls = {"ocu": OcuAgent, "liaison": DeskAgent}.get(who.role, ReplayAgent)
+            cls: type[ReplayAgent] = (
+                HeldAgent if unit in self.held
+                else {"ocu": OcuAgent, "liaison": DeskAgent}.get(who.role, ReplayAgent))
             agent = cls(self, who, secure)
             # listed before it connects: a start that fails or is cancelled half-way
             # leaves a connection that _stop_agents must close
@@ -314,13 +338,18 @@ class Replay:
             batch = []
             while self._agenda and self._agenda[0][0] < window_end:
                 batch.append(heapq.heappop(self._agenda))
-            if self.speed is not None:
+            if self.pace is not None:
+                await self.pace(window_end)
+            elif self.speed is not None:
                 due = real0 + window_end / self.speed
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
             async with asyncio.TaskGroup() as senders:
                 for sender, items in _by_sender(batch).items():
+                    if sender in self.held:
+                        self.not_sent += len(items)
+                        continue
                     senders.create_task(self._send_all(sender, items))
             await self._quiesce()
             if self.on_window is not None:
