@@ -27,7 +27,13 @@ CORE = (
     "client/replay/aar.py",
     "client/replay/report.py",
     "client/replay/report_svg.py",
+    "client/exercise/clock.py",
+    "client/exercise/engine.py",
     "client/exercise/expectations.py",
+    "client/exercise/model.py",
+    "client/exercise/times.py",
+    "client/exercise/injects.py",
+    "client/exercise/msel.py",
 )
 FORBIDDEN_IN_CORE = frozenset({"asyncio", "aiohttp", "sqlite3", "socket", "time"})
 
