@@ -62,3 +62,77 @@ class Inject:
     expected_action: str = ""  # the director's words, for people
     notes: str = ""  # evaluator notes
     expectations: tuple[Expectation, ...] = field(default=())
+
+
+class Status(enum.Enum):
+    """Where an exercise is: READY (not started) -> RUNNING <-> PAUSED -> ENDED; reset goes
+    back to READY from any of them."""
+
+    READY = "ready"
+    RUNNING = "running"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+class ExpectationState(enum.Enum):
+    PENDING = "pending"  # its inject has not gone yet
+    OPEN = "open"  # its inject went; the seat has until the deadline
+    MET = "met"
+    MISSED = "missed"  # the deadline passed, or the exercise ended, before it was met
+    VOID = "void"  # its inject was cancelled or skipped, or never went before the end
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InjectRecord:
+    """An inject as a run has it: its state and, once delivered, the virtual time it went."""
+
+    inject: Inject
+    state: InjectState = InjectState.PENDING
+    delivered_at: float | None = None
+    adhoc: bool = False  # written during play; a reset removes it
+
+    def to_json(self) -> dict[str, Any]:
+        i = self.inject
+        return {"number": i.number, "at": i.at, "sender": i.sender, "to": list(i.to),
+                "message": i.message, "expected_action": i.expected_action, "notes": i.notes,
+                "expectations": [e.id for e in i.expectations], "state": self.state.value,
+                "delivered_at": self.delivered_at, "adhoc": self.adhoc}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpectationRecord:
+    """An expectation as a run has it: open from its inject's delivery until ``deadline``;
+    once met (or met late: missed), when (``met_at``, virtual), by whom and how."""
+
+    expectation: Expectation
+    state: ExpectationState = ExpectationState.PENDING
+    opened_at: float | None = None
+    deadline: float | None = None
+    met_at: float | None = None
+    by: str = ""  # the seat whose message met it, or the director who validated it
+    how: str = ""  # the rule, or the director's words
+
+    @property
+    def taken(self) -> float | None:
+        """Virtual seconds from its inject's delivery to the moment it was met."""
+        if self.met_at is None or self.opened_at is None:
+            return None
+        return self.met_at - self.opened_at
+
+    @property
+    def late(self) -> bool:
+        """Missed, but met after its deadline (``met_at``)."""
+        return self.state is ExpectationState.MISSED and self.met_at is not None
+
+    @property
+    def points(self) -> int:
+        return self.expectation.score if self.state is ExpectationState.MET else 0
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.expectation
+        return {"id": e.id, "inject": e.inject, "seat": e.seat, "action": e.action.value,
+                "within": e.within, "target": e.target, "score": e.score,
+                "description": e.description, "state": self.state.value,
+                "opened_at": self.opened_at, "deadline": self.deadline,
+                "met_at": self.met_at, "by": self.by, "how": self.how, "taken": self.taken,
+                "late": self.late, "points": self.points}
