@@ -286,6 +286,16 @@ class SecureAgent:
     def _senders(self) -> list[str] | None:
         return None if self.reads is None else sorted(self.reads)
 
+    def problems(self, op: str, message: Any) -> list[Problem]:
+        """What ``send`` would refuse ``message`` for (schema, rules, references, its
+        operation and sender), every problem at once; empty: it would go. Sends nothing
+        (a form shows these next to its fields before anything is sent)."""
+        try:
+            self._ledgers.check_to_send(op, message)
+        except SchemaError as exc:
+            return list(exc.problems)
+        return []
+
     def ledger(self, op: str) -> Ledger:
         """The schema messages ``op``'s channel has carried as far as this agent knows
         (what it sent and read); what a message may refer to."""

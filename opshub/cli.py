@@ -108,6 +108,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay(args)
 
 
+def cmd_exercise(args: argparse.Namespace) -> int:
+    from opshub.exercise import cmd_exercise as exercise
+
+    return exercise(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from opshub.demo import run_demo
     from opshub.loops import run
@@ -199,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _keys(sub)
     _serve(sub)
     _replay(sub)
+    _exercise(sub)
     _scenario(sub)
     _validate(sub)
     _schemas(sub)
@@ -298,6 +305,37 @@ def _replay(sub: Any) -> None:
     r.add_argument("--operation-id", type=_operation_id, default=None, metavar="ID",
                    help="the operation's id on the hub, e.g. DRILL-3 (default: the "
                    "scenario's code, numbered -2, -3 ... when the hub already has it)")
+
+
+def _exercise(sub: Any) -> None:
+    x = _command(
+        sub, "exercise", "run a tabletop exercise: people take seats, a director runs it",
+        "Run a tabletop exercise over a documented operation: agents play every unit no "
+        "person holds,\nas in a replay; each seat is a browser page for a person; the "
+        "director's console paces\nthe clock, fires the injects and marks what the players "
+        "did. The exercise process holds\nthe seats' keys: the hub sees ciphertext only. "
+        "Prints the director's link and each seat's.\nCtrl-C ends it.",
+        "cocair-v-tabletop",
+        "cocair-v-tabletop --seat TG-JAITF-LFW --speed 3600 --port 8800",
+        "my-drill.yaml --hub ws://127.0.0.1:8765/v1/ws --keys keys",
+        func=cmd_exercise)
+    x.add_argument("exercise", help="an exercise in seeds/exercises/ (cocair-v-tabletop) or "
+                   "the path to an exercise file")
+    x.add_argument("--seat", action="append", default=None, metavar="UNIT",
+                   help="a unit a person holds (repeat; default: the exercise file's seats)")
+    x.add_argument("--speed", type=float, default=60.0,
+                   help="virtual seconds per real second when the clock runs (the director "
+                   "can change it)")
+    x.add_argument("--seed", type=int, default=1, help="seed of the background traffic")
+    x.add_argument("--host", default="127.0.0.1", help="address the web app listens on")
+    x.add_argument("--port", type=int, default=8800, help="port of the web app (0: any)")
+    x.add_argument("--hub", default=None, metavar="URL",
+                   help="run over this running hub (ws://HOST:PORT/v1/ws) instead of "
+                   "starting one; needs --keys")
+    x.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                   help="with --hub: the key folder of that hub's authority")
+    x.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
+                   help="write the links as JSON here once the web app listens")
 
 
 def _scenario(sub: Any) -> None:

@@ -1,0 +1,149 @@
+"""``opshub exercise``: a tabletop exercise composed around its runtime
+(client/exercise/runtime.py): the hub (a child process of its own, or a running one at
+``--hub`` with its key folder), the participants' identities, the operation id of each
+run, and the web app on ``--host``:``--port``. Prints the director's link and each seat's;
+``--ready-file`` writes them as JSON once everything listens (for tests and scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from client.exercise import exercise_file
+from client.exercise.exercise_file import Exercise
+from client.exercise.runtime import ExerciseRun, links, write_ready
+from client.exercise.web import make_app
+from client.identity import KeyFolder
+from client.replay.run import participants, pick_operation_id
+from opshub.hubapi import HubApi
+from opshub.hubprocess import HubProcess
+from opshub.identities import Cast, cast, open_folder, own_identities
+from opshub.loops import run
+from protocol.errors import UsageError
+
+
+def load(name: str, seats: list[str] | None) -> Exercise:
+    """The exercise file (a seeds/exercises name or a path), with ``seats`` instead of its
+    own when given. Raises ScenarioError or UsageError."""
+    path = Path(name)
+    if not path.exists():
+        path = exercise_file.EXERCISES_DIR / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in exercise_file.EXERCISES_DIR.glob("*.yaml")))
+        raise UsageError(f"no exercise {name!r} (known: {known})")
+    ex = exercise_file.load(path)
+    if seats:
+        unknown = [u for u in seats if u not in ex.scenario.participants]
+        if unknown:
+            raise UsageError(f"no participant {', '.join(unknown)} in {ex.scenario.code}")
+        ex = dataclasses.replace(ex, seats=tuple(seats))
+    return ex
+
+
+async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed: int = 1,
+                       hub_url: str | None = None, keys: Path | None = None,
+                       ready_file: Path | None = None,
+                       stop: asyncio.Event | None = None,
+                       say: Any = print) -> None:
+    """Serve the exercise until ``stop`` is set (or forever). Raises UsageError for a bad
+    key folder or hub, before anything listens."""
+    stop = stop or asyncio.Event()
+    now = int(time.time())
+    specs = participants(ex.scenario)
+    if hub_url is None:
+        if keys is not None:
+            raise UsageError("--keys goes with --hub (an exercise's own hub has its own keys)")
+        chosen = cast(specs, now=now)
+        with tempfile.TemporaryDirectory(prefix="opshub-exercise-") as tmp:
+            folder = Path(tmp) / "keys"
+            KeyFolder(folder).write(chosen.authority, list(chosen.identities.values()))
+            hub = HubProcess(folder, Path(tmp) / "hub.db")
+            try:
+                base = pick_operation_id(ex.scenario.code, (), None)
+                await _serve(ex, hub.url, chosen, base, host=host, port=port, speed=speed,
+                             seed=seed, ready_file=ready_file, stop=stop, say=say)
+            finally:
+                hub.stop()
+        return
+    if keys is None:
+        raise UsageError("--hub needs --keys: the key folder of that hub's authority")
+    kf = open_folder(keys, authority_key=True)
+    own = own_identities(kf, specs)
+    async with HubApi(hub_url) as api:
+        on_file = {u: c.credential.issued_at for u, c in (await api.directory()).items()}
+        chosen = cast(specs, now=now, folder=kf, own=own, on_file=on_file)
+        await api.enroll(chosen.identities.values())
+        base = pick_operation_id(ex.scenario.code, await api.operations(), None)
+    await _serve(ex, api.url, chosen, base, host=host, port=port, speed=speed, seed=seed,
+                 ready_file=ready_file, stop=stop, say=say)
+
+
+async def _serve(ex: Exercise, url: str, chosen: Cast, base: str, *, host: str, port: int,
+                 speed: float, seed: int, ready_file: Path | None, stop: asyncio.Event,
+                 say: Any) -> None:
+    def operation_id(n: int) -> str:
+        return base if n == 1 else f"{base}.R{n}"
+
+    runtime = ExerciseRun(ex, url=url, identities=chosen.identities,
+                          authority=chosen.authority, operation_id=operation_id, seed=seed,
+                          speed=speed)
+    runner = web.AppRunner(make_app(runtime), handle_signals=False, access_log=None,
+                           shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                             ) from None
+        actual = runner.addresses[0][1]
+        runtime.base_url = f"http://{host}:{actual}"
+        found = links(runtime, runtime.base_url)
+        say(f"exercise {ex.name}: {ex.scenario.name}, seats {', '.join(ex.seats)}, "
+            f"{len(ex.injects)} injects, hub {url}")
+        for who, link in found.items():
+            say(f"  {who:<16} {link}")
+        async with asyncio.TaskGroup() as tasks:
+            playing = tasks.create_task(runtime.run())
+            if ready_file is not None:
+                write_ready(ready_file, {"url": runtime.base_url, "links": found,
+                                         "hub": url})
+            await stop.wait()
+            runtime.stop()
+            await playing
+    finally:
+        if ready_file is not None:
+            _remove(ready_file)
+        await runner.cleanup()
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def cmd_exercise(args: argparse.Namespace) -> int:
+    ex = load(args.exercise, args.seat)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_exercise(ex, host=args.host, port=args.port, speed=args.speed,
+                           seed=args.seed, hub_url=args.hub, keys=args.keys,
+                           ready_file=args.ready_file, stop=stop)
+
+    run(main())
+    return 0
