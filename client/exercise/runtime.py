@@ -425,7 +425,7 @@ class ExerciseRun:
     def seat_state(self, unit: str) -> dict[str, Any]:
         seat = self.seats[unit]
         inbox = []
-        for item in reversed(seat.inbox):
+        for item in sorted(seat.inbox, key=lambda i: i.at, reverse=True):  # newest first
             view = self._render(item.at, item.message)
             view["sender"] = item.sender
             view["reply"] = self._reply(item.message)

@@ -37,8 +37,10 @@ document.getElementById("send").addEventListener("click", async () => {
   const r = await api(`/api/seat/${TOKEN}/send`, {message});
   if (r.data.sent) startWriting(message.type, templates[message.type]);
   showProblems(r.data.problems || []);
-  document.getElementById("notice").textContent = r.data.sent
-    ? `Sent as ${r.data.id}.` : (r.data.error || (r.ok ? "" : "Not sent."));
+  const notice = document.getElementById("notice");
+  notice.textContent = r.data.sent
+    ? `Sent as ${r.data.id}.` : (r.data.error || (r.ok ? "" : "Not sent: nothing left this seat."));
+  notice.classList.toggle("bad", !r.data.sent);
 });
 
 async function refresh() {

@@ -110,14 +110,14 @@ def test_web_director_and_two_seats_play_an_exercise(exercise, browser) -> None:
     lome.get_by_label("Message type").select_option("seizure_report")
     report = json.loads(lome.get_by_label("Content").input_value())
     report["items"][0]["quantity"]["value"] = -3
-    lome.get_by_label("Content").fill(json.dumps(report, indent=2))
+    lome.get_by_label("Content").fill(json.dumps(report, indent=2, ensure_ascii=False))
     lome.get_by_role("button", name="Send").click()
     problem = lome.locator("#problems li", has_text="/items/0/quantity/value")
     problem.wait_for(timeout=WAIT)
     assert "Sent as" not in lome.locator("#notice").inner_text()
     _shot(lome, "exercise-seat-refused.png")
     report["items"][0]["quantity"]["value"] = 3.2
-    lome.get_by_label("Content").fill(json.dumps(report, indent=2))
+    lome.get_by_label("Content").fill(json.dumps(report, indent=2, ensure_ascii=False))
     lome.get_by_role("button", name="Send").click()
     lome.locator("#notice", has_text="Sent as").wait_for(timeout=WAIT)
     assert lome.locator("#problems li").count() == 0
