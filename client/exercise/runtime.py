@@ -60,6 +60,8 @@ WRITABLE = {
 #: Filled in when a seat's message is sent; a form does not show them.
 ENVELOPE = ("id", "operation", "sender", "sent_at", "version", "language")
 TRAFFIC_SHOWN = 200
+#: Seconds an inject waits for its sender to hold the operation's keys at the start.
+SETUP = 120.0
 
 
 @dataclass(slots=True)
@@ -108,6 +110,8 @@ class ExerciseRun:
         self._replay: Replay | None = None
         self._replay_task: asyncio.Task[Any] | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        #: injects on their way (waiting for the channel, or being sent)
+        self._sending: set[asyncio.Task[None]] = set()
         self._reset_runs()
 
     def _reset_runs(self) -> None:
@@ -134,6 +138,8 @@ class ExerciseRun:
             finally:
                 ticker.cancel()
                 self._stop_replay()
+                for sending in self._sending:
+                    sending.cancel()
         self._tasks = None
 
     def stop(self) -> None:
@@ -197,6 +203,8 @@ class ExerciseRun:
                 case e.SendInject(inject=inject, at=at):
                     self._send_inject(inject, at)
                 case e.NewRun():
+                    for sending in self._sending:  # injects of the run that ended
+                        sending.cancel()
                     self._stop_replay()
                     self._reset_runs()
                     self._start_replay()
@@ -226,14 +234,22 @@ class ExerciseRun:
         message = envelope(self.op, self.scenario.participants[inject.sender], message_id,
                            at + self.offset, {**body, "id": message_id},
                            start_of=self.scenario.data)
-        agent = self.replay.agents[inject.sender].agent
         assert self._tasks is not None
-        self._tasks.create_task(self._send_as(agent, inject.sender, message))
+        task = self._tasks.create_task(self._send_as(self.replay, inject.sender, message))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
-    async def _send_as(self, agent: Any, sender: str, message: dict[str, Any]) -> None:
+    async def _send_as(self, replay: Replay, sender: str, message: dict[str, Any]) -> None:
+        """Send an inject as ``sender`` once its agent holds the operation's keys (an
+        inject delivered at once may come before the channel is set up)."""
         try:
-            await agent.send(self.op, message)
-        except Exception as exc:  # an inject that cannot go is shown, not fatal
+            async with asyncio.timeout(SETUP):
+                while (sender not in replay.agents
+                       or replay.agents[sender].agent.epoch(replay.op) is None):
+                    self._moved.clear()
+                    await self._moved.wait()  # set by every tick
+            await replay.agents[sender].agent.send(replay.op, message)
+        except Exception as exc:  # an inject that cannot go is logged, not fatal
             log.warning("inject %s from %s not sent: %s", message["id"], sender, exc)
 
     # --- what the traffic says -------------------------------------------------------------

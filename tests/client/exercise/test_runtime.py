@@ -1,0 +1,106 @@
+"""ExerciseRun over a real hub on 127.0.0.1 (in this process): the sample exercise with
+its two seats, driven through the same calls the web app makes. What a seat types never
+reaches the hub's database in the clear; a reset starts the traffic afresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.exercise.exercise_file import EXERCISES_DIR, load
+from client.exercise.runtime import ExerciseRun
+from client.replay.engine import identities_for
+from hub.app import RunningHub
+from hub.config import HubConfig
+from protocol.errors import UsageError
+
+SEAT = "TG-JAITF-LFW"
+WAIT = 30.0
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[ExerciseRun, Path]]:
+    """The sample exercise over its own in-process hub; the hub's database file."""
+    ex = load(EXERCISES_DIR / "cocair-v-tabletop.yaml")
+    authority, ids = identities_for(ex.scenario, now=int(time.time()))
+    db = tmp_path / "hub.db"
+    hub = RunningHub(HubConfig(host="127.0.0.1", port=0, db=db,
+                               authorities=(authority.public_key,)))
+    hub.hub.preload([i.signed for i in ids.values()])
+    async with hub:
+        run = ExerciseRun(ex, url=hub.url, identities=ids, authority=authority,
+                          operation_id=lambda n: f"DRILL-{n}", speed=60.0)
+        task = asyncio.create_task(run.run())
+        try:
+            yield run, db
+        finally:
+            run.stop()
+            await task
+
+
+async def _until(check: Callable[[], Any], what: str) -> Any:
+    async with asyncio.timeout(WAIT):
+        while not (found := check()):
+            await asyncio.sleep(0.05)
+    assert found, what
+    return found
+
+
+def _inbox(run: ExerciseRun, message_id: str) -> dict[str, Any] | None:
+    return next((m for m in run.seat_state(SEAT)["inbox"] if m["id"] == message_id), None)
+
+
+async def test_runtime_seat_text_never_reaches_the_hub_in_the_clear(running) -> None:
+    """A feedback typed at a seat reaches the OCU (its expectation is met, the console
+    shows it) while the hub's database holds only ciphertext: the typed words are not in
+    the SQLite file."""
+    run, db = running
+    await run.control("resume", {})
+    await run.control("pause", {})
+    await run.control("deliver", {"inject": "2"})
+    warning = await _until(lambda: _inbox(run, "OCU-WCO.X2"), "the warning reaches the seat")
+    typed = "Passenger controlled at gate 7; bags opened, zebra-striped umbrella only"
+    reply = {**warning["reply"]["content"], "type": "feedback", "result": typed}
+    assert run.check(SEAT, reply) == []
+    sent = await run.send(SEAT, reply)
+    await _until(lambda: any(x["id"] == "2.1" and x["state"] == "met"
+                             for x in run.state()["expectations"]), "2.1 met")
+    assert any(m["id"] == sent["id"] for m in run.state()["traffic"])
+    await asyncio.sleep(0.5)  # the hub's group commit
+    stored = b"".join(p.read_bytes() for p in db.parent.glob("hub.db*"))
+    assert b"zebra-striped" not in stored
+    assert "zebra-striped".encode("utf-16-le") not in stored
+
+
+async def test_runtime_reset_starts_a_fresh_run(running) -> None:
+    """After a reset the injects are pending again, the seats' inboxes are empty and the
+    traffic runs as a new operation on the hub."""
+    run, _ = running
+    await run.control("resume", {})
+    await run.control("deliver", {"inject": "2"})
+    await _until(lambda: _inbox(run, "OCU-WCO.X2"), "the warning reaches the seat")
+    await run.control("reset", {})
+    state = run.state()
+    assert state["clock"]["operation"] == "DRILL-2"
+    assert {i["state"] for i in state["injects"]} == {"pending"}
+    assert _inbox(run, "OCU-WCO.X2") is None
+    await run.control("resume", {})
+    await run.control("deliver", {"inject": "2"})
+    await _until(lambda: _inbox(run, "OCU-WCO.X2"), "the warning reaches the seat again")
+
+
+async def test_runtime_refused_action_names_the_reason(running) -> None:
+    """A director's action the engine refuses raises UsageError with the engine's reason,
+    and an unknown action names the ones there are."""
+    run, _ = running
+    with pytest.raises(UsageError, match="deliver"):
+        await run.control("explode", {})
+    await run.control("resume", {})
+    await run.control("deliver", {"inject": "2"})
+    with pytest.raises(UsageError):
+        await run.control("deliver", {"inject": "2"})
