@@ -334,6 +334,9 @@ def _exercise(sub: Any) -> None:
                    "starting one; needs --keys")
     x.add_argument("--keys", type=Path, default=None, metavar="DIR",
                    help="with --hub: the key folder of that hub's authority")
+    x.add_argument("--out", type=Path, default=Path("exercise-out"), metavar="DIR",
+                   help="folder of the after-action reviews (run-N/review.html, .json, .md, "
+                   ".csv), written when the exercise ends or the director asks")
     x.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
                    help="write the links as JSON here once the web app listens")
 

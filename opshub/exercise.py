@@ -51,6 +51,7 @@ def load(name: str, seats: list[str] | None) -> Exercise:
 
 
 async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed: int = 1,
+                       out: Path | None = None,
                        hub_url: str | None = None, keys: Path | None = None,
                        ready_file: Path | None = None,
                        stop: asyncio.Event | None = None,
@@ -71,7 +72,7 @@ async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed
             try:
                 base = pick_operation_id(ex.scenario.code, (), None)
                 await _serve(ex, hub.url, chosen, base, host=host, port=port, speed=speed,
-                             seed=seed, ready_file=ready_file, stop=stop, say=say)
+                             seed=seed, out=out, ready_file=ready_file, stop=stop, say=say)
             finally:
                 hub.stop()
         return
@@ -85,18 +86,18 @@ async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed
         await api.enroll(chosen.identities.values())
         base = pick_operation_id(ex.scenario.code, await api.operations(), None)
     await _serve(ex, api.url, chosen, base, host=host, port=port, speed=speed, seed=seed,
-                 ready_file=ready_file, stop=stop, say=say)
+                 out=out, ready_file=ready_file, stop=stop, say=say)
 
 
 async def _serve(ex: Exercise, url: str, chosen: Cast, base: str, *, host: str, port: int,
-                 speed: float, seed: int, ready_file: Path | None, stop: asyncio.Event,
-                 say: Any) -> None:
+                 speed: float, seed: int, out: Path | None, ready_file: Path | None,
+                 stop: asyncio.Event, say: Any) -> None:
     def operation_id(n: int) -> str:
         return base if n == 1 else f"{base}.R{n}"
 
     runtime = ExerciseRun(ex, url=url, identities=chosen.identities,
                           authority=chosen.authority, operation_id=operation_id, seed=seed,
-                          speed=speed)
+                          speed=speed, out=out)
     runner = web.AppRunner(make_app(runtime), handle_signals=False, access_log=None,
                            shutdown_timeout=2.0)
     await runner.setup()
@@ -142,7 +143,7 @@ def cmd_exercise(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await run_exercise(ex, host=args.host, port=args.port, speed=args.speed,
-                           seed=args.seed, hub_url=args.hub, keys=args.keys,
+                           seed=args.seed, out=args.out, hub_url=args.hub, keys=args.keys,
                            ready_file=args.ready_file, stop=stop)
 
     run(main())

@@ -32,6 +32,7 @@ from client.exercise import engine as e
 from client.exercise.exercise_file import Exercise
 from client.exercise.expectations import OpenExpectation, meets
 from client.exercise.model import CONTROL, ExpectationState, Inject, Status
+from client.exercise.review import ReviewInputs, duration, replay_report, write_review
 from client.exercise.times import format_offset
 from client.identity import Authority, UnitIdentity
 from client.messages import default_catalog
@@ -87,7 +88,9 @@ class ExerciseRun:
                  authority: Authority, operation_id: Callable[[int], str], seed: int = 1,
                  speed: float = 60.0, wall: Callable[[], float] = time.monotonic,
                  token: Callable[[], str] = lambda: secrets.token_urlsafe(12),
-                 base_url: str = "") -> None:
+                 base_url: str = "", out: Path | None = None) -> None:
+        """``out``: where each run's after-action review is written (``run-N/``), at the
+        end and when the director asks; None: nowhere."""
         self.exercise = exercise
         self.scenario = exercise.scenario
         self.url = url
@@ -97,6 +100,9 @@ class ExerciseRun:
         self.seed = seed
         self.wall = wall
         self.base_url = base_url
+        self.out = out
+        #: the folder of the latest review written, per run
+        self.reviews: dict[int, Path] = {}
         self.catalog = default_catalog()
         self.engine = e.ExerciseEngine(exercise.injects, end=exercise.end, speed=speed)
         self.director_token = token()
@@ -210,6 +216,7 @@ class ExerciseRun:
                     self._start_replay()
                 case e.Ended():
                     self._moved.set()
+                    self.write_review()
                 case e.ClockChanged() | e.InjectChanged() | e.ExpectationChanged():
                     pass
                 case e.Refused(reason=reason):
@@ -314,6 +321,23 @@ class ExerciseRun:
         t = dt.datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
         return (t - self.exercise.start).total_seconds()
 
+    def write_review(self) -> dict[str, Any] | None:
+        """Write this run's after-action review (review.json, .md, .html, .csv) into
+        ``out/run-N`` and return its data; None without ``out``."""
+        if self.out is None:
+            return None
+        self._read_traffic()  # the last messages count
+        folder = self.out / f"run-{self.engine.run}"
+        data = write_review(ReviewInputs(
+            name=self.exercise.name, scenario=self.scenario.code, operation=self.op,
+            start=self.exercise.start, state=self.engine.state(), records=list(self.records),
+            inject_ids=dict(self._inject_ids),
+            seats={u: s.country for u, s in self.seats.items()}, label=self.label,
+            replay=None if self._replay is None else replay_report(self._replay)), folder)
+        self.reviews[self.engine.run] = folder
+        self._notify("review")
+        return data
+
     # --- the director ----------------------------------------------------------------------
 
     async def control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -343,9 +367,13 @@ class ExerciseRun:
                 event = e.End(now=now)
             case "reset":
                 event = e.Reset(now=now)
+            case "review":
+                if self.write_review() is None:
+                    raise UsageError("this exercise writes no review (no output folder)")
+                return {"status": self.engine.status.value, "review": self._review_link()}
             case _:
                 raise UsageError(f"no action {action!r}; one of resume, pause, step, speed, "
-                                 f"deliver, cancel, skip, validate, end, reset")
+                                 f"deliver, cancel, skip, validate, end, reset, review")
         self._apply(self.engine.handle(event))
         self._moved.set()
         return {"status": self.engine.status.value}
@@ -381,6 +409,19 @@ class ExerciseRun:
         return {"id": full["id"]}
 
     # --- views ---------------------------------------------------------------------------------
+
+    def _review_link(self) -> str | None:
+        if self.engine.run not in self.reviews:
+            return None
+        return f"/director/{self.director_token}/review/review.html"
+
+    def review_file(self, name: str) -> Path | None:
+        """A file of the current run's latest review (review.html, .json, .md, .csv)."""
+        folder = self.reviews.get(self.engine.run)
+        if folder is None or name not in ("review.html", "review.json", "review.md",
+                                          "review.csv"):
+            return None
+        return folder / name
 
     def label(self, virtual: float) -> str:
         """``D+0 H+3 M+20 (08 Dec 09:20)``; before the exercise's start, the date alone."""
@@ -422,7 +463,7 @@ class ExerciseRun:
                 "how": record.how})
         totals = self._replay.tally.totals() if self._replay is not None else {}
         return {
-            "title": self.exercise.name, "clock": self._clock(),
+            "title": self.exercise.name, "clock": self._clock(), "review": self._review_link(),
             "injects": [{"number": r.inject.number, "at_label": self.label(r.inject.at),
                          "sender": r.inject.sender, "to": list(r.inject.to),
                          "headline": _inject_headline(r.inject), "state": r.state.value}
@@ -476,12 +517,6 @@ class ExerciseRun:
         for queue in self._listeners:
             if not queue.full():  # a page that is behind fetches everything anyway
                 queue.put_nowait(what)
-
-
-def duration(seconds: float) -> str:
-    """``0 min``, ``45 min``, ``2 h 05 min``: how long something took, for people."""
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _inject_headline(inject: Inject) -> str:

@@ -51,6 +51,9 @@ class Runtime(Protocol):
 
     def forget(self, queue: asyncio.Queue[str]) -> None: ...
 
+    def review_file(self, name: str) -> Path | None:
+        """A file of the latest after-action review, or None."""
+
 
 RUNTIME = web.AppKey("runtime", Runtime)
 
@@ -89,6 +92,14 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 async def console_page(request: web.Request) -> web.FileResponse:
     _director(request)
     return web.FileResponse(STATIC / "console.html")
+
+
+async def review_file(request: web.Request) -> web.FileResponse:
+    path = _director(request).review_file(request.match_info["name"])
+    if path is None:
+        raise _refuse(web.HTTPNotFound, "not_found", "no such review file (end the exercise "
+                      "or ask for a review first)")
+    return web.FileResponse(path)
 
 
 async def seat_page(request: web.Request) -> web.FileResponse:
@@ -179,6 +190,7 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/director/{token}", console_page)
     app.router.add_get("/api/director/{token}/state", console_state)
     app.router.add_post("/api/director/{token}/control", console_control)
+    app.router.add_get("/director/{token}/review/{name}", review_file)
     app.router.add_get("/seat/{token}", seat_page)
     app.router.add_get("/api/seat/{token}/state", seat_state)
     app.router.add_post("/api/seat/{token}/check", seat_check)

@@ -13,6 +13,7 @@ document.getElementById("end").addEventListener("click", () => control("end"));
 document.getElementById("reset").addEventListener("click", () => {
   if (confirm("Reset the exercise to its start? Every seat's inbox is emptied.")) control("reset");
 });
+document.getElementById("review").addEventListener("click", () => control("review"));
 document.getElementById("speed").addEventListener("change",
   (e) => control("speed", {speed: Number(e.target.value)}));
 
@@ -22,6 +23,9 @@ async function refresh() {
   header(s);
   document.getElementById("resume").textContent = s.clock.status === "ready" ? "Start" : "Resume";
   document.getElementById("speed").value = String(s.clock.speed);
+  const link = document.getElementById("review-link");
+  link.hidden = !s.review;
+  if (s.review) link.href = s.review;
   fill("injects", s.injects.map((i) => el("tr", {"data-inject": i.number},
     el("td", {}, i.number), el("td", {}, i.at_label), el("td", {}, i.sender),
     el("td", {}, i.to.join(", ")), el("td", {}, i.headline),

@@ -5,6 +5,8 @@ reaches the hub's database in the clear; a reset starts the traffic afresh."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -34,7 +36,8 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[ExerciseRun, Path]]:
     hub.hub.preload([i.signed for i in ids.values()])
     async with hub:
         run = ExerciseRun(ex, url=hub.url, identities=ids, authority=authority,
-                          operation_id=lambda n: f"DRILL-{n}", speed=60.0)
+                          operation_id=lambda n: f"DRILL-{n}", speed=60.0,
+                          out=tmp_path / "out")
         task = asyncio.create_task(run.run())
         try:
             yield run, db
@@ -104,3 +107,23 @@ async def test_runtime_refused_action_names_the_reason(running) -> None:
     await run.control("deliver", {"inject": "2"})
     with pytest.raises(UsageError):
         await run.control("deliver", {"inject": "2"})
+
+
+async def test_runtime_end_writes_the_review_of_what_the_seats_did(running) -> None:
+    """Ending the exercise writes the run's after-action review: the seat's feedback meets
+    its expectation there, and the console links the review."""
+    run, _ = running
+    await run.control("resume", {})
+    await run.control("deliver", {"inject": "2"})
+    warning = await _until(lambda: _inbox(run, "OCU-WCO.X2"), "the warning reaches the seat")
+    await run.send(SEAT, {**warning["reply"]["content"], "type": "feedback"})
+    await _until(lambda: any(x["id"] == "2.1" and x["state"] == "met"
+                             for x in run.state()["expectations"]), "2.1 met")
+    await run.control("end", {})
+    folder = run.reviews[1]
+    assert {p.name for p in folder.iterdir()} >= {"review.html", "review.json", "review.md",
+                                                  "review.csv"}
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO((folder / "review.csv").read_text()))}
+    assert rows["2.1"]["state"] == "met"
+    assert rows["2.1"]["by"] == SEAT
+    assert run.state()["review"].endswith("/review/review.html")
