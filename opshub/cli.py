@@ -172,6 +172,12 @@ def cmd_scenario_check(args: argparse.Namespace) -> int:
     return scenario_check(args)
 
 
+def cmd_bench_exercise(args: argparse.Namespace) -> int:
+    from opshub.bench_exercise import cmd_bench_exercise as bench
+
+    return bench(args)
+
+
 def cmd_bench_messages(args: argparse.Namespace) -> int:
     from opshub.bench_messages import run_messages_bench
 
@@ -446,6 +452,21 @@ def _bench(sub: Any) -> None:
                     "classical X25519")
     bc.add_argument("--runs", type=int, default=5, help="rounds; medians are reported")
     bc.add_argument("--json", type=Path, default=None, metavar="FILE",
+                    help="write the result here too")
+    bx = _command(bsub, "bench exercise", "how late the director's console shows the traffic",
+                  "Start `opshub exercise` (its own hub), run its clock and follow the "
+                  "console as a browser\ndoes (server-sent events, then a fetch): for each "
+                  "message, the time from the OCU's agent\nreading it to the console's "
+                  "fetch answering with it; and the exercise process's CPU.\nExits 1 "
+                  "unless p99 <= 250 ms and the process uses under one core.",
+                  "", "--duration 30 --speed 3600 --json exercise.json",
+                  func=cmd_bench_exercise)
+    bx.add_argument("--exercise", default="cocair-v-tabletop",
+                    help="exercise file or seeds/exercises name")
+    bx.add_argument("--duration", type=float, default=30.0, help="seconds of clock followed")
+    bx.add_argument("--speed", type=float, default=3600.0,
+                    help="virtual seconds per real second")
+    bx.add_argument("--json", type=Path, default=None, metavar="FILE",
                     help="write the result here too")
     bm = _command(bsub, "bench messages", "schema check cost per message",
                   "What checking a message costs, in microseconds per message, for every "

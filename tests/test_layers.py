@@ -34,6 +34,8 @@ CORE = (
     "client/exercise/times.py",
     "client/exercise/injects.py",
     "client/exercise/msel.py",
+    "client/exercise/forms.py",
+    "client/exercise/review.py",
 )
 FORBIDDEN_IN_CORE = frozenset({"asyncio", "aiohttp", "sqlite3", "socket", "time"})
 

@@ -48,7 +48,7 @@ log = logging.getLogger("opshub.exercise")
 
 #: How often the engine is told the time: the console sees a message within this (plus
 #: the browser's fetch) of the OCU reading it.
-TICK = 0.1
+TICK = 0.05
 #: Messages a seat may write, with the example each form starts from.
 WRITABLE = {
     "feedback": "feedback-cocair-seized.json",
@@ -122,6 +122,10 @@ class ExerciseRun:
 
     def _reset_runs(self) -> None:
         self.traffic: deque[tuple[float, dict[str, Any]]] = deque(maxlen=TRAFFIC_SHOWN)
+        self._read_at: dict[str, float] = {}
+        self._shown = 0  # seq of the oldest message in ``traffic``
+        #: id(message) -> (message, its rendering); the message is kept so the id stays its
+        self._rendered: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._log_seen = 0
         self._inject_ids: dict[str, str] = {}
         self._sent_count = 0
@@ -166,6 +170,7 @@ class ExerciseRun:
         replay = Replay(self.scenario, seed=self.seed, operation_id=self.op, pace=self._pace,
                         held=frozenset(self.seats))
         replay.on_held = self._on_held
+        replay.on_record = self._ocu_read
         self._replay = replay
         self._replay_task = self._tasks.create_task(
             self._play(replay), name=f"exercise-traffic-{self.engine.run}")
@@ -236,7 +241,7 @@ class ExerciseRun:
             for unit in inject.to or tuple(self.seats):
                 if unit in self.seats:
                     self.seats[unit].inbox.append(item)
-            self.traffic.append((at, {**item.message, "sender": {"unit": CONTROL}}))
+            self._show(at, {**item.message, "sender": {"unit": CONTROL}})
             return
         message = envelope(self.op, self.scenario.participants[inject.sender], message_id,
                            at + self.offset, {**body, "id": message_id},
@@ -281,6 +286,11 @@ class ExerciseRun:
                     return True
         return body.get("refers_to") in seat.sent
 
+    def _ocu_read(self, message: dict[str, Any]) -> None:
+        """When the OCU read each message (wall clock): how late the console shows it is
+        measured from here (``opshub bench exercise``)."""
+        self._read_at[message["id"]] = self.wall()
+
     def _read_traffic(self) -> None:
         """What the OCU read since the last tick: the console's feed, and the expectations
         it meets."""
@@ -295,7 +305,7 @@ class ExerciseRun:
         for message in new:
             at = self._virtual(message["sent_at"])
             sender = message["sender"]["unit"]
-            self.traffic.append((at, message))
+            self._show(at, message)
             self.records.append((at, sender, None, message))
             for met in meets(open_, sender=sender, message=message, at=at):
                 opened = self.engine.expectation(met.expectation_id)
@@ -306,6 +316,11 @@ class ExerciseRun:
                                          how=met.how, at=when))
                 open_ = [o for o in open_ if o.expectation.id != met.expectation_id]
         self._notify("traffic")
+
+    def _show(self, at: float, message: dict[str, Any]) -> None:
+        if len(self.traffic) == self.traffic.maxlen:
+            self._shown += 1  # the oldest shown falls off: seqs stay unique
+        self.traffic.append((at, message))
 
     def _open_expectations(self) -> list[OpenExpectation]:
         out = []
@@ -439,11 +454,20 @@ class ExerciseRun:
                 "label": self.label(virtual), "run": st["run"], "operation": self.op}
 
     def _render(self, at: float, message: dict[str, Any]) -> dict[str, Any]:
-        return {"id": message.get("id", ""), "at_label": self.label(at),
-                "sender": message.get("sender", {}).get("unit", ""),
-                "type": str(message.get("type", "")).replace("_", " "),
-                "headline": headline(message) or str(message.get("type", "")),
-                "html": render_html(self.catalog, message)}
+        """A message as the pages show it. Rendered once: every fetch of the console
+        shows the last 200, and rendering is most of a fetch's cost."""
+        key = id(message)
+        done = self._rendered.get(key)
+        if done is None or done[0] is not message:
+            view = {"id": message.get("id", ""), "at_label": self.label(at),
+                    "sender": message.get("sender", {}).get("unit", ""),
+                    "type": str(message.get("type", "")).replace("_", " "),
+                    "headline": headline(message) or str(message.get("type", "")),
+                    "html": render_html(self.catalog, message)}
+            if len(self._rendered) > 4 * TRAFFIC_SHOWN:
+                self._rendered.clear()
+            done = self._rendered[key] = (message, view)
+        return dict(done[1])
 
     def state(self) -> dict[str, Any]:
         st = self.engine.state()
@@ -475,7 +499,8 @@ class ExerciseRun:
                        "open": open_by_seat.get(s.unit, 0)} for s in self.seats.values()],
             "tally": {k: int(totals.get(k, 0)) for k in ("messages", "reports", "arrests",
                                                         "hits")},
-            "traffic": [{**self._render(at, m), "seq": i}
+            "traffic": [{**self._render(at, m), "seq": self._shown + i,
+                         "read_at": self._read_at.get(m.get("id", ""))}
                         for i, (at, m) in reversed(list(enumerate(self.traffic)))],
         }
 

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from protocol.errors import OpshubError
+from client.exercise.forms import form
+from client.messages import default_catalog
+from protocol.errors import OpshubError, UsageError
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -153,6 +155,15 @@ async def seat_send(request: web.Request) -> web.Response:
                                  status=422)
 
 
+async def seat_form(request: web.Request) -> web.Response:
+    """The form of one message type, field by field (client/exercise/forms.py)."""
+    _seat(request)
+    try:
+        return web.json_response(form(default_catalog(), request.match_info["type"]))
+    except UsageError as exc:
+        raise _refuse(web.HTTPNotFound, "unknown_type", exc.message) from None
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``change`` event per change (the page fetches again), and
     a comment every 15 s so that proxies keep the stream open."""
@@ -195,6 +206,7 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/api/seat/{token}/state", seat_state)
     app.router.add_post("/api/seat/{token}/check", seat_check)
     app.router.add_post("/api/seat/{token}/send", seat_send)
+    app.router.add_get("/api/seat/{token}/form/{type}", seat_form)
     app.router.add_get("/api/events/{token}", events)
     app.router.add_static("/static/", STATIC)
     return app

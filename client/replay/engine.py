@@ -186,6 +186,8 @@ class Replay:
         self.on_held: Callable[[str, Message, dict[str, Any]], None] | None = None
         #: planned messages of held units, not sent (people play those units)
         self.not_sent = 0
+        #: called with each message the OCU has read or sent, as it tallies it
+        self.on_record: Callable[[dict[str, Any]], None] | None = None
         self.progress = progress or (lambda _line: None)
         self.clock = Clock(scenario)
         self.plan: Plan = make_plan(scenario, seed)
@@ -242,6 +244,8 @@ class Replay:
         self.log.append(message)
         if message["id"] in self._story_ids:
             self._story_seen.append((at, message))
+        if self.on_record is not None:
+            self.on_record(message)
 
     # --- running -------------------------------------------------------------------------
 

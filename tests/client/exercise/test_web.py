@@ -7,76 +7,11 @@ scripts/test says so before it starts. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("OPSHUB_CHROMIUM") or shutil.which("chromium")
-#: what the probe of this machine found Chromium needs here (no sandbox as root, no
-#: background connections to a network that refuses them)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WAIT = 20_000  # ms: the longest a page may take to show what the test waits for
+from tests.client.exercise.conftest import NEEDS_CHROMIUM, WAIT, shot
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium, or "
-                       "OPSHUB_CHROMIUM=path): browser tests skipped"),
-]
-
-
-@pytest.fixture
-def exercise(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """The sample exercise served by `opshub exercise`; its links, read from the ready
-    file. Stopped with SIGINT at the end, as a person would with Ctrl-C."""
-    ready, log = tmp_path / "ready.json", tmp_path / "exercise.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "opshub", "exercise", "cocair-v-tabletop", "--port", "0",
-             "--speed", "60", "--ready-file", str(ready)],
-            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"opshub exercise did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield json.loads(ready.read_text())
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 
 
 def test_web_director_and_two_seats_play_an_exercise(exercise, browser) -> None:
@@ -108,16 +43,15 @@ def test_web_director_and_two_seats_play_an_exercise(exercise, browser) -> None:
 
     # a seizure report with a negative quantity: the check names the field, nothing goes
     lome.get_by_label("Message type").select_option("seizure_report")
-    report = json.loads(lome.get_by_label("Content").input_value())
-    report["items"][0]["quantity"]["value"] = -3
-    lome.get_by_label("Content").fill(json.dumps(report, indent=2, ensure_ascii=False))
+    quantity = lome.locator('[data-pointer="/items/0/quantity/value"]')
+    quantity.locator("input").fill("-3")
     lome.get_by_role("button", name="Send").click()
     problem = lome.locator("#problems li", has_text="/items/0/quantity/value")
     problem.wait_for(timeout=WAIT)
+    quantity.locator(".field-problem").wait_for(timeout=WAIT)  # next to the field, too
     assert "Sent as" not in lome.locator("#notice").inner_text()
-    _shot(lome, "exercise-seat-refused.png")
-    report["items"][0]["quantity"]["value"] = 3.2
-    lome.get_by_label("Content").fill(json.dumps(report, indent=2, ensure_ascii=False))
+    shot(lome, "exercise-seat-refused.png", full_page=False)
+    quantity.locator("input").fill("3.2")
     lome.get_by_role("button", name="Send").click()
     lome.locator("#notice", has_text="Sent as").wait_for(timeout=WAIT)
     assert lome.locator("#problems li").count() == 0
@@ -127,8 +61,8 @@ def test_web_director_and_two_seats_play_an_exercise(exercise, browser) -> None:
     seat_row = console.locator("#seats tr", has_text="TG-JAITF-LFW")
     seat_row.locator("td", has_text="2").first.wait_for(timeout=WAIT)
     console.locator("#traffic .meta", has_text="TG-JAITF-LFW").first.wait_for(timeout=WAIT)
-    _shot(console, "exercise-console.png")
-    _shot(lome, "exercise-seat.png")
+    shot(console, "exercise-console.png")
+    shot(lome, "exercise-seat.png", full_page=False)
 
     # reset: back to the start, every inject pending, the seat's inbox empty
     console.once("dialog", lambda dialog: dialog.accept())
