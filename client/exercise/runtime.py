@@ -61,6 +61,9 @@ WRITABLE = {
 #: Filled in when a seat's message is sent; a form does not show them.
 ENVELOPE = ("id", "operation", "sender", "sent_at", "version", "language")
 TRAFFIC_SHOWN = 200
+#: Answers agents may give to what the seats send, beyond the replay's plan (a bound on
+#: the replay's agenda all the same).
+REACTIONS = 5000
 #: Seconds an inject waits for its sender to hold the operation's keys at the start.
 SETUP = 120.0
 
@@ -171,6 +174,7 @@ class ExerciseRun:
                         held=frozenset(self.seats))
         replay.on_held = self._on_held
         replay.on_record = self._ocu_read
+        replay.reaction_allowance = REACTIONS
         self._replay = replay
         self._replay_task = self._tasks.create_task(
             self._play(replay), name=f"exercise-traffic-{self.engine.run}")
@@ -407,7 +411,16 @@ class ExerciseRun:
         return envelope(self.op, self.scenario.participants[unit], message_id,
                         self.engine.virtual + self.offset, body, start_of=self.scenario.data)
 
+    def ready(self, unit: str) -> bool:
+        """Whether ``unit``'s agent holds the operation's keys (the channel is set up)."""
+        replay = self._replay
+        return (replay is not None and unit in replay.agents
+                and replay.agents[unit].agent.epoch(replay.op) is not None)
+
     def check(self, unit: str, message: dict[str, Any]) -> list[dict[str, str]]:
+        if not self.ready(unit):
+            return [{"path": "", "keyword": "ready", "message": "the operation's channel is "
+                     "still being set up: check again in a moment"}]
         agent = self.replay.agents[unit].agent
         return [p.to_json() for p in agent.problems(self.op, self._full(unit, message))]
 
@@ -416,6 +429,10 @@ class ExerciseRun:
         if self.engine.status is not Status.RUNNING and self.engine.status is not Status.PAUSED:
             raise UsageError(f"the exercise is {self.engine.status.value}: nothing can be sent")
         seat = self.seats[unit]
+        async with asyncio.timeout(SETUP):
+            while not self.ready(unit):
+                self._moved.clear()
+                await self._moved.wait()  # set by every tick
         full = self._full(unit, message)
         await self.replay.agents[unit].agent.send(self.op, full)
         seat.sent.append(full["id"])

@@ -97,7 +97,7 @@ class ReplayAgent:
                 and self.agent.unread == 0 and not self.busy)
 
     def on_message(self, m: Message, body: dict[str, Any]) -> None:
-        if (body["type"] == "warning" and BACKGROUND in body["id"]
+        if (body["type"] == "warning" and self.replay.improvises(body)
                 and self.who.unit in body["addressees"]):
             rng = self.replay.rng_for(body["id"], self.who.unit)
             at = self.replay.clock.seconds(body["sent_at"]) + MIN_REACTION + rng.randrange(
@@ -157,7 +157,7 @@ class DeskAgent(ReplayAgent):
 class OcuAgent(ReplayAgent):
     def on_message(self, m: Message, body: dict[str, Any]) -> None:
         self.replay.record(body)
-        if body["type"] == "request_for_information" and BACKGROUND in body["id"]:
+        if body["type"] == "request_for_information" and self.replay.improvises(body):
             for to in body["to"]:
                 desk = self.replay.agents.get(to["unit"])
                 if isinstance(desk, DeskAgent):
@@ -186,6 +186,8 @@ class Replay:
         self.on_held: Callable[[str, Message, dict[str, Any]], None] | None = None
         #: planned messages of held units, not sent (people play those units)
         self.not_sent = 0
+        #: answers to people's messages beyond the plan (an exercise's seats), at most
+        self.reaction_allowance = 0
         #: called with each message the OCU has read or sent, as it tallies it
         self.on_record: Callable[[dict[str, Any]], None] | None = None
         self.progress = progress or (lambda _line: None)
@@ -220,11 +222,17 @@ class Replay:
         # the scenario's code, not the operation id: every run of a seed is the same
         return random.Random(":".join(["opshub", self.scenario.code, str(self.seed), *parts]))
 
+    def improvises(self, body: dict[str, Any]) -> bool:
+        """Whether agents answer ``body`` on their own: background traffic, and what
+        people at held seats send (storylines are played as written)."""
+        return BACKGROUND in body["id"] or body["sender"]["unit"] in self.held
+
     def schedule(self, at: float, sender: str, body: dict[str, Any] | None, day: int = 0
                  ) -> None:
         """Put a message on the agenda. Raises UsageError past the plan's message count
-        (an agent reacting more than planned: a bug, and an agenda without bound)."""
-        if self._scheduled >= self.plan.expected_messages:
+        plus ``reaction_allowance`` (an agent reacting more than planned: a bug, and an
+        agenda without bound)."""
+        if self._scheduled >= self.plan.expected_messages + self.reaction_allowance:
             raise UsageError(f"{sender} would send more than the {self.plan.expected_messages}"
                              f" messages planned")
         self._scheduled += 1
@@ -310,6 +318,8 @@ class Replay:
                                                     else set()))
             if unit in self.held:
                 reads = None  # a person sees the whole room; the seat's view filters it
+            elif reads is not None:
+                reads |= self.held  # agents answer what people send
             secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
                                  packages=4, rotate_messages=ROTATE_EVERY)
             cls: type[ReplayAgent] = (

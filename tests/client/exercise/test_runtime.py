@@ -127,3 +127,25 @@ async def test_runtime_end_writes_the_review_of_what_the_seats_did(running) -> N
     assert rows["2.1"]["state"] == "met"
     assert rows["2.1"]["by"] == SEAT
     assert run.state()["review"].endswith("/review/review.html")
+
+
+async def test_runtime_desk_agent_answers_a_seats_request(running) -> None:
+    """A request for information a person sends to a desk that an agent plays is answered
+    as the agent answers any request: the response reaches the seat's inbox, referring to
+    the seat's request."""
+    run, _ = running
+    await run.control("resume", {})
+    rfi = {**run.seat_state(SEAT)["templates"]["request_for_information"],
+           "type": "request_for_information",
+           "to": [{"unit": "RILO-WA", "country": "SN", "agency": "customs",
+                   "name": "RILO West Africa"}],
+           "databases": ["wco_cen"], "respond_by": "2015-12-09T18:00:00Z"}
+    await _until(lambda: run.ready(SEAT), "the seat holds the operation's keys")
+    assert run.check(SEAT, rfi) == []
+    sent = await run.send(SEAT, rfi)
+    await run.control("speed", {"speed": 3600})  # desks answer an hour or two later
+    answer = await _until(lambda: next(
+        (m for m in run.seat_state(SEAT)["inbox"]
+         if m["type"] == "rfi response" and m["sender"] == "RILO-WA"), None),
+        "RILO-WA answers")
+    assert sent["id"] in answer["html"]
