@@ -386,16 +386,39 @@ class ExerciseRun:
                 event = e.End(now=now)
             case "reset":
                 event = e.Reset(now=now)
+            case "inject":
+                event = e.AddInject(now=now, inject=self._adhoc(args))
             case "review":
                 if self.write_review() is None:
                     raise UsageError("this exercise writes no review (no output folder)")
                 return {"status": self.engine.status.value, "review": self._review_link()}
             case _:
                 raise UsageError(f"no action {action!r}; one of resume, pause, step, speed, "
-                                 f"deliver, cancel, skip, validate, end, reset, review")
+                                 f"deliver, cancel, skip, validate, end, reset, inject, "
+                                 f"review")
         self._apply(self.engine.handle(event))
         self._moved.set()
         return {"status": self.engine.status.value}
+
+    def _adhoc(self, args: dict[str, Any]) -> Inject:
+        """An inject the director writes during play: a message from exercise control to
+        some seats (all by default), going now. Raises UsageError naming what is
+        missing."""
+        subject = str(args.get("subject") or "").strip()
+        body = str(args.get("body") or "").strip()
+        if not subject or not body:
+            raise UsageError("an ad hoc inject needs a subject and a text")
+        to = tuple(args.get("to") or self.seats)
+        unknown = [u for u in to if u not in self.seats]
+        if unknown:
+            raise UsageError(f"no seat {', '.join(unknown)} in this exercise")
+        taken = {r.inject.number for r in self.engine.injects()}
+        number = next(f"A{n}" for n in range(1, len(taken) + 2) if f"A{n}" not in taken)
+        return Inject(number=number, at=self.engine.virtual, sender=CONTROL, to=to,
+                      message={"type": "alert", "subject": subject[:200], "severity": str(
+                          args.get("severity") or "info"), "body": body[:4000],
+                               "marking": {"tlp": "AMBER", "nominal": False}},
+                      expected_action=str(args.get("expected_action") or ""))
 
     # --- the seats -----------------------------------------------------------------------------
 

@@ -17,6 +17,15 @@ document.getElementById("review").addEventListener("click", () => control("revie
 document.getElementById("speed").addEventListener("change",
   (e) => control("speed", {speed: Number(e.target.value)}));
 
+document.getElementById("adhoc-send").addEventListener("click", async () => {
+  const to = [...document.getElementById("adhoc-to").selectedOptions].map((o) => o.value);
+  const subject = document.getElementById("adhoc-subject").value;
+  const body = document.getElementById("adhoc-body").value;
+  await control("inject", {to, subject, body});
+  document.getElementById("adhoc-subject").value = "";
+  document.getElementById("adhoc-body").value = "";
+});
+
 async function refresh() {
   const {data: s} = await api(`/api/director/${TOKEN}/state`);
   document.getElementById("title").textContent = s.title;
@@ -41,6 +50,10 @@ async function refresh() {
       el("button", {onclick: () => control("validate", {expectation: x.id, met: true})}, "Met"), " ",
       el("button", {onclick: () => control("validate", {expectation: x.id, met: false})}, "Missed")]
       : [])))));
+  const adhoc = document.getElementById("adhoc-to");
+  if (!adhoc.options.length) {
+    adhoc.replaceChildren(...s.seats.map((x) => el("option", {value: x.unit}, x.unit)));
+  }
   fill("seats", s.seats.map((x) => el("tr", {},
     el("td", {}, x.unit), el("td", {}, el("a", {href: x.link}, "seat link")),
     el("td", {}, x.sent), el("td", {}, x.last_action), el("td", {}, x.open))));

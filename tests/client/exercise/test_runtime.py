@@ -149,3 +149,23 @@ async def test_runtime_desk_agent_answers_a_seats_request(running) -> None:
          if m["type"] == "rfi response" and m["sender"] == "RILO-WA"), None),
         "RILO-WA answers")
     assert sent["id"] in answer["html"]
+
+
+async def test_runtime_adhoc_inject_reaches_the_seats_it_names(running) -> None:
+    """An inject the director writes during play goes at once from exercise control to the
+    seats it names, and is listed with the others as delivered; without a text it is
+    refused."""
+    run, _ = running
+    await run.control("resume", {})
+    await run.control("inject", {"to": [SEAT], "subject": "Radio check",
+                                 "body": "Confirm the radio link to the OCU works."})
+    item = await _until(lambda: next((m for m in run.seat_state(SEAT)["inbox"]
+                                      if m["sender"] == "EXCON"
+                                      and "Radio check" in m["html"]), None), "inject")
+    assert item["id"].startswith("EXCON.XA")
+    assert not any("Radio check" in m["html"]
+                   for m in run.seat_state("INTERPOL-DESK")["inbox"])
+    assert {"A1": "delivered"}.items() <= {i["number"]: i["state"]
+                                           for i in run.state()["injects"]}.items()
+    with pytest.raises(UsageError, match="subject and a text"):
+        await run.control("inject", {"subject": "no text"})
