@@ -114,6 +114,7 @@ class ExerciseRun:
         #: exercise time 0 in the replay's virtual seconds (the operation's first day)
         self.offset = (exercise.start - self.scenario.t0).total_seconds()
         self._listeners: set[asyncio.Queue[str]] = set()
+        self._pages: dict[int, str] = {}  # id(queue) -> whose page it is
         self._moved = asyncio.Event()
         self._stopped = asyncio.Event()
         self._replay: Replay | None = None
@@ -126,6 +127,7 @@ class ExerciseRun:
     def _reset_runs(self) -> None:
         self.traffic: deque[tuple[float, dict[str, Any]]] = deque(maxlen=TRAFFIC_SHOWN)
         self._read_at: dict[str, float] = {}
+        self._sent_by: dict[str, dict[str, dict[str, Any]]] = {}  # seat -> id -> message
         self._shown = 0  # seq of the oldest message in ``traffic``
         #: id(message) -> (message, its rendering); the message is kept so the id stays its
         self._rendered: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -459,6 +461,7 @@ class ExerciseRun:
         full = self._full(unit, message)
         await self.replay.agents[unit].agent.send(self.op, full)
         seat.sent.append(full["id"])
+        self._sent_by.setdefault(unit, {})[full["id"]] = full
         seat.last_action = f"{full['type'].replace('_', ' ')} {full['id']}"
         self._notify(unit)
         return {"id": full["id"]}
@@ -535,6 +538,7 @@ class ExerciseRun:
             "expectations": expectations,
             "score": st["score"],
             "seats": [{"unit": s.unit, "link": f"{self.base_url}/seat/{s.token}",
+                       "connected": self.connected(s.unit),
                        "sent": len(s.sent), "last_action": s.last_action,
                        "open": open_by_seat.get(s.unit, 0)} for s in self.seats.values()],
             "tally": {k: int(totals.get(k, 0)) for k in ("messages", "reports", "arrests",
@@ -551,6 +555,7 @@ class ExerciseRun:
             view = self._render(item.at, item.message)
             view["sender"] = item.sender
             view["reply"] = self._reply(item.message)
+            view["thread"] = self._thread(seat, item.message)
             inbox.append(view)
         open_ = [{"description": r.expectation.description or r.expectation.action.value,
                   "deadline_label": "" if r.deadline is None else self.label(r.deadline)}
@@ -559,6 +564,21 @@ class ExerciseRun:
         return {"unit": unit, "title": self.exercise.name, "clock": self._clock(),
                 "inbox": inbox, "types": list(WRITABLE), "templates": _templates(),
                 "open": open_}
+
+    def _thread(self, seat: Seat, message: dict[str, Any]) -> list[str]:
+        """What ``message`` refers to, oldest first, as far as the seat has seen it: the
+        headlines of the chain of ``refers_to``."""
+        known = {i.id: i.message for i in seat.inbox}
+        known.update(self._sent_by.get(seat.unit, {}))
+        chain: list[str] = []
+        ref = message.get("refers_to")
+        while isinstance(ref, str) and ref in known and len(chain) < 10:
+            earlier = known[ref]
+            chain.insert(0, headline(earlier) or ref)
+            ref = earlier.get("refers_to")
+        if isinstance(ref, str) and (not chain or ref not in known):
+            chain.insert(0, ref)
+        return chain
 
     @staticmethod
     def _reply(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -570,13 +590,24 @@ class ExerciseRun:
 
     # --- live updates ----------------------------------------------------------------------------
 
-    def changes(self) -> asyncio.Queue[str]:
+    def changes(self, who: str = "") -> asyncio.Queue[str]:
+        """A queue of change notices for a page of ``who`` (a seat's unit, or "" for the
+        director); a seat with a page listening counts as connected."""
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
         self._listeners.add(queue)
+        self._pages[id(queue)] = who
+        if who in self.seats:
+            self._notify("seats")
         return queue
 
     def forget(self, queue: asyncio.Queue[str]) -> None:
         self._listeners.discard(queue)
+        who = self._pages.pop(id(queue), "")
+        if who in self.seats:
+            self._notify("seats")
+
+    def connected(self, unit: str) -> bool:
+        return unit in self._pages.values()
 
     def _notify(self, what: str) -> None:
         for queue in self._listeners:

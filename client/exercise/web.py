@@ -48,7 +48,7 @@ class Runtime(Protocol):
     async def send(self, unit: str, message: dict[str, Any]) -> dict[str, Any]:
         """Send the seat's message; raises SchemaError (problems) or OpshubError."""
 
-    def changes(self) -> asyncio.Queue[str]:
+    def changes(self, who: str = "") -> asyncio.Queue[str]:
         """A queue that gets a word each time something a page shows changed."""
 
     def forget(self, queue: asyncio.Queue[str]) -> None: ...
@@ -174,7 +174,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
-    queue = rt.changes()
+    queue = rt.changes(rt.seat_units().get(token, ""))
     try:
         await response.write(b"event: change\ndata: hello\n\n")
         while True:

@@ -55,7 +55,10 @@ async function refresh() {
     adhoc.replaceChildren(...s.seats.map((x) => el("option", {value: x.unit}, x.unit)));
   }
   fill("seats", s.seats.map((x) => el("tr", {},
-    el("td", {}, x.unit), el("td", {}, el("a", {href: x.link}, "seat link")),
+    el("td", {}, x.unit),
+    el("td", {}, el("span", {class: `tag ${x.connected ? "met" : "missed"}`},
+      x.connected ? "open" : "closed")),
+    el("td", {}, el("a", {href: x.link}, "seat link")),
     el("td", {}, x.sent), el("td", {}, x.last_action), el("td", {}, x.open))));
   const t = s.tally;
   document.getElementById("tally").textContent =

@@ -128,6 +128,8 @@ async function refresh() {
       `Answer with a ${m.reply.type.replaceAll("_", " ")}`)] : [];
     return el("div", {class: "msg", "data-id": m.id},
       el("div", {class: "meta"}, `${m.at_label} · from ${m.sender} · ${m.type}`),
+      ...(m.thread && m.thread.length ? [el("div", {class: "meta thread"},
+        `in reply to: ${m.thread.join(" → ")}`)] : []),
       el("details", {}, el("summary", {}, m.headline), body), ...reply);
   }));
   fill("open", s.open.map((x) => el("li", {}, `${x.description} (by ${x.deadline_label})`)));

@@ -149,6 +149,7 @@ async def test_runtime_desk_agent_answers_a_seats_request(running) -> None:
          if m["type"] == "rfi response" and m["sender"] == "RILO-WA"), None),
         "RILO-WA answers")
     assert sent["id"] in answer["html"]
+    assert answer["thread"][-1].startswith("REQUEST FOR INFORMATION " + sent["id"])
 
 
 async def test_runtime_adhoc_inject_reaches_the_seats_it_names(running) -> None:

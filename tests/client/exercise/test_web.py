@@ -64,6 +64,18 @@ def test_web_director_and_two_seats_play_an_exercise(exercise, browser) -> None:
     shot(console, "exercise-console.png")
     shot(lome, "exercise-seat.png", full_page=False)
 
+    # both seats' pages are open; the review lists what the seat did
+    assert seat_row.locator(".tag", has_text="open").count() == 1
+    console.get_by_role("button", name="Write the review").click()
+    link = console.get_by_role("link", name="After-action review")
+    link.wait_for(timeout=WAIT)
+    review = browser.new_page()
+    review.goto(link.get_attribute("href") and console.url.split("/director/")[0]
+                + link.get_attribute("href"))
+    review.get_by_text("TG-JAITF-LFW").first.wait_for(timeout=WAIT)
+    assert "feedback" in review.content()
+    shot(review, "exercise-review.png", full_page=False)
+
     # reset: back to the start, every inject pending, the seat's inbox empty
     console.once("dialog", lambda dialog: dialog.accept())
     console.get_by_role("button", name="Reset").click()
