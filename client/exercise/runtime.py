@@ -106,6 +106,8 @@ class ExerciseRun:
         self.out = out
         #: the folder of the latest review written, per run
         self.reviews: dict[int, Path] = {}
+        #: why the operation's traffic stopped, shown on the console (None: it runs)
+        self.failure: str | None = None
         self.catalog = default_catalog()
         self.engine = e.ExerciseEngine(exercise.injects, end=exercise.end, speed=speed)
         self.director_token = token()
@@ -186,8 +188,10 @@ class ExerciseRun:
             await replay.run(self.url, self.identities, self.authority)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the traffic stops; the exercise and its pages go on
+        except Exception as exc:  # the traffic stops; the exercise and its pages go on
             log.exception("the operation's traffic stopped")
+            self.failure = f"the operation's traffic stopped: {exc}"
+            self._notify("state")
 
     def _stop_replay(self) -> None:
         if self._replay_task is not None:
@@ -220,6 +224,7 @@ class ExerciseRun:
                 case e.SendInject(inject=inject, at=at):
                     self._send_inject(inject, at)
                 case e.NewRun():
+                    self.failure = None
                     for sending in self._sending:  # injects of the run that ended
                         sending.cancel()
                     self._stop_replay()
@@ -531,6 +536,7 @@ class ExerciseRun:
         totals = self._replay.tally.totals() if self._replay is not None else {}
         return {
             "title": self.exercise.name, "clock": self._clock(), "review": self._review_link(),
+            "failure": self.failure,
             "injects": [{"number": r.inject.number, "at_label": self.label(r.inject.at),
                          "sender": r.inject.sender, "to": list(r.inject.to),
                          "headline": _inject_headline(r.inject), "state": r.state.value}

@@ -29,6 +29,9 @@ document.getElementById("adhoc-send").addEventListener("click", async () => {
 async function refresh() {
   const {data: s} = await api(`/api/director/${TOKEN}/state`);
   document.getElementById("title").textContent = s.title;
+  const failure = document.getElementById("failure");
+  failure.hidden = !s.failure;
+  failure.textContent = s.failure || "";
   header(s);
   document.getElementById("resume").textContent = s.clock.status === "ready" ? "Start" : "Resume";
   document.getElementById("speed").value = String(s.clock.speed);
