@@ -284,17 +284,26 @@ def _replay(sub: Any) -> None:
         "participants\nthat --keys holds act with their own identity, the others get new "
         "credentials, and the run\nis an operation of its own on that hub: the scenario's "
         "code the first time, then CODE-2,\nCODE-3 ... (or --operation-id). Ctrl-C stops "
-        "the replay and writes a partial report.",
+        "the replay and writes a partial report.\n\n"
+        "At a speed factor at which the operation averages at most 10 messages per real "
+        "second\n(cocair-v: up to about --speed 900), each message is printed as it "
+        "is sent: virtual day\nand time, sender, type and summary (the agents send a "
+        "virtual hour's messages together,\nat its end). Faster, and at max, one "
+        "summary per virtual day with the day's documented\ncases. A progress line "
+        "(percent of the planned messages, virtual clock, time left) is\nrewritten in "
+        "place on a terminal, printed every 5 s otherwise.",
         "cocair-v",
         "trigger-vii --seed 7 --out out/trigger",
         "calypso-2 --speed 86400     (one virtual day per real second)",
+        "cocair-v --speed 600        (ten virtual minutes per second, each message shown)",
         "trigger-vii --hub ws://127.0.0.1:8765/v1/ws --keys keys",
         func=cmd_replay)
     r.add_argument("operation", help="a scenario in seeds/ (cocair-v, trigger-vii, "
                    "calypso-2) or the path to a scenario file")
     r.add_argument("--speed", default="max",
                    help="max (as fast as the agents go) or a factor of real time, e.g. 3600 "
-                   "for one virtual hour per second")
+                   "for one virtual hour per second; each message is printed at factors "
+                   "averaging at most 10 messages per second, else one summary per day")
     r.add_argument("--seed", type=int, default=1,
                    help="seed of the background traffic (the same seed gives the same traffic)")
     r.add_argument("--out", type=Path, default=Path("replay-out"), metavar="DIR",

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from client.identity import KeyFolder
 from client.replay.engine import Replay
@@ -45,6 +46,7 @@ async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float |
                      db: Path | None = None, hub_url: str | None = None,
                      keys: Path | None = None, operation_id: str | None = None,
                      progress: Callable[[str], None] = print,
+                     status: Callable[[str], None] | None = None,
                      hook: Callable[[Replay], None] | None = None,
                      stop: asyncio.Event | None = None) -> dict[str, Any]:
     """Replay ``operation`` (a seeds/ name or a scenario path) over a hub of its own, or
@@ -52,10 +54,13 @@ async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float |
     report.json, report.md and report.html into ``out`` and return the report. Setting
     ``stop`` ends the replay early: the report is then of what happened so far and
     ``partial``. ``hook`` sees the Replay before it starts (tests inject faults there).
+    ``progress`` prints each line; ``status``, on a terminal, shows the progress line
+    in place (without it, progress goes to ``progress`` every few seconds).
 
     Raises ScenarioError for a scenario that cannot be replayed and UsageError for a
     bad key folder, operation id or hub, each before any message is sent."""
     replay = prepare(operation, seed=seed, speed=speed, progress=progress)
+    replay.status = status
     if operation_id is not None:
         check_operation_id(operation_id)
     now = int(time.time())
@@ -119,6 +124,39 @@ async def _replay(replay: Replay, url: str, chosen: Cast, *,
 # --- the command ----------------------------------------------------------------------
 
 
+class Terminal:
+    """Replay output on a terminal: lines scroll, and the progress line stays under them,
+    rewritten in place (carriage return, then erase to the end of the line)."""
+
+    CLEAR = "\r\x1b[K"
+
+    def __init__(self, stream: TextIO, width: int | None = None) -> None:
+        self.stream = stream
+        # a progress line wider than the terminal wraps, and \r would rewrite only
+        # its last row
+        self.width = max(20, (width or shutil.get_terminal_size().columns) - 1)
+        self._status = ""
+
+    def line(self, text: str) -> None:
+        """Print ``text`` above the progress line."""
+        self._write(f"{self.CLEAR}{text}\n{self._status}")
+
+    def status(self, text: str) -> None:
+        """Show ``text`` as the progress line, in place of the previous one."""
+        self._status = text[: self.width]
+        self._write(f"{self.CLEAR}{self._status}")
+
+    def close(self) -> None:
+        """End the progress line, which stays on screen as it was last drawn."""
+        if self._status:
+            self._write("\n")
+            self._status = ""
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
 
@@ -128,9 +166,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
 
     speed = None if args.speed == "max" else float(args.speed)
-    report = run(run_replay(args.operation, seed=args.seed, speed=speed, out=args.out,
-                            db=args.db, hub_url=args.hub, keys=args.keys,
-                            operation_id=args.operation_id, hook=on_start, stop=stop))
+    terminal = Terminal(sys.stdout) if sys.stdout.isatty() else None
+    try:
+        report = run(run_replay(
+            args.operation, seed=args.seed, speed=speed, out=args.out, db=args.db,
+            hub_url=args.hub, keys=args.keys, operation_id=args.operation_id,
+            progress=print if terminal is None else terminal.line,
+            status=None if terminal is None else terminal.status, hook=on_start, stop=stop))
+    finally:
+        if terminal is not None:
+            terminal.close()
     partial = report["partial"]
     failed = [c for c in report["checks"] if not c["ok"]]
     rejected = sum(report.get("rejected", {}).values())

@@ -27,6 +27,7 @@ CORE = (
     "client/replay/aar.py",
     "client/replay/report.py",
     "client/replay/report_svg.py",
+    "client/replay/progress.py",
     "client/exercise/clock.py",
     "client/exercise/engine.py",
     "client/exercise/expectations.py",

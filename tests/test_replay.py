@@ -6,7 +6,9 @@ runs."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from client.secure import SecureAgent
 from hub.app import RunningHub
 from hub.config import HubConfig
 from opshub.cli import main
-from opshub.replay import run_replay
+from opshub.replay import Terminal, run_replay
 from protocol.errors import ScenarioError, UsageError
 
 MINI = Path(__file__).parent / "data" / "mini-scenario.yaml"
@@ -379,3 +381,58 @@ async def test_replay_held_units_send_nothing_planned_and_read_the_room(
     assert {u for u, _ in read} == {"TG-CUSTOMS"}
     assert "OCU-MINI" in {sender for _, sender in read}
     assert all(m["sender"]["unit"] != "TG-CUSTOMS" for m in replay.log)
+
+
+MESSAGE_LINE = re.compile(r"day (\d+) +(\d\d:\d\d)  (\S+) +(\S.*)$")
+
+
+async def test_replay_at_a_speed_factor_prints_each_message_with_its_virtual_time(
+        tmp_path: Path) -> None:
+    """At a speed factor a person can follow, each message the OCU reads or sends gets a
+    line with its virtual day and time, in order, instead of one batch per virtual day
+    (the small operation is too fast to follow at 172,800x, so the test raises the
+    view's limit), and the progress ends at 100 %."""
+    lines: list[str] = []
+
+    def follow(replay: Replay) -> None:
+        replay.view.max_rate = 1_000.0
+
+    report = await _replay(tmp_path, speed=172_800.0, progress=lines.append, hook=follow)
+    shown = [m.groups() for line in lines if (m := MESSAGE_LINE.match(line))]
+    assert len(shown) == report["messages"] == 120
+    times = [(int(day), hhmm) for day, hhmm, _, _ in shown]
+    assert times == sorted(times)
+    assert ("1", "08:00", "OCU-MINI") in {(d, t, s) for d, t, s, _ in shown}
+    assert not [line for line in lines if line.startswith(" " * 9)]  # no day batches
+    assert lines[-2].startswith("progress 100 %  120 of 120 messages")
+
+
+def test_replay_cli_at_max_speed_prints_day_summaries_and_progress(tmp_path: Path,
+                                                                   capsys) -> None:
+    """At max speed `opshub replay` keeps one summary per virtual day with its
+    documented cases, no line per message, and (not on a terminal) progress lines
+    ending at 100 %."""
+    assert main(["replay", str(MINI), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line[:18] for line in out if line.startswith("day ")] == [
+        "day 1   2024-03-04"]
+    assert any(line.startswith("end ") for line in out)
+    assert any(line.startswith(" " * 9) and "warning" in line for line in out)
+    assert not [line for line in out if MESSAGE_LINE.match(line)]
+    progress = [line for line in out if line.startswith("progress")]
+    assert progress[-1].startswith("progress 100 %  120 of 120 messages")
+    assert "\r" not in "".join(out)
+
+
+def test_replay_terminal_keeps_the_progress_line_under_the_messages() -> None:
+    """On a terminal the progress line is rewritten in place: a message line clears it,
+    is printed, and the progress line is drawn again under it; closing ends it."""
+    screen = io.StringIO()
+    terminal = Terminal(screen, width=80)
+    terminal.status("progress  10 %")
+    terminal.status("progress  20 %")
+    terminal.line("day 1    08:00  OCU-MINI  warning")
+    terminal.close()
+    assert screen.getvalue() == (
+        "\r\x1b[Kprogress  10 %" "\r\x1b[Kprogress  20 %"
+        "\r\x1b[Kday 1    08:00  OCU-MINI  warning\n" "progress  20 %" "\n")

@@ -42,6 +42,7 @@ from client.messages import default_catalog
 from client.messages.summary import summarise
 from client.messages.values import enum_words
 from client.replay.plan import BACKGROUND, FEEDBACK_ACTIONS, Event, Plan, make_plan
+from client.replay.progress import ProgressView, message_line
 from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import Tally
 from client.secure import Message, SecureAgent
@@ -50,6 +51,7 @@ from protocol.errors import UsageError
 WINDOW = 3600.0  # virtual seconds per step of the clock
 ROTATE_EVERY = 2000  # the OCU commits new epoch keys after this many messages
 MIN_REACTION = WINDOW  # reactions land in a later window than what caused them
+TICK = 1.0  # real seconds between progress updates while waiting for the virtual clock
 
 
 class Clock:
@@ -191,8 +193,16 @@ class Replay:
         #: called with each message the OCU has read or sent, as it tallies it
         self.on_record: Callable[[dict[str, Any]], None] | None = None
         self.progress = progress or (lambda _line: None)
+        #: where the progress line goes on a terminal (rewritten in place); None: to
+        #: ``progress``, as a line every few seconds
+        self.status: Callable[[str], None] | None = None
         self.clock = Clock(scenario)
         self.plan: Plan = make_plan(scenario, seed)
+        last = max((e.at for e in self.plan.events), default=0.0)
+        #: what is printed as the replay goes (a line per message or per day, progress)
+        self.view = ProgressView(planned=self.plan.expected_messages, speed=speed,
+                                 end=(last // WINDOW + 1) * WINDOW)
+        self._shown = 0  # messages of ``log`` past the per-message lines
         self.tally = Tally(scenario.participants)
         self.agents: dict[str, ReplayAgent] = {}
         #: what is to be sent, in time order; bounded: the plan counts every message the
@@ -346,6 +356,7 @@ class Replay:
         day_seen = 0
         real0 = time.perf_counter()
         window = 0
+        window_end = 0.0
         while self._agenda:
             window += 1
             window_end = (self._agenda[0][0] // WINDOW + 1) * WINDOW
@@ -356,9 +367,9 @@ class Replay:
                 await self.pace(window_end)
             elif self.speed is not None:
                 due = real0 + window_end / self.speed
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                while (delay := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(min(delay, TICK))
+                    self._show_progress(real0)
             async with asyncio.TaskGroup() as senders:
                 for sender, items in _by_sender(batch).items():
                     if sender in self.held:
@@ -368,11 +379,14 @@ class Replay:
             await self._quiesce()
             if self.on_window is not None:
                 await self.on_window(window)
+            self._message_progress()
             day = int(window_end // 86400) + 1
             if day != day_seen and day_seen:
                 self._day_progress(day_seen)
             day_seen = day
+            self._show_progress(real0, window_end)
         self._day_progress(day_seen, final=True)
+        self._show_progress(real0, window_end, final=True)
 
     async def _send_all(self, sender: str, items: list[tuple[float, int, str, Any, int]]
                         ) -> None:
@@ -411,14 +425,37 @@ class Replay:
         self.progress(f"{label}  messages {int(t.get('messages', 0)):>6}  "
                       f"seizure reports {int(t.get('reports', 0)):>4}  arrests "
                       f"{int(t.get('arrests', 0)):>4}  hits {int(t.get('hits', 0)):>3}")
-        # the documented cases of the day, as the OCU read them
-        for at, m in sorted(self._story_seen, key=lambda e: e[0]):
-            when = (self.scenario.t0 + dt.timedelta(seconds=at)).strftime("%H:%M")
-            what = summarise(m, self._words) or m["type"].replace("_", " ")
-            line = (f"         {when}  {m['sender']['unit']:<16} "
-                    f"{m['type'].replace('_', ' '):<23} {what}")
-            self.progress(line if len(line) <= 140 else line[:137] + "...")
+        # the documented cases of the day, as the OCU read them (each already has its
+        # line when messages are shown one by one)
+        if not self.view.per_message:
+            for at, m in sorted(self._story_seen, key=lambda e: e[0]):
+                self.progress(self._message_line(at, m, dated=False))
         self._story_seen.clear()
+
+    def _message_progress(self) -> None:
+        """A line for each message the OCU read or sent in the window, in virtual time
+        order, when the view shows messages one by one."""
+        new, self._shown = self.log[self._shown:], len(self.log)
+        if self.view.per_message:
+            timed = [(self.clock.seconds(m["sent_at"]), m) for m in new]
+            for at, m in sorted(timed, key=lambda e: e[0]):
+                self.progress(self._message_line(at, m, dated=True))
+
+    def _message_line(self, at: float, m: dict[str, Any], *, dated: bool) -> str:
+        what = summarise(m, self._words) or m["type"].replace("_", " ")
+        return message_line(at, m["sender"]["unit"], m["type"], what, dated=dated)
+
+    def _show_progress(self, real0: float, virtual: float | None = None,
+                       final: bool = False) -> None:
+        """The progress line, if due; ``virtual`` defaults to the clock at the speed
+        factor while waiting for it."""
+        real = time.perf_counter() - real0
+        if virtual is None:
+            virtual = real * (self.speed or 0.0)
+        line = self.view.status(sent=self.sent, virtual=virtual, real=real,
+                                tty=self.status is not None, final=final)
+        if line is not None:
+            (self.status or self.progress)(line)
 
     def _sitrep(self, at: float, day: int) -> dict[str, Any]:
         t = self.tally.totals()
