@@ -28,6 +28,7 @@ CORE = (
     "client/replay/report.py",
     "client/replay/report_svg.py",
     "client/replay/progress.py",
+    "client/replay/names.py",
     "client/exercise/clock.py",
     "client/exercise/engine.py",
     "client/exercise/expectations.py",

@@ -1,6 +1,7 @@
 """The OCU's after-action report: the published results checked against its tally, and
 the tables and series the report shows. Built only from the messages the OCU read or
-sent (its ``log``) and the scenario's published figures. Pure.
+sent (its ``log``) and the scenario's published figures. Pure; names things by their
+codes (countries, commodities, metrics) and leaves wording them to the rendering.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
+from client.messages import default_catalog
+from client.messages.summary import summarise
+from client.messages.values import enum_words
 from client.replay.scenario import Scenario
 from client.replay.tally import Tally, _item_keys
 
@@ -33,7 +37,12 @@ def _seconds(scenario: Scenario, rfc3339: str) -> float:
 
 
 def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: int,
-          speed: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+          speed: str, extra: dict[str, Any] | None = None,
+          words: frozenset[str] | None = None) -> dict[str, Any]:
+    """The report's dict. ``words``: the catalog's enumerated codes, for the storyline
+    steps' one-line summaries (the default catalog's when None)."""
+    if words is None:
+        words = enum_words(default_catalog())
     totals = tally.totals()
     checks = []
     for r in scenario.results:
@@ -41,11 +50,11 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
         checks.append({"metric": r["metric"], "rule": r["rule"], "published": r["value"],
                        "observed": observed, "ok": check(r, observed),
                        "tolerance": r.get("tolerance"), "text": r["published"]})
-    names = {p.unit: p for p in scenario.participants.values()}
     by_id = {m["id"]: m for m in log}
     days: dict[int, Counter[str]] = defaultdict(Counter)
     countries: dict[str, Counter[str]] = defaultdict(Counter)
-    commodities: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+    units: dict[str, set[str]] = defaultdict(set)
+    commodities: dict[str, dict[str, Any]] = {}
     talk: Counter[tuple[str, str]] = Counter()
     waits: dict[str, list[float]] = defaultdict(list)
     for m in log:
@@ -53,6 +62,7 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
         days[day]["messages"] += 1
         country = m["sender"]["country"]
         countries[country]["messages"] += 1
+        units[country].add(m["sender"]["unit"])
         for to in _recipients(m, by_id, scenario.ocu):
             talk[(m["sender"]["unit"], to)] += 1
         if m["type"] == "rfi_response" and m["refers_to"] in by_id:
@@ -67,11 +77,7 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
         countries[c]["items"] += len(r["items"])
         countries[c]["arrests"] += r.get("outcome", {}).get("arrests", 0)
         for item in r["items"]:
-            keys = dict(_item_keys(item))
-            name = ".".join(k for k in next(iter(keys)).split(".")[:-1])
-            commodities[name]["items"] += 1
-            commodities[name]["kg"] += keys.get(f"{name}.kg", 0.0)
-            commodities[name]["count"] += keys.get(f"{name}.count", 0.0)
+            _add_item(commodities, item)
     all_waits = [w for ws in waits.values() for w in ws]
     report: dict[str, Any] = {
         "operation": scenario.code, "name": scenario.name,
@@ -83,14 +89,12 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
         "by_day": [{"day": d, "date": (scenario.start + dt.timedelta(days=d - 1)).isoformat(),
                     "messages": c["messages"], "reports": c["reports"], "items": c["items"]}
                    for d, c in sorted(days.items())],
-        "by_country": sorted(({"country": c, "name": _country_name(c, names),
+        "by_country": sorted(({"country": c, "units": sorted(units[c]),
                                "messages": v["messages"], "reports": v["reports"],
                                "items": v["items"], "arrests": v["arrests"]}
                               for c, v in countries.items()),
                              key=lambda r: (-r["reports"], -r["messages"], r["country"])),
-        "by_commodity": sorted(({"commodity": k, "label": k.split(".")[-1].replace("_", " "),
-                                 "kg": round(v["kg"], 3), "count": int(v["count"]),
-                                 "items": v["items"]} for k, v in commodities.items()),
+        "by_commodity": sorted(commodities.values(),
                                key=lambda r: (-r["items"], r["commodity"])),
         "by_type": dict(sorted(tally.by_type.items(), key=lambda kv: -kv[1])),
         "response_times": {
@@ -98,11 +102,13 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
             "p50_minutes": round(statistics.median(all_waits), 1) if all_waits else None,
             "p90_minutes": round(_pct(all_waits, 90), 1) if all_waits else None,
             "max_minutes": round(max(all_waits), 1) if all_waits else None,
-            "by_desk": {d: {"count": len(w), "p50_minutes": round(statistics.median(w), 1)}
+            "by_desk": {d: {"count": len(w), "p50_minutes": round(statistics.median(w), 1),
+                            "p90_minutes": round(_pct(w, 90), 1),
+                            "max_minutes": round(max(w), 1)}
                         for d, w in sorted(waits.items())}},
         "talk": [{"from": a, "to": b, "messages": n}
                  for (a, b), n in sorted(talk.items(), key=lambda kv: (-kv[1], kv[0]))],
-        "storylines": _timelines(scenario, by_id),
+        "storylines": _timelines(scenario, by_id, words),
     }
     report.update(extra or {})
     return report
@@ -132,7 +138,32 @@ def _recipients(m: dict[str, Any], by_id: dict[str, dict[str, Any]], ocu: str) -
     return [ocu]
 
 
-def _timelines(scenario: Scenario, by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _add_item(commodities: dict[str, dict[str, Any]], item: dict[str, Any]) -> None:
+    """Count a seized item under its commodity: the finest one the tally counts
+    (``drug.cocaine``, ``firearm.pistol``; ``ammunition`` for a category without kinds)."""
+    keys = _item_keys(item)
+    # the tally counts an item under its category and, when it has one, its kind
+    # (``person.notice.<colour>`` is a mark on a person, not a kind of person)
+    key = max((k.removesuffix(".count") for k, _ in keys
+               if k.endswith(".count") and k.count(".") <= 2), key=len)
+    category, _, kind = key.partition(".")
+    row = commodities.setdefault(key, {"commodity": key, "category": category,
+                                       "kind": kind or None, "items": 0, "count": 0,
+                                       "kg": 0.0, "quantities": {}})
+    row["items"] += 1
+    for metric, amount in keys:
+        head, _, unit = metric.rpartition(".")
+        if head != key:
+            continue
+        if unit == "count":
+            row["count"] += int(amount)
+        else:
+            row["quantities"][unit] = round(row["quantities"].get(unit, 0.0) + amount, 6)
+    row["kg"] = round(row["quantities"].get("kg", 0.0), 3)
+
+
+def _timelines(scenario: Scenario, by_id: dict[str, dict[str, Any]],
+               words: frozenset[str]) -> list[dict[str, Any]]:
     out = []
     steps_by_story: dict[str, list[Any]] = defaultdict(list)
     for st in scenario.steps:
@@ -144,17 +175,11 @@ def _timelines(scenario: Scenario, by_id: dict[str, dict[str, Any]]) -> list[dic
             if m is None:
                 continue  # not read by the OCU: a failure the checks show
             timeline.append({"at": m["sent_at"], "from": m["sender"]["unit"],
-                             "type": m["type"], "id": m["id"]})
+                             "type": m["type"], "id": m["id"],
+                             "summary": summarise(m, words)})
         out.append({"id": story["id"], "title": story["title"],
                     "summary": story["summary"], "timeline": timeline})
     return out
-
-
-def _country_name(code: str, names: dict[str, Any]) -> str:
-    for p in names.values():
-        if p.country == code and p.role == "unit":
-            return str(p.name)
-    return code
 
 
 def _pct(values: list[float], p: float) -> float:

@@ -10,7 +10,7 @@ Both renderings walk the same list of sections; only ``write_reports`` does I/O.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from functools import partial
 from html import escape
@@ -18,6 +18,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from client.messages.values import utc_minute
+from client.replay.names import (
+    TOTAL_GROUPS,
+    commodity_name,
+    metric_label,
+    metric_rank,
+    type_name,
+    words,
+)
 from client.replay.report_svg import (
     CHART_CSS,
     column_chart,
@@ -86,6 +94,22 @@ def _text(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def _listed(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) and value else "—"
+
+
+# -- names --------------------------------------------------------------------------------
+
+#: Message types in words, in the order an operation's workflows use them.
+def _quantities(row: Mapping[str, Any]) -> str:
+    """ "411 kg, 54 l", "USD 125,000": a commodity's quantities in their units."""
+    amounts = row.get("quantities")
+    if not isinstance(amounts, dict):
+        amounts = {"kg": row["kg"]} if _num(row.get("kg")) > 0 else {}
+    return ", ".join(f"USD {fmt_count(v)}" if unit == "usd" else f"{fmt_measure(v)} "
+                     f"{words(unit)}" for unit, v in sorted(amounts.items())) or "—"
+
+
 # -- sections -----------------------------------------------------------------------------
 
 
@@ -100,12 +124,13 @@ DAY_COLUMNS = (Column("day", "Day"), Column("date", "Date", _text, False),
                Column("messages", "Messages"), Column("reports", "Seizure reports"),
                Column("items", "Items seized"))
 COUNTRY_COLUMNS = (Column("country", "Country", _text, False),
-                   Column("name", "Name", _text, False), Column("messages", "Messages"),
-                   Column("reports", "Seizure reports"), Column("items", "Items seized"),
-                   Column("arrests", "Arrests"))
-COMMODITY_COLUMNS = (Column("commodity", "Commodity", _text, False),
-                     Column("label", "Label", _text, False), Column("kg", "kg", fmt_measure),
-                     Column("count", "Count"), Column("items", "Items seized"))
+                   Column("name", "Name", _text, False),
+                   Column("units", "Units that wrote", _listed, False),
+                   Column("messages", "Messages"), Column("reports", "Seizure reports"),
+                   Column("items", "Items seized"), Column("arrests", "Arrests"))
+COMMODITY_COLUMNS = (Column("name", "Commodity", _text, False),
+                     Column("items", "Items seized"), Column("count", "Number"),
+                     Column("quantity", "Quantity", _text, False))
 DESK_COLUMNS = (Column("desk", "Desk", _text, False), Column("count", "Answered"),
                 Column("p50_minutes", "p50 (min)", fmt_measure),
                 Column("p90_minutes", "p90 (min)", fmt_measure),
@@ -180,8 +205,9 @@ def _sections(report: Mapping[str, Any]) -> Iterator[Section]:
     if checks := _rows(report, "checks"):
         yield Section("Published figures", tables=[_checks_table(checks)])
     if totals := _mapping(report, "totals"):
-        rows = [[str(k), _fmt_metric(str(k))(v)] for k, v in totals.items()]
-        yield Section("Totals", tables=[Table(["Metric", "Value"], [False, True], rows)])
+        yield Section("Totals", paragraphs=["Every figure of the OCU's tally, from the "
+                                            "messages it read."])
+        yield from _totals(totals)
     if days := _rows(report, "by_day"):
         bars = [(_day_label(d), _num(d.get("reports"))) for d in days]
         yield Section("By day", charts=_chart(column_chart, "Seizure reports per day", bars,
@@ -196,16 +222,9 @@ def _sections(report: Mapping[str, Any]) -> Iterator[Section]:
             hbar_chart, f"Seizure reports by country (top {len(bars)})", bars),
             tables=[_table(COUNTRY_COLUMNS, countries)])
     if goods := _rows(report, "by_commodity"):
-        def ranked_by(key: str) -> list[tuple[str, float]]:
-            bars = [(_text(g.get("label") or g.get("commodity")), _num(g.get(key))) for g in goods]
-            return sorted(bars, key=lambda b: (-b[1], b[0]))
-
-        charts = [*_chart(hbar_chart, "Quantity seized by commodity (kg)", ranked_by("kg"),
-                          fmt_measure),
-                  *_chart(hbar_chart, "Items seized by commodity (count)", ranked_by("count"))]
-        yield Section("By commodity", charts=charts, tables=[_table(COMMODITY_COLUMNS, goods)])
-    by_type = sorted(((str(k), _num(v)) for k, v in _mapping(report, "by_type").items()),
-                     key=lambda kv: (-kv[1], kv[0]))
+        yield _commodities(goods)
+    by_type = _ranked((type_name(str(k)), _num(v))
+                      for k, v in _mapping(report, "by_type").items())
     if by_type:
         total = sum(v for _, v in by_type) or 1.0
         rows = [[t, fmt_count(v), f"{100 * v / total:.1f} %"] for t, v in by_type]
@@ -220,11 +239,11 @@ def _sections(report: Mapping[str, Any]) -> Iterator[Section]:
         yield Section("Storylines")
         for story in storylines:
             events = [e for e in story.get("timeline") or [] if isinstance(e, dict)]
+            narrative = " ".join(str(story.get("summary") or "").split())
             yield Section(str(story.get("title") or story.get("id") or "Storyline"), level=3,
-                          events=events)
+                          paragraphs=[narrative] if narrative else [], events=events)
     if rejected := _mapping(report, "rejected"):
-        some = sorted(((str(k), _num(v)) for k, v in rejected.items() if _num(v) > 0),
-                      key=lambda kv: (-kv[1], kv[0]))
+        some = _ranked((str(k), _num(v)) for k, v in rejected.items() if _num(v) > 0)
         table = Table(["Unit", "Rejected"], [False, True], [[u, fmt_count(n)] for u, n in some])
         yield Section("Rejected messages", tables=[table] if some else [], paragraphs=[
             f"{len(rejected) - len(some)} of {len(rejected)} units rejected no message."])
@@ -247,6 +266,40 @@ def _checks_table(checks: Sequence[Mapping[str, Any]]) -> Table:
     return Table(headers, numeric, rows, classes)
 
 
+def _totals(totals: Mapping[str, Any]) -> Iterator[Section]:
+    """The totals in groups, each figure labelled in words, as sections one level down."""
+    groups: dict[str, list[tuple[tuple[int, str, int, str], str, str]]] = {}
+    for metric, value in totals.items():
+        group, label = metric_label(str(metric))
+        groups.setdefault(group, []).append(
+            (metric_rank(str(metric)), label, _fmt_metric(str(metric))(value)))
+    for group in TOTAL_GROUPS:
+        if rows := sorted(groups.get(group, [])):
+            yield Section(group, level=3, tables=[Table(
+                ["Figure", "Value"], [False, True], [[label, v] for _, label, v in rows])])
+
+
+def _commodities(goods: Sequence[Mapping[str, Any]]) -> Section:
+    """Quantities by kind (kg), items by category, and a row per kind of goods."""
+    keys = [_text(g.get("commodity")) for g in goods]
+    with_kinds = {k.partition(".")[0] for k in keys if "." in k}
+    # an item that does not say its kind, beside items of the same category that do
+    rows = [{**g, "name": commodity_name(k) + ": kind not given" * (k in with_kinds),
+             "quantity": _quantities(g)} for k, g in zip(keys, goods, strict=True)]
+    rows.sort(key=lambda r: (metric_rank(f"{r['commodity']}.count")[0],
+                             -_num(r.get("items")), r["name"]))
+    by_mass = _ranked((r["name"], _num(r.get("kg"))) for r in rows)
+    items: dict[str, float] = {}
+    for r in rows:
+        name = commodity_name(str(r["commodity"]).partition(".")[0])
+        items[name] = items.get(name, 0.0) + _num(r.get("items"))
+    by_items = _ranked(items.items())
+    return Section("By commodity", charts=[
+        *_chart(hbar_chart, "Quantity seized by kind (kg)", by_mass, fmt_measure),
+        *_chart(hbar_chart, "Items seized by commodity", by_items)],
+        tables=[_table(COMMODITY_COLUMNS, rows)])
+
+
 def _response_times(times: Mapping[str, Any]) -> Section:
     parts = [f"{fmt_count(times['count'])} answered requests"] if "count" in times else []
     for key, label in zip(TIME_KEYS, ("median", "p90", "max"), strict=True):
@@ -256,9 +309,13 @@ def _response_times(times: Mapping[str, Any]) -> Section:
              if isinstance(stats, dict)]
     groups = [(str(row.get("desk", "all desks")), [_opt(row.get(k)) for k in TIME_KEYS])
               for row in [dict(times), *desks]]
-    groups = [g for g in groups if any(v is not None for v in g[1])]
+    # only the percentiles some desk has: a legend names no series without a bar
+    shown = [k for k in range(len(TIME_KEYS)) if any(row[k] is not None for _, row in groups)]
+    groups = [(label, [row[k] for k in shown]) for label, row in groups
+              if any(row[k] is not None for k in shown)]
     caption = "Response time to requests for information (minutes)"
-    draw = partial(grouped_hbar_chart, caption, ["p50", "p90", "max"], groups, fmt_measure)
+    series = [("p50", "p90", "max")[k] for k in shown]
+    draw = partial(grouped_hbar_chart, caption, series, groups, fmt_measure)
     return Section("Response times", paragraphs=["; ".join(parts) + "."] if parts else [],
                    charts=[Chart(caption, draw)] if groups else [],
                    tables=[_table(DESK_COLUMNS, desks)] if desks else [])
@@ -293,6 +350,11 @@ def _chart(draw: Callable[[str, Sequence[tuple[str, float]], Callable[[float], s
     shown = [(label, value) for label, value in bars if value > 0]
     drawn = bars if keep_zero else shown
     return [Chart(caption, partial(draw, caption, drawn, fmt))] if shown else []
+
+
+def _ranked(bars: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Bars from the largest value down, ties by label."""
+    return sorted(bars, key=lambda b: (-b[1], b[0]))
 
 
 def _table(columns: Sequence[Column], rows: Sequence[Mapping[str, Any]]) -> Table:
@@ -354,8 +416,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         tables = list(section.tables)
         if section.events:
             tables.append(Table(["At", "From", "Type", "Summary", "Message"], [False] * 5, [
-                [utc_minute(e.get("at")), *(_text(e.get(k)) for k in ("from", "type",
-                                                                       "summary", "id"))]
+                [utc_minute(e.get("at")), _text(e.get("from")), words(_text(e.get("type"))),
+                 _text(e.get("summary")), _text(e.get("id"))]
                 for e in section.events]))
         for table in tables:
             out += [*_md_table(table), ""]
@@ -437,8 +499,9 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def _html_event(event: Mapping[str, Any]) -> str:
-    at, sender, kind, summary, ident = (
-        escape(_text(event.get(k))) for k in ("at", "from", "type", "summary", "id"))
+    at, sender, summary, ident = (
+        escape(_text(event.get(k))) for k in ("at", "from", "summary", "id"))
+    kind = escape(words(_text(event.get("type"))))
     return (f'<li><time datetime="{at}">{escape(utc_minute(event.get("at")))}</time> · '
             f'<strong>{sender}</strong> <span class="type">{kind}</span><br>{summary} '
             f'<span class="id">{ident}</span></li>')

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
+import xml.etree.ElementTree as ET
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from client.messages import default_catalog
+from client.messages.summary import summarise
+from client.messages.values import enum_words
 from client.replay.report import (
     fmt_count,
     fmt_measure,
+    metric_label,
     render_html,
     render_markdown,
     write_reports,
 )
+from tests.client.replay.conftest import StorylineReport
 
 COUNTRIES = [("SN", "Senegal"), ("CV", "Cabo Verde"), ("GH", "Ghana"), ("TG", "Togo"),
              ("BJ", "Benin"), ("NG", "Nigeria"), ("CM", "Cameroon"), ("GA", "Gabon"),
@@ -33,8 +41,8 @@ EVIL = "Courier <b>bold</b> & co"
 CHARTS = {
     "Seizure reports per day",
     "Seizure reports by country (top 20)",
-    "Quantity seized by commodity (kg)",
-    "Items seized by commodity (count)",
+    "Quantity seized by kind (kg)",
+    "Items seized by commodity",
     "Messages by type",
     "Response time to requests for information (minutes)",
     "Messages from sender (rows) to recipient (columns): top 15 senders by top 15 recipients",
@@ -56,23 +64,27 @@ def make_report() -> dict[str, Any]:
             {"metric": "arrests", "rule": "at_least", "published": 70, "observed": 71,
              "ok": True, "tolerance": None, "text": "more than 70 arrests"},
         ],
-        "totals": {"messages": 8000, "reports": 78, "drug.kg": 580.0,
-                   "drug.cocaine.kg": 411.0, "drug.cannabis.kg": 12.34, "arrests": 71,
-                   "hits": 12, "countries": 24},
+        "totals": {"messages": 8000, "messages.warning": 1200, "reports": 78, "items": 80,
+                   "drug.kg": 580.0, "drug.cocaine.kg": 411.0, "drug.cannabis_herb.kg": 12.34,
+                   "firearm.pistol.count": 20, "currency.usd": 125000.0, "arrests": 71,
+                   "hits": 12, "hits.interpol_sltd": 4, "countries": 24},
         "by_day": [{"day": d + 1, "date": f"2015-12-{5 + d:02d}", "messages": 800 + 10 * d,
                     "reports": 9 - d % 4, "items": 14 + d} for d in range(9)],
-        "by_country": [{"country": code, "name": name, "messages": 420 - 10 * i,
-                        "reports": max(6 - i // 4, 0), "items": 9, "arrests": 3}
+        "by_country": [{"country": code, "name": name, "units": [f"{code}-CUSTOMS"],
+                        "messages": 420 - 10 * i, "reports": max(6 - i // 4, 0), "items": 9,
+                        "arrests": 3}
                        for i, (code, name) in enumerate(COUNTRIES)],
         "by_commodity": [
-            {"commodity": "drug.cocaine", "label": "cocaine", "kg": 411.0, "count": 0,
-             "items": 23},
-            {"commodity": "drug.cannabis", "label": "cannabis", "kg": 12.34, "count": 0,
-             "items": 4},
-            {"commodity": "firearm.pistol", "label": "pistol", "kg": 0, "count": 20,
-             "items": 3},
-            {"commodity": "currency.usd", "label": "US dollars", "kg": 0, "count": 125000,
-             "items": 2},
+            {"commodity": "drug.cocaine", "category": "drug", "kind": "cocaine", "items": 23,
+             "count": 23, "kg": 411.0, "quantities": {"kg": 411.0}},
+            {"commodity": "drug.cannabis_herb", "category": "drug", "kind": "cannabis_herb",
+             "items": 4, "count": 4, "kg": 12.34, "quantities": {"kg": 12.34}},
+            {"commodity": "drug.cocaine_base", "category": "drug", "kind": "cocaine_base",
+             "items": 1, "count": 1, "kg": 0, "quantities": {"l": 54.0}},
+            {"commodity": "firearm.pistol", "category": "firearm", "kind": "pistol",
+             "items": 3, "count": 20, "kg": 0, "quantities": {}},
+            {"commodity": "currency", "category": "currency", "kind": None, "items": 2,
+             "count": 2, "kg": 0, "quantities": {"usd": 125000.0}},
         ],
         "by_type": {"seizure_report": 78, "warning": 1200, "feedback": 2400,
                     "request_for_information": 700, "rfi_response": 700, "alert": 40,
@@ -178,9 +190,9 @@ def test_render_markdown_says_failed_when_a_check_fails(failing: dict[str, Any])
 def test_render_markdown_formats_numbers(report: dict[str, Any]) -> None:
     """Counts get thousands separators and kilograms at most one decimal."""
     text = render_markdown(report)
-    assert "| messages | 8,000 |" in text
-    assert "| drug.cocaine.kg | 411 |" in text
-    assert "| drug.cannabis.kg | 12.3 |" in text
+    assert "| Messages, all types | 8,000 |" in text
+    assert "| Cocaine (kg) | 411 |" in text
+    assert "| Cannabis herb (kg) | 12.3 |" in text
 
 
 def test_render_markdown_lists_the_top_pairs(report: dict[str, Any]) -> None:
@@ -300,3 +312,192 @@ def test_render_html_marks_a_partial_report(report: dict[str, Any]) -> None:
     assert '<p class="verdict partial">Partial report: the replay was stopped after 5 of ' \
         '120 planned messages' in page
     assert page.index("verdict partial") < page.index("<h2>")
+
+
+# -- what the report shows of a documented operation ----------------------------------------
+
+
+def charts(page: str) -> dict[str, ET.Element]:
+    """Each inline chart of ``page``, parsed, by its label."""
+    found = (ET.fromstring(svg) for svg in re.findall(r"<svg .*?</svg>", page, re.S))
+    return {str(svg.get("aria-label")): svg for svg in found}
+
+
+def chart(page: str, label_start: str) -> ET.Element:
+    """The one chart whose label starts with ``label_start``."""
+    [svg] = [svg for label, svg in charts(page).items() if label.startswith(label_start)]
+    return svg
+
+
+def bar_labels(svg: ET.Element) -> list[str]:
+    """The full labels of a bar chart's bars (from their tooltips "label: value")."""
+    return [str(rect.findtext("title")).rsplit(": ", 1)[0]
+            for rect in svg.iter("rect") if rect.get("class") == "bar"]
+
+
+def legend(svg: ET.Element) -> list[str]:
+    """The series a grouped chart's legend names: a swatch without a tooltip, then a text."""
+    items = list(svg)
+    return [str(after.text) for item, after in itertools.pairwise(items)
+            if item.tag == "rect" and item.find("title") is None and after.tag == "text"]
+
+
+def series_bars(svg: ET.Element) -> dict[str, int]:
+    """How many bars a grouped chart draws per series (tooltips "group, series: value")."""
+    out: dict[str, int] = {}
+    for rect in svg.iter("rect"):
+        if (tip := rect.findtext("title")) is not None:
+            series = tip.rsplit(": ", 1)[0].rsplit(", ", 1)[1]
+            out[series] = out.get(series, 0) + 1
+    return out
+
+
+def md_part(text: str, heading: str) -> str:
+    """A markdown section with its subsections, up to the next section of its level."""
+    return text.split(f"\n## {heading}\n")[1].split("\n## ")[0]
+
+
+def test_render_html_shows_each_storyline_step_summary(cocair: StorylineReport) -> None:
+    """Every step of every storyline shows its message's one-line summary beside its id."""
+    scenario, report = cocair
+    words = enum_words(default_catalog())
+    steps = re.findall(r"<li>(.*?)</li>", render_html(report).split("<h2>Storylines</h2>")[1])
+    assert len(steps) == len(scenario.steps)
+    for st in scenario.steps:
+        [shown] = [s for s in steps if f'<span class="id">{st.message["id"]}</span>' in s]
+        assert escape(summarise(st.message, words)) in shown
+
+
+def test_render_html_shows_each_storyline_narrative(cocair: StorylineReport) -> None:
+    """Each storyline's heading is followed by its narrative, before its timeline."""
+    scenario, report = cocair
+    page = render_html(report)
+    for story in scenario.storylines:
+        assert (f"<h3>{escape(story['title'])}</h3>\n<p>{escape(story['summary'])}</p>\n"
+                f'<ol class="timeline">') in page
+
+
+def test_render_markdown_shows_storyline_narratives_and_summaries(
+        trigger: StorylineReport) -> None:
+    """The markdown gives each storyline its narrative and each step its summary."""
+    scenario, report = trigger
+    words = enum_words(default_catalog())
+    text = md_part(render_markdown(report), "Storylines")
+    for story in scenario.storylines:
+        assert f"### {escape(story['title'], quote=False)}\n\n" \
+            f"{escape(' '.join(story['summary'].split()), quote=False)}\n" in text
+    for st in scenario.steps:
+        summary = escape(summarise(st.message, words), quote=False).replace("|", "\\|")
+        assert f"| {summary} | {st.message['id']} |" in text
+
+
+@pytest.mark.parametrize("name", ["cocair", "trigger", "calypso"])
+def test_render_html_country_chart_shows_countries(name: str,
+                                                   request: pytest.FixtureRequest) -> None:
+    """The country chart's bars are labelled with the countries' codes, one bar per
+    country that reported a seizure, not with an agency's name."""
+    scenario, report = request.getfixturevalue(name)
+    labels = bar_labels(chart(render_html(report), "Seizure reports by country"))
+    reporting = {r["sender"]["country"] for r in (st.message for st in scenario.steps)
+                 if r["type"] == "seizure_report"}
+    assert sorted(labels) == sorted(reporting)
+
+
+def test_render_html_drug_chart_has_a_bar_per_kind(trigger: StorylineReport) -> None:
+    """The quantity chart has one bar per drug kind seized by mass, named in words."""
+    _, report = trigger
+    labels = bar_labels(chart(render_html(report), "Quantity seized by kind (kg)"))
+    kinds = {k.split(".")[1] for k in report["totals"]
+             if k.startswith("drug.") and k.endswith(".kg") and k.count(".") == 2}
+    assert len(kinds) > 1
+    assert sorted(labels) == sorted(k.replace("_", " ").capitalize() for k in kinds)
+
+
+def test_render_html_response_chart_draws_each_series_of_its_legend(
+        calypso: StorylineReport) -> None:
+    """The response-time chart's legend names the median, p90 and max, and each of them
+    has a bar for all desks and for each desk."""
+    _, report = calypso
+    svg = chart(render_html(report), "Response time to requests")
+    groups = 1 + len(report["response_times"]["by_desk"])
+    assert legend(svg) == ["p50", "p90", "max"]
+    assert series_bars(svg) == {"p50": groups, "p90": groups, "max": groups}
+
+
+def test_render_html_response_legend_names_only_drawn_series(report: dict[str, Any]) -> None:
+    """A percentile no desk has a value for is left out of the legend."""
+    times = report["response_times"]
+    times["p90_minutes"] = times["max_minutes"] = None
+    times["by_desk"] = {"INTERPOL-DESK": {"count": 300, "p50_minutes": 33.0}}
+    svg = chart(render_html(report), "Response time to requests")
+    assert legend(svg) == ["p50"]
+    assert series_bars(svg) == {"p50": 2}
+
+
+def test_render_markdown_groups_totals_with_labels_in_words(report: dict[str, Any]) -> None:
+    """The totals come in groups (messages, seizures, seizures by commodity, arrests and
+    hits), each figure labelled in words rather than by its metric key."""
+    text = md_part(render_markdown(report), "Totals")
+    assert re.findall(r"^### (.*)$", text, re.M) == [
+        "Messages", "Seizures", "Seizures by commodity", "Arrests and hits"]
+    rows = dict(re.findall(r"^\| ([^|-][^|]*?) \| ([^|]+?) \|$", text, re.M))
+    assert rows == {
+        "Figure": "Value",
+        "Messages, all types": "8,000", "Warnings": "1,200",
+        "Countries whose units sent messages": "24",
+        "Seizures reported": "78", "Items seized": "80",
+        "Drugs (kg)": "580", "Cocaine (kg)": "411", "Cannabis herb (kg)": "12.3",
+        "Firearms: pistol (number)": "20", "Currency (USD)": "125,000",
+        "Arrests": "71", "Database hits, all databases": "12",
+        "INTERPOL SLTD (stolen and lost travel documents)": "4",
+    }
+
+
+def test_render_html_groups_totals(trigger: StorylineReport) -> None:
+    """The HTML totals are tables under group headings, no raw metric key in them."""
+    _, report = trigger
+    part = render_html(report).split("<h2>Totals</h2>")[1].split("<h2>")[0]
+    assert re.findall(r"<h3>(.*?)</h3>", part) == [
+        "Messages", "Seizures", "Seizures by commodity", "Arrests and hits"]
+    assert "<td>Cocaine (kg)</td>" in part
+    assert "<td>Firearms: pistol (number)</td>" in part
+    assert not re.search(r"<td>[a-z_]+\.[a-z_.]+</td>", part)
+
+
+def test_render_html_names_message_types_in_words(report: dict[str, Any]) -> None:
+    """The messages-by-type chart and the storyline steps name message types in words."""
+    page = render_html(report)
+    labels = bar_labels(chart(page, "Messages by type"))
+    assert "Requests for information" in labels
+    assert "Answers to requests" in labels
+    assert not [label for label in labels if "_" in label]
+    assert '<span class="type">seizure report</span>' in page
+
+
+def test_render_html_marks_items_of_no_stated_kind(trigger: StorylineReport) -> None:
+    """An item that does not say its kind, beside items of its category that do, is
+    listed as of a kind not given rather than as the whole category."""
+    _, report = trigger
+    assert {"document", "document.forged"} <= {g["commodity"] for g in report["by_commodity"]}
+    part = render_html(report).split("<h2>By commodity</h2>")[1].split("<h2>")[0]
+    assert "<td>Documents: kind not given</td>" in part
+    assert "<td>Documents: forged</td>" in part
+    assert "<td>Documents</td>" not in part
+
+
+@pytest.mark.parametrize("metric", [
+    "messages.rfi_response", "countries", "drug.psychotropic_other.kg", "drug.mdma.tablets",
+    "drug.other.count", "firearm_part.auto_sear.count", "person.notice.red.count",
+    "currency.counterfeit.usd", "hits.interpol", "hits.wco_cen", "vessel.go_fast.count"])
+def test_metric_label_words_every_part_of_a_metric(metric: str) -> None:
+    """A tally metric's label has no code left in it: no dot, no underscore."""
+    group, label = metric_label(metric)
+    assert group != "Other figures"
+    assert "." not in label
+    assert "_" not in label
+
+
+def test_metric_label_names_a_red_notice() -> None:
+    """A person with a red notice reads as such, the colour before the word notice."""
+    assert metric_label("person.notice.red.count") == (
+        "Seizures by commodity", "Persons: red notice (number)")
