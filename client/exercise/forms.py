@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from client.messages.fields import _Flat
 
 #: Envelope fields the exercise runtime fills in when a seat's message goes (its
-#: ``ENVELOPE``): no control. ``marking`` is the writer's choice, so it stays.
+#: ``ENVELOPE`` takes this set): no control. ``marking`` is the writer's choice, so it stays.
 FILLED_IN = frozenset({"id", "operation", "sender", "sent_at", "version", "language"})
 #: An array of codes with at most this many options is a set of checkboxes; a longer one
 #: (countries) is typed, one code per line.

@@ -22,7 +22,6 @@ import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,22 +31,19 @@ from client.messages.summary import summarise
 from client.messages.values import enum_words, utc_minute
 from client.replay import aar
 from client.replay.report import (
-    _PAGE_CSS,
     Chart,
     Section,
     Table,
-    _html_event,
-    _html_table,
-    _md,
-    _md_table,
-    _sections,
     fmt_count,
     fmt_measure,
+    html_page,
+    markdown_page,
     partial_notice,
+    report_heading,
+    report_sections,
     verdict,
 )
-from client.replay.report import _heading as _report_heading
-from client.replay.report_svg import CHART_CSS, grouped_hbar_chart, hbar_chart
+from client.replay.report_svg import grouped_hbar_chart, hbar_chart
 from protocol.errors import UsageError
 
 if TYPE_CHECKING:
@@ -407,14 +403,14 @@ def _replay_sections(replay: Mapping[str, Any] | None) -> Iterator[Section]:
         yield Section("The operation's traffic",
                       paragraphs=["No report: the operation's traffic did not run."])
         return
-    title, lines = _report_heading(dict(replay))
+    title, lines = report_heading(dict(replay))
     ok, sentence = verdict([c for c in replay.get("checks") or [] if isinstance(c, dict)])
     said = [title, *lines]
     if notice := partial_notice(replay):
         said.append(notice + ".")
     said.append(f"{sentence}." if ok else f"⚠ {sentence}.")
     yield Section("The operation's traffic", paragraphs=said)
-    for s in _sections(replay):
+    for s in report_sections(replay):
         yield s._replace(level=s.level + 1)
 
 
@@ -431,46 +427,19 @@ def _all_sections(review_: Mapping[str, Any]) -> Iterator[Section]:
 def render_markdown(review_: Mapping[str, Any]) -> str:
     """The review as GitHub-flavoured markdown."""
     title, lines = _heading(review_)
-    out = [f"# {_md(title)}", ""]
-    out += [text for line in lines for text in (_md(line), "")]
-    out += [f"**{_md(_score_line(review_['score']))}.**", ""]
-    for section in _all_sections(review_):
-        out += [f"{'#' * section.level} {_md(section.heading)}", ""]
-        out += [text for p in section.paragraphs for text in (_md(p), "")]
-        if section.bullets:
-            out += [*(f"- {_md(b)}" for b in section.bullets), ""]
-        tables = list(section.tables)
-        if section.events:  # the replay's storylines
-            tables.append(Table(["At", "From", "Type", "Summary", "Message"], [False] * 5, [
-                [utc_minute(e.get("at")), *(str(e.get(k) or "—") for k in (
-                    "from", "type", "summary", "id"))] for e in section.events]))
-        for table in tables:
-            out += [*_md_table(table), ""]
-    return "\n".join(out).rstrip("\n") + "\n"
+    return markdown_page(title, lines, _verdicts(review_), _all_sections(review_))
 
 
 def render_html(review_: Mapping[str, Any]) -> str:
     """The review as one HTML page that works offline: inline style and SVG charts, no
     scripts, nothing fetched."""
     title, lines = _heading(review_)
+    return html_page(title, lines, _verdicts(review_), _all_sections(review_))
+
+
+def _verdicts(review_: Mapping[str, Any]) -> list[tuple[str, str]]:
     score = review_["score"]
-    ok = score["missed"] == 0
-    body = [f"<h1>{escape(title)}</h1>", *(f'<p class="meta">{escape(x)}</p>' for x in lines),
-            f'<p class="verdict {"ok" if ok else "fail"}">{escape(_score_line(score))}.</p>']
-    for s in _all_sections(review_):
-        body.append(f"<h{s.level}>{escape(s.heading)}</h{s.level}>")
-        body += [f"<p>{escape(p)}</p>" for p in s.paragraphs]
-        if s.bullets:
-            body.append(f"<ul>{''.join(f'<li>{escape(b)}</li>' for b in s.bullets)}</ul>")
-        body += [f"<figure><figcaption>{escape(c.caption)}</figcaption>{c.draw()}</figure>"
-                 for c in s.charts]
-        body += [_html_table(t) for t in s.tables]
-        if s.events:
-            body.append(f'<ol class="timeline">{"".join(map(_html_event, s.events))}</ol>')
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{_PAGE_CSS}{CHART_CSS}</style></head>"
-            f"<body>\n{chr(10).join(body)}\n</body></html>\n")
+    return [("ok" if score["missed"] == 0 else "fail", _score_line(score))]
 
 
 def render_csv(review_: Mapping[str, Any]) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 from client.exercise import engine as e
 from client.exercise.exercise_file import Exercise
 from client.exercise.expectations import OpenExpectation, meets
+from client.exercise.forms import FILLED_IN
 from client.exercise.model import CONTROL, ExpectationState, Inject, Status
 from client.exercise.review import ReviewInputs, duration, replay_report, write_review
 from client.exercise.times import format_offset
@@ -59,7 +60,7 @@ WRITABLE = {
     "alert": "alert-auto-sears.json",
 }
 #: Filled in when a seat's message is sent; a form does not show them.
-ENVELOPE = ("id", "operation", "sender", "sent_at", "version", "language")
+ENVELOPE = FILLED_IN
 TRAFFIC_SHOWN = 200
 #: Answers agents may give to what the seats send, beyond the replay's plan (a bound on
 #: the replay's agenda all the same).

@@ -183,7 +183,7 @@ def partial_notice(report: Mapping[str, Any]) -> str | None:
             f"OCU had read by then")
 
 
-def _heading(report: Mapping[str, Any]) -> tuple[str, list[str]]:
+def report_heading(report: Mapping[str, Any]) -> tuple[str, list[str]]:
     """The title, then the operation line and (given any replay facts) the replay line."""
     op = [str(report["operation"])]
     if report.get("start") or report.get("end"):
@@ -199,7 +199,7 @@ def _heading(report: Mapping[str, Any]) -> tuple[str, list[str]]:
     return f"{report.get('name') or report['operation']} — after-action report", lines
 
 
-def _sections(report: Mapping[str, Any]) -> Iterator[Section]:
+def report_sections(report: Mapping[str, Any]) -> Iterator[Section]:
     if highlights := [str(h) for h in report.get("highlights") or [] if h]:
         yield Section("Highlights", bullets=highlights)
     if checks := _rows(report, "checks"):
@@ -401,14 +401,27 @@ def _opt(value: Any) -> float | None:
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as GitHub-flavoured markdown. Raises KeyError without ``operation`` or
     ``messages``."""
-    title, lines = _heading(report)
+    title, lines = report_heading(report)
+    return markdown_page(title, lines, _verdicts(report), report_sections(report))
+
+
+def _verdicts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(class, sentence) of the lines under the heading: partial, then ok or fail."""
     ok, sentence = verdict(_rows(report, "checks"))
+    notice = partial_notice(report)
+    return [*([("partial", notice)] if notice else []), ("ok" if ok else "fail", sentence)]
+
+
+def markdown_page(title: str, lines: Sequence[str], verdicts: Sequence[tuple[str, str]],
+                  sections: Iterable[Section]) -> str:
+    """A page of sections as GitHub-flavoured markdown (the replay's report, the exercise's
+    review): the title, its lines, each verdict (class ok, fail or partial, and its
+    sentence) in bold, then every section."""
     out = [f"# {_md(title)}", ""]
     out += [text for line in lines for text in (_md(line), "")]
-    if notice := partial_notice(report):
-        out += [f"**⚠ {_md(notice)}.**", ""]
-    out += [f"**{sentence}.**" if ok else f"**⚠ {sentence}.**", ""]
-    for section in _sections(report):
+    out += [text for kind, sentence in verdicts
+            for text in (f"**{'' if kind == 'ok' else '⚠ '}{_md(sentence)}.**", "")]
+    for section in sections:
         out += [f"{'#' * section.level} {_md(section.heading)}", ""]
         out += [text for p in section.paragraphs for text in (_md(p), "")]
         if section.bullets:
@@ -476,13 +489,18 @@ ol.timeline .type { font-size: 0.85em; border: 1px solid var(--line); border-rad
 def render_html(report: dict[str, Any]) -> str:
     """The report as one HTML page that works offline. Raises KeyError without
     ``operation`` or ``messages``."""
-    title, lines = _heading(report)
-    ok, sentence = verdict(_rows(report, "checks"))
+    title, lines = report_heading(report)
+    return html_page(title, lines, _verdicts(report), report_sections(report))
+
+
+def html_page(title: str, lines: Sequence[str], verdicts: Sequence[tuple[str, str]],
+              sections: Iterable[Section]) -> str:
+    """A page of sections as one HTML file that works offline (inline style and SVG, no
+    scripts, nothing fetched): the title, its lines, each verdict (class ok, fail or
+    partial, and its sentence), then every section."""
     body = [f"<h1>{escape(title)}</h1>", *(f'<p class="meta">{escape(x)}</p>' for x in lines)]
-    if notice := partial_notice(report):
-        body.append(f'<p class="verdict partial">{escape(notice)}.</p>')
-    body.append(f'<p class="verdict {"ok" if ok else "fail"}">{escape(sentence)}.</p>')
-    for s in _sections(report):
+    body += [f'<p class="verdict {kind}">{escape(sentence)}.</p>' for kind, sentence in verdicts]
+    for s in sections:
         body.append(f"<h{s.level}>{escape(s.heading)}</h{s.level}>")
         body += [f"<p>{escape(p)}</p>" for p in s.paragraphs]
         if s.bullets:
