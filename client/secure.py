@@ -379,12 +379,17 @@ class SecureAgent:
         return epoch
 
     async def _subscribe(self, op: str) -> None:
-        """Read ``op``'s log from the start (to verify its chain from epoch 0), once."""
+        """Read ``op``'s log from the start (to verify its chain from epoch 0), or from
+        where this agent stopped reading it; once."""
         if op in self._subscribed:
             return
         self._subscribed.add(op)
+        # an agent that holds the chain already (a member added back after a removal)
+        # goes on from where it stopped; a new one verifies the chain from epoch 0
+        ch = self.member.channels.get(op)
+        after = self.read_up_to.get(op, 0) if ch is not None and ch.chain is not None else 0
         try:
-            await self.conn.subscribe(op, after=0, senders=self._senders())
+            await self.conn.subscribe(op, after=after, senders=self._senders())
         except BaseException:
             self._subscribed.discard(op)  # so that the next welcome or rejoin tries again
             raise
@@ -496,11 +501,14 @@ class SecureAgent:
             return None
 
     def _before_join(self, item: Delivered) -> bool:
-        """An entry of an epoch before this unit joined: expected to be unreadable."""
+        """An entry of an epoch before this unit joined, or of one while it was removed:
+        expected to be unreadable."""
         ch = self.member.channels.get(item.op)
         if ch is None:
             return False
         epoch = message.Header.from_bytes(item.header).epoch  # decrypt parsed it already
+        if ch.removed_at is not None and epoch >= ch.removed_at:
+            return True
         first = ch.joined_epoch
         if first is None and ch.pending is not None:
             first = ch.pending.epoch

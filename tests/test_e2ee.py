@@ -128,6 +128,30 @@ async def test_e2ee_removed_member_cannot_decrypt_the_next_epoch(secure, keys, d
     assert dm.member.channels[OP].removed
 
 
+async def test_e2ee_removed_member_added_back_reads_and_sends_again(secure, keys) -> None:
+    """A member removed and later added back (the same agent, still running) reads and
+    sends from the epoch it came back in; what was sent while it was out it skips, as a
+    joiner skips what came before it, without rejecting anything it read before."""
+    ocu, agents = await _operation(secure, keys)
+    dm = agents["DM-CUSTOMS"]
+    await agents["JM-CUSTOMS"].publish(OP, b"before")
+    assert (await dm.next_message()).content == b"before"
+    await ocu.change(OP, remove=["DM-CUSTOMS"])
+    await agents["JM-CUSTOMS"].wait_for_epoch(OP, 1)
+    await agents["JM-CUSTOMS"].publish(OP, b"while DM was out")
+    await agents["TT-POLICE"].next_message()
+    await agents["TT-POLICE"].next_message()
+    await ocu.change(OP, add=[keys["DM-CUSTOMS"].signed])
+    await dm.wait_for_epoch(OP, 2)
+    await agents["JM-CUSTOMS"].wait_for_epoch(OP, 2)
+    await agents["JM-CUSTOMS"].publish(OP, b"after DM came back")
+    assert (await dm.next_message()).content == b"after DM came back"
+    await dm.publish(OP, b"DM again")
+    assert (await agents["JM-CUSTOMS"].next_message()).content == b"DM again"
+    assert dm.rejected == []
+    assert dm.skipped_before_join == 1
+
+
 async def test_e2ee_joiner_cannot_decrypt_earlier_epochs(secure, keys, db_path) -> None:
     ocu, agents = await _operation(secure, keys, MEMBERS[:2])
     await agents["JM-CUSTOMS"].publish(OP, b"before DM joined")

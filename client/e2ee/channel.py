@@ -187,6 +187,9 @@ class Channel:
         self.suite: str | None = None
         self.joined_epoch: int | None = None
         self.removed = False
+        #: the epoch that removed this unit, while it is out (entries from then until it
+        #: is added back are expected to be unreadable)
+        self.removed_at: int | None = None
         self.epoch_started = 0.0
 
     def epoch(self, number: int, now: float) -> Epoch | None:
@@ -285,7 +288,9 @@ class Member:
         ch.suite = suite.name
         ch.credentials.update(creds)
         if self.unit in stmt.removes:
-            ch.removed = True
+            ch.removed, ch.removed_at = True, stmt.epoch
+        elif member_after and ch.removed:  # added back: readable again from this epoch
+            ch.removed, ch.removed_at = False, None
         for old_epoch in [e for e in ch.welcomes if e < stmt.epoch]:
             del ch.welcomes[old_epoch]
         if epoch is not None:
