@@ -130,7 +130,7 @@ class SecureAgent:
         #: per operation, the last log seq this agent has handled
         self.read_up_to: dict[str, int] = {}
         self._ledgers = MessageLedgers(self.unit, self.catalog, reads=reads,
-                                       joined_epoch=self._joined_epoch)
+                                       every_epoch=self._every_epoch)
         #: per operation, the schema messages its channel carried (for references)
         self.ledgers: dict[str, Ledger] = self._ledgers.ledgers
         self.rejected: list[Rejected] = []
@@ -301,9 +301,9 @@ class SecureAgent:
         (what it sent and read); what a message may refer to."""
         return self._ledgers.ledger(op)
 
-    def _joined_epoch(self, op: str) -> int | None:
+    def _every_epoch(self, op: str) -> bool:
         ch = self.member.channels.get(op)
-        return None if ch is None else ch.joined_epoch
+        return ch is not None and ch.joined_epoch == 0 and not ch.ever_removed
 
     @property
     def unread(self) -> int:

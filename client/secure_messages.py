@@ -53,24 +53,25 @@ class TakenId:
 
 class MessageLedgers:
     def __init__(self, unit: str, catalog: Catalog, *, reads: frozenset[str] | None,
-                 joined_epoch: Callable[[str], int | None]) -> None:
+                 every_epoch: Callable[[str], bool]) -> None:
         """``reads``: the senders whose messages the agent reads (None: everyone's);
-        ``joined_epoch(op)``: the first epoch of ``op`` the unit holds keys of, if any."""
+        ``every_epoch(op)``: the unit has held the keys of every epoch of ``op`` (it
+        joined at epoch 0 and was never removed)."""
         self.unit = unit
         self.catalog = catalog
         self.reads = reads
-        self.joined_epoch = joined_epoch
+        self.every_epoch = every_epoch
         self.ledgers: dict[str, Ledger] = {}
 
     def ledger(self, op: str) -> Ledger:
         """``op``'s ledger. It is complete (a reference to a message it does not hold is
-        an error) only for a unit that joined at epoch 0 and reads every sender. That is
+        an error) only for a unit that held every epoch and reads every sender. That is
         decided again on every call, not once: a unit that has not joined yet cannot
         tell, and may have used its ledger already (a send refused for want of keys)."""
         ledger = self.ledgers.get(op)
         if ledger is None:
             ledger = self.ledgers[op] = Ledger()
-        ledger.complete = self.reads is None and self.joined_epoch(op) == 0
+        ledger.complete = self.reads is None and self.every_epoch(op)
         return ledger
 
     def check_to_send(self, op: str, message: Any) -> None:

@@ -190,6 +190,8 @@ class Channel:
         #: the epoch that removed this unit, while it is out (entries from then until it
         #: is added back are expected to be unreadable)
         self.removed_at: int | None = None
+        #: this unit was removed once (it missed some epochs, even if added back)
+        self.ever_removed = False
         self.epoch_started = 0.0
 
     def epoch(self, number: int, now: float) -> Epoch | None:
@@ -288,7 +290,7 @@ class Member:
         ch.suite = suite.name
         ch.credentials.update(creds)
         if self.unit in stmt.removes:
-            ch.removed, ch.removed_at = True, stmt.epoch
+            ch.removed, ch.removed_at, ch.ever_removed = True, stmt.epoch, True
         elif member_after and ch.removed:  # added back: readable again from this epoch
             ch.removed, ch.removed_at = False, None
         for old_epoch in [e for e in ch.welcomes if e < stmt.epoch]:

@@ -251,6 +251,26 @@ async def test_secure_ledger_of_a_unit_that_joins_late_is_incomplete_after_an_ea
     assert (got.seq, got.body) == (seq, answer)
 
 
+async def test_secure_ledger_of_a_unit_added_back_accepts_references_to_what_it_missed(
+        start, keys) -> None:
+    """A unit removed and added back did not read what was sent while it was out: an
+    answer referring to a request of that time is accepted, not rejected as a reference
+    to a message the operation never carried."""
+    crew = await _crew(start, keys)
+    jm, tt, ocu = crew["JM-CUSTOMS"], crew["TT-POLICE"], crew["OCU-BB"]
+    await jm.wait_for_epoch(OP, await ocu.change(OP, remove=["TT-POLICE"]))
+    rfi = _example("rfi-firearm-serial", "JM-CUSTOMS")
+    await jm.send(OP, rfi)
+    assert (await ocu.next_message()).body == rfi
+    epoch = await ocu.change(OP, add=[keys["TT-POLICE"].signed])
+    await tt.wait_for_epoch(OP, epoch)
+    answer = {**_example("rfi-response-multiple-purchases", "OCU-BB"), "refers_to": rfi["id"],
+              "sender": {"unit": "OCU-BB", "country": "BB", "agency": "customs"}}
+    await ocu.send(OP, answer)
+    assert (await tt.next_message()).body == answer
+    assert tt.rejected == []
+
+
 async def test_secure_rejoin_answer_and_rotation_at_once_both_take_effect(start, keys) -> None:
     """A rotation and a rejoin of the same operation started together are sent one after
     the other: both commits are accepted (two new epochs) and the rejoining member gets its
