@@ -172,6 +172,12 @@ def cmd_scenario_check(args: argparse.Namespace) -> int:
     return scenario_check(args)
 
 
+def cmd_teach(args: argparse.Namespace) -> int:
+    from opshub.teach import cmd_teach as teach
+
+    return teach(args)
+
+
 def cmd_bench_exercise(args: argparse.Namespace) -> int:
     from opshub.bench_exercise import cmd_bench_exercise as bench
 
@@ -212,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve(sub)
     _replay(sub)
     _exercise(sub)
+    _teach(sub)
     _scenario(sub)
     _validate(sub)
     _schemas(sub)
@@ -354,6 +361,34 @@ def _exercise(sub: Any) -> None:
                    ".csv), written when the exercise ends or the director asks")
     x.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
                    help="write the links as JSON here once the web app listens")
+
+
+def _teach(sub: Any) -> None:
+    t = _command(
+        sub, "teach", "teach an operation: step through its messages in a browser",
+        "Open a lesson on an operation: a browser page that steps through its storylines "
+        "one message\nat a time (forward, back, play at a pace, jump to a storyline or a "
+        "day), each sent for\nreal over a hub of the lesson's own, and shows it three "
+        "ways: as written, as the hub\nstores it (read from the hub's database) and as "
+        "each member reads it. The instructor\ncan remove and add members and watch who "
+        "can still read. Prints the lesson's link.\nCtrl-C ends it. Guide: "
+        "docs/teaching.md.",
+        "cocair-v",
+        "trigger-vii --port 8900 --late BS-RBPF",
+        "my-operation.yaml --explanations my-texts.fr.yaml",
+        func=cmd_teach)
+    t.add_argument("scenario", help="a scenario in seeds/ (cocair-v, trigger-vii, "
+                   "calypso-2) or the path to a scenario file")
+    t.add_argument("--late", action="append", default=None, metavar="UNIT",
+                   help="a unit left out when the channel opens, to add during the lesson "
+                   "(repeat)")
+    t.add_argument("--explanations", type=Path, default=None, metavar="FILE",
+                   help="the texts shown beside each message (default: the project's "
+                   "client/teach/explanations.yaml; copy it to edit or translate)")
+    t.add_argument("--host", default="127.0.0.1", help="address the lesson page listens on")
+    t.add_argument("--port", type=int, default=8900, help="port of the lesson page (0: any)")
+    t.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
+                   help="write the link as JSON here once the page listens")
 
 
 def _scenario(sub: Any) -> None:

@@ -38,6 +38,9 @@ CORE = (
     "client/exercise/msel.py",
     "client/exercise/forms.py",
     "client/exercise/review.py",
+    "client/teach/lesson.py",
+    "client/teach/explanations.py",
+    "client/teach/view.py",
 )
 FORBIDDEN_IN_CORE = frozenset({"asyncio", "aiohttp", "sqlite3", "socket", "time"})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,7 +61,7 @@ class Runtime(Protocol):
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
-def _refuse(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
+def refuse(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
     return status(text=json.dumps({"error": {"code": code, "message": message}}),
                   content_type="application/json")
 
@@ -68,7 +69,7 @@ def _refuse(status: type[web.HTTPException], code: str, message: str) -> web.HTT
 def _director(request: web.Request) -> Runtime:
     rt = request.app[RUNTIME]
     if request.match_info.get("token") != rt.director_token:
-        raise _refuse(web.HTTPForbidden, "forbidden", "not the director's link")
+        raise refuse(web.HTTPForbidden, "forbidden", "not the director's link")
     return rt
 
 
@@ -76,18 +77,18 @@ def _seat(request: web.Request) -> tuple[Runtime, str]:
     rt = request.app[RUNTIME]
     unit = rt.seat_units().get(request.match_info.get("token", ""))
     if unit is None:
-        raise _refuse(web.HTTPForbidden, "forbidden", "no seat has this link")
+        raise refuse(web.HTTPForbidden, "forbidden", "no seat has this link")
     return rt, unit
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _refuse(web.HTTPBadRequest, "malformed", f"expected a JSON object: {exc}"
+        raise refuse(web.HTTPBadRequest, "malformed", f"expected a JSON object: {exc}"
                       ) from None
     if not isinstance(body, dict):
-        raise _refuse(web.HTTPBadRequest, "malformed", "expected a JSON object")
+        raise refuse(web.HTTPBadRequest, "malformed", "expected a JSON object")
     return body
 
 
@@ -99,7 +100,7 @@ async def console_page(request: web.Request) -> web.FileResponse:
 async def review_file(request: web.Request) -> web.FileResponse:
     path = _director(request).review_file(request.match_info["name"])
     if path is None:
-        raise _refuse(web.HTTPNotFound, "not_found", "no such review file (end the exercise "
+        raise refuse(web.HTTPNotFound, "not_found", "no such review file (end the exercise "
                       "or ask for a review first)")
     return web.FileResponse(path)
 
@@ -115,14 +116,14 @@ async def console_state(request: web.Request) -> web.Response:
 
 async def console_control(request: web.Request) -> web.Response:
     rt = _director(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     action = body.get("action")
     if not isinstance(action, str):
-        raise _refuse(web.HTTPBadRequest, "malformed", "'action' must name an action")
+        raise refuse(web.HTTPBadRequest, "malformed", "'action' must name an action")
     try:
         return web.json_response(await rt.control(action, body))
     except OpshubError as exc:
-        raise _refuse(web.HTTPConflict, exc.code, exc.message) from None
+        raise refuse(web.HTTPConflict, exc.code, exc.message) from None
 
 
 async def seat_state(request: web.Request) -> web.Response:
@@ -132,17 +133,17 @@ async def seat_state(request: web.Request) -> web.Response:
 
 async def seat_check(request: web.Request) -> web.Response:
     rt, unit = _seat(request)
-    message = (await _json_body(request)).get("message")
+    message = (await json_body(request)).get("message")
     if not isinstance(message, dict):
-        raise _refuse(web.HTTPBadRequest, "malformed", "'message' must be a JSON object")
+        raise refuse(web.HTTPBadRequest, "malformed", "'message' must be a JSON object")
     return web.json_response({"problems": rt.check(unit, message)})
 
 
 async def seat_send(request: web.Request) -> web.Response:
     rt, unit = _seat(request)
-    message = (await _json_body(request)).get("message")
+    message = (await json_body(request)).get("message")
     if not isinstance(message, dict):
-        raise _refuse(web.HTTPBadRequest, "malformed", "'message' must be a JSON object")
+        raise refuse(web.HTTPBadRequest, "malformed", "'message' must be a JSON object")
     problems = rt.check(unit, message)
     if problems:
         return web.json_response({"sent": False, "problems": problems}, status=422)
@@ -161,21 +162,27 @@ async def seat_form(request: web.Request) -> web.Response:
     try:
         return web.json_response(form(default_catalog(), request.match_info["type"]))
     except UsageError as exc:
-        raise _refuse(web.HTTPNotFound, "unknown_type", exc.message) from None
+        raise refuse(web.HTTPNotFound, "unknown_type", exc.message) from None
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: one ``change`` event per change (the page fetches again), and
-    a comment every 15 s so that proxies keep the stream open."""
+    """The exercise's change notices to a director's or a seat's page (``event_stream``)."""
     token = request.match_info.get("token", "")
     rt = request.app[RUNTIME]
     if token != rt.director_token and token not in rt.seat_units():
-        raise _refuse(web.HTTPForbidden, "forbidden", "not a link of this exercise")
+        raise refuse(web.HTTPForbidden, "forbidden", "not a link of this exercise")
+    return await event_stream(request, rt.changes(rt.seat_units().get(token, "")), rt.forget)
+
+
+async def event_stream(request: web.Request, queue: asyncio.Queue[str],
+                       forget: Callable[[asyncio.Queue[str]], None]) -> web.StreamResponse:
+    """Server-sent events: one ``change`` event per change (the page fetches again), and
+    a comment every 15 s so that proxies keep the stream open. ``forget(queue)`` when the
+    page goes away."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    queue = rt.changes(rt.seat_units().get(token, ""))
     try:
+        await response.prepare(request)
         await response.write(b"event: change\ndata: hello\n\n")
         while True:
             try:
@@ -189,7 +196,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass  # the page went away
     finally:
-        rt.forget(queue)
+        forget(queue)
         with contextlib.suppress(Exception):
             await response.write_eof()
     return response

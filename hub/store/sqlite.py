@@ -334,20 +334,7 @@ class SQLiteStore:
     # --- reads while serving ---------------------------------------------------------
 
     def read_log(self, op: str, after: int, limit: int) -> list[LogEntry]:
-        out: list[LogEntry] = []
-        try:
-            rows = self._r.execute(
-                "SELECT first_seq, body FROM segments WHERE op = ? AND last_seq > ? "
-                "ORDER BY last_seq", (op, after))
-            for first_seq, body in rows:
-                entries = msgpack.unpackb(body, use_list=False)
-                skip = max(0, after + 1 - first_seq)
-                out.extend(LogEntry(*e) for e in entries[skip : skip + limit - len(out)])
-                if len(out) >= limit:
-                    break
-            return out
-        except (sqlite3.Error, ValueError) as exc:
-            raise StoreError(f"cannot read log of {op!r}: {exc}") from exc
+        return _read_log(self._r, op, after, limit)
 
     def pending_directed(self, recipient: str, limit: int) -> list[DirectedEntry]:
         try:
@@ -364,6 +351,45 @@ class SQLiteStore:
         for conn in (self._r, self._w):
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+
+class LogReader:
+    """A hub database's logs read from outside the hub (a lesson's "as the hub stores it"
+    pane): the file opened read-only, so nothing here can change what the hub wrote.
+    Blocking, like the store."""
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            self._conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True,
+                                         check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {str(path)!r}: {exc}") from exc
+
+    def read_log(self, op: str, after: int, limit: int = 1000) -> list[LogEntry]:
+        """Entries of ``op`` with seq > after, ascending, at most ``limit``. Raises
+        StoreError."""
+        return _read_log(self._conn, op, after, limit)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+
+
+def _read_log(conn: sqlite3.Connection, op: str, after: int, limit: int) -> list[LogEntry]:
+    out: list[LogEntry] = []
+    try:
+        rows = conn.execute(
+            "SELECT first_seq, body FROM segments WHERE op = ? AND last_seq > ? "
+            "ORDER BY last_seq", (op, after))
+        for first_seq, body in rows:
+            entries = msgpack.unpackb(body, use_list=False)
+            skip = max(0, after + 1 - first_seq)
+            out.extend(LogEntry(*e) for e in entries[skip : skip + limit - len(out)])
+            if len(out) >= limit:
+                break
+        return out
+    except (sqlite3.Error, ValueError) as exc:
+        raise StoreError(f"cannot read log of {op!r}: {exc}") from exc
 
 
 class _LogBatch:

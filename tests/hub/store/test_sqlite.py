@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.store.sqlite import SEGMENT_BYTES, SEGMENT_ENTRIES, SQLiteStore
+from hub.store.sqlite import SEGMENT_BYTES, SEGMENT_ENTRIES, LogReader, SQLiteStore
 from protocol.errors import StoreError
 from protocol.frames import KIND_COMMIT, KIND_MESSAGE
 from protocol.store import (
@@ -382,3 +382,23 @@ def test_sqlite_appends_match_a_model_of_the_log(tmp_path: Path, stretches,
                 for seq, (sender, cid) in enumerate(log, start=2)]
     finally:
         store.close()
+
+
+def test_sqlite_log_reader_reads_what_the_store_wrote_and_cannot_write(
+        store: SQLiteStore, path: Path) -> None:
+    """LogReader (a lesson's view of the hub's database, from another process) sees the
+    entries the store committed, as the store reads them, and opens the file read-only."""
+    store.apply([_msg("OP-A", "JM", 1, b"one"), _msg("OP-A", "JM", 2, b"two")])
+    reader = LogReader(path)
+    try:
+        assert reader.read_log("OP-A", 0) == store.read_log("OP-A", 0, 1000)
+        assert [e.payload for e in reader.read_log("OP-A", 1)] == [b"one", b"two"]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._conn.execute("DELETE FROM segments")
+    finally:
+        reader.close()
+
+
+def test_sqlite_log_reader_of_a_missing_file_is_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open database"):
+        LogReader(tmp_path / "nowhere.db").read_log("OP-A", 0)
