@@ -24,6 +24,7 @@ from client.messages import default_catalog
 from client.replay.run import participants
 from client.replay.scenario import Scenario, load, resolve
 from client.teach import explanations
+from client.teach.lesson import lesson_items
 from client.teach.runtime import LessonRun
 from client.teach.web import make_app
 from hub.store.sqlite import LogReader
@@ -41,6 +42,7 @@ async def run_lesson(scenario: Scenario, *, host: str, port: int,
     explanations file, a late unit that is not a participant, a port in use)."""
     stop = stop or asyncio.Event()
     texts = explanations.load(explanations_file, list(default_catalog().types))
+    items = lesson_items(scenario, late=late)
     chosen = cast(participants(scenario), now=int(time.time()))
     with tempfile.TemporaryDirectory(prefix="opshub-teach-") as tmp:
         folder = Path(tmp) / "keys"
@@ -52,7 +54,7 @@ async def run_lesson(scenario: Scenario, *, host: str, port: int,
             lesson = LessonRun(scenario, url=hub.url, identities=chosen.identities,
                                authority=chosen.authority, op=scenario.code,
                                stored=lambda op, after: reader.read_log(op, after),
-                               explanations=texts, late=late, hub_label=f"{hub.url} ({db.name})")
+                               explanations=texts, items=items, hub_label=f"{hub.url} ({db.name})")
             await _serve(lesson, db, host=host, port=port, ready_file=ready_file, stop=stop,
                          say=say)
         finally:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, assert_never
 
 from client.replay.scenario import Participant, Scenario
+from protocol.errors import UsageError
 
 #: Seconds between items when playing, unless the instructor sets another pace.
 DEFAULT_PACE = 4.0
@@ -62,8 +63,15 @@ Item = MessageItem | MembershipItem
 
 def lesson_items(scenario: Scenario, *, late: Iterable[str] = ()) -> list[Item]:
     """The opening of the channel (every participant but ``late`` ones and the OCU), then
-    every storyline step in time order (ties in the scenario's order)."""
+    every storyline step in time order (ties in the scenario's order). Raises UsageError
+    for a late unit that is not a participant, or is the OCU."""
     late = set(late)
+    unknown = sorted(late - set(scenario.participants))
+    if unknown:
+        raise UsageError(f"no participant {', '.join(unknown)} in {scenario.code}")
+    if scenario.ocu in late:
+        raise UsageError(f"{scenario.ocu} is the OCU: it opens the channel, it cannot join "
+                         f"late")
     first = tuple(u for u in scenario.participants if u != scenario.ocu and u not in late)
     items: list[Item] = [MembershipItem(action="create", at=0.0, units=first)]
     steps = sorted(enumerate(scenario.steps), key=lambda p: (p[1].at, p[0]))

@@ -60,18 +60,11 @@ class Record:
 class LessonRun:
     def __init__(self, scenario: Scenario, *, url: str, identities: dict[str, UnitIdentity],
                  authority: Authority, op: str, stored: Stored, explanations: Explanations,
-                 late: tuple[str, ...] = (), hub_label: str = "",
+                 items: list[le.Item] | None = None, hub_label: str = "",
                  wall: Callable[[], float] = time.monotonic,
                  token: Callable[[], str] = lambda: secrets.token_urlsafe(12)) -> None:
         """``stored(op, after)``: the hub's entries of ``op`` after a seq, from its
-        database. ``late``: units left out of the channel when it opens (the instructor
-        adds them). Raises UsageError for a unit that is not a participant."""
-        unknown = [u for u in late if u not in scenario.participants]
-        if unknown:
-            raise UsageError(f"no participant {', '.join(unknown)} in {scenario.code}")
-        if scenario.ocu in late:
-            raise UsageError(f"{scenario.ocu} is the OCU: it opens the channel, it cannot "
-                             f"join late")
+        database. ``items``: the lesson (default: ``lesson_items(scenario)``)."""
         self.scenario = scenario
         self.url = url
         self.identities = identities
@@ -85,7 +78,7 @@ class LessonRun:
         self.token = token()
         self.catalog = default_catalog()
         self._words = enum_words(self.catalog)
-        self.engine = le.LessonEngine(le.lesson_items(scenario, late=late), scenario.ocu,
+        self.engine = le.LessonEngine(items or le.lesson_items(scenario), scenario.ocu,
                                       scenario.participants)
         self.agents: dict[str, SecureAgent] = {}
         #: log seq -> unit -> (epoch, the decrypted message equals what was sent)

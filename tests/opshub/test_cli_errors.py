@@ -117,3 +117,16 @@ def test_cli_errors_replay_hub_without_keys(tmp_path: Path) -> None:
     """`opshub replay --hub` without `--keys` says what is missing."""
     done = opshub("replay", "trigger-vii", "--hub", "ws://127.0.0.1:9/v1/ws", cwd=tmp_path)
     _one_line_error(done, "replay", "--hub needs --keys")
+
+
+def test_cli_errors_teach_with_a_late_unit_that_is_not_a_participant(tmp_path: Path) -> None:
+    """`opshub teach --late` of a unit the scenario does not have names it, before any
+    hub starts."""
+    done = opshub("teach", "cocair-v", "--late", "XX-NOBODY", "--port", "0", cwd=tmp_path)
+    _one_line_error(done, "teach", "no participant XX-NOBODY in COCAIR-V")
+
+
+def test_cli_errors_teach_with_a_missing_explanations_file(tmp_path: Path) -> None:
+    done = opshub("teach", "cocair-v", "--explanations", "texts.fr.yaml", "--port", "0",
+                  cwd=tmp_path)
+    _one_line_error(done, "teach", "cannot read explanations texts.fr.yaml")

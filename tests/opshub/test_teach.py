@@ -109,7 +109,7 @@ async def test_teach_opens_the_channel_as_its_first_item(lesson: Lesson) -> None
     current = s["current"]
     assert current["written"]["kind"] == "membership"
     entry = _check_stored_pane(lesson, current)
-    assert entry[1] == COCAIR.ocu and entry[2] == 1  # the OCU's commit
+    assert (entry[1], entry[2]) == (COCAIR.ocu, 1)  # the OCU's commit
     no_keys = {r["unit"] for r in current["readers"] if not r["can"]}
     assert no_keys == {"NG-NDLEA-LOS"}
 
@@ -135,7 +135,7 @@ async def test_teach_steps_through_the_first_storyline_and_back(lesson: Lesson) 
                 assert (r["reason"], r.get("same")) == ("read", True), r
         assert readers["NG-NDLEA-LOS"]["reason"] == "not_member"
         seen.append(current["stored"]["entry"]["seq"])
-    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert seen == sorted(set(seen))
     done = s["done"]
     s = await lesson.do("back")
     assert (s["cursor"], s["done"]) == (done - 2, done)
@@ -147,7 +147,7 @@ async def test_teach_removed_member_cannot_read_what_follows(lesson: Lesson) -> 
     is shown as unable to read it, and its own keys, tried on the stored bytes, fail."""
     s = await lesson.do("forward")
     s = await lesson.do("remove", unit="CI-JAITF-ABJ")
-    assert s["current"]["written"]["action"] == "remove" and s["epoch"] == 1
+    assert (s["current"]["written"]["action"], s["epoch"]) == ("remove", 1)
     _check_stored_pane(lesson, s["current"])
     s = await lesson.do("forward")
     assert s["current"]["epoch"] == 1
@@ -180,7 +180,8 @@ async def test_teach_refusals_name_the_problem_and_change_nothing(lesson: Lesson
             ("jump", {"index": 999}, "no item 999"), ("fly", {}, "unknown action 'fly'"),
             ("pace", {"seconds": "fast"}, "'seconds' must be a number")]:
         status, body = await lesson.control(action, **args)
-        assert status == 409 and words in body["error"]["message"], body
+        assert status == 409, body
+        assert words in body["error"]["message"], body
     after = await lesson.state()
     assert (after["cursor"], after["done"]) == (before["cursor"], before["done"])
     async with lesson.http.get(f"{lesson.ready['url']}/api/lesson/not-the-token/state") as r:

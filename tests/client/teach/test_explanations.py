@@ -17,7 +17,8 @@ TYPES = list(default_catalog().types)
 def test_explanations_default_file_explains_every_message_type_and_reason() -> None:
     texts = explanations.load(explanations.DEFAULT, TYPES)
     for kind in TYPES:
-        assert texts.types[kind]["purpose"] and texts.step(kind)
+        assert texts.types[kind]["purpose"]
+        assert texts.step(kind)
     for reason in explanations.READING_KEYS:
         assert texts.reading(reason, unit="X", epoch=1, joined=2, removed=1)
 
