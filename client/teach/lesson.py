@@ -118,6 +118,14 @@ class SetPace:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Follow:
+    """Forward, back and play move through ``storyline``'s messages only (and membership
+    changes), carrying out what lies between; None: through every item."""
+
+    storyline: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Tick:
     now: float
 
@@ -152,8 +160,8 @@ class Failed:
     reason: str
 
 
-Event = (Forward | Back | Jump | Play | Pause | SetPace | Tick | Remove | Add | Carried
-         | Failed)
+Event = (Forward | Back | Jump | Play | Pause | SetPace | Follow | Tick | Remove | Add
+         | Carried | Failed)
 
 
 # --- actions ----------------------------------------------------------------------------
@@ -221,6 +229,9 @@ class LessonEngine:
         self.carrying: int | None = None
         self.playing = False
         self.pace = DEFAULT_PACE
+        #: the storyline forward and back keep to (None: every item)
+        self.follow: str | None = None
+        self.storylines = {i.storyline for i in items if isinstance(i, MessageItem)}
         self._next_at = 0.0
         self.epoch: int | None = None
         #: why the lesson cannot go on, if it cannot
@@ -232,11 +243,19 @@ class LessonEngine:
     def handle(self, event: Event) -> list[Action]:
         match event:
             case Forward():
-                return self._go(event, self.cursor + 1)
+                return self._go(event, self._next())
             case Back():
-                if self.cursor <= 0:
-                    return [Refused(event, "this is the first item")]
-                self.cursor -= 1
+                earlier = [i for i in range(self.cursor) if self._followed(i)]
+                if not earlier:
+                    return [Refused(event, "this is the first item" if self.follow is None
+                                    else f"this is the first item of {self.follow}")]
+                self.cursor = earlier[-1]
+                return [Changed()]
+            case Follow(storyline=storyline):
+                if storyline is not None and storyline not in self.storylines:
+                    return [Refused(event, f"no storyline {storyline!r} (there are: "
+                                           f"{', '.join(sorted(self.storylines))})")]
+                self.follow = storyline
                 return [Changed()]
             case Jump(index=index):
                 if not 0 <= index < len(self.items):
@@ -246,7 +265,7 @@ class LessonEngine:
             case Play(now=now):
                 if self.playing:
                     return [Refused(event, "already playing")]
-                if self.cursor >= len(self.items) - 1:
+                if self._next() >= len(self.items):
                     return [Refused(event, "this is the last item")]
                 self.playing = True
                 self._next_at = now + self.pace
@@ -267,10 +286,10 @@ class LessonEngine:
                 if not self.playing or now < self._next_at or self.moving:
                     return []
                 self._next_at = now + self.pace
-                if self.cursor >= len(self.items) - 1:
+                if self._next() >= len(self.items):
                     self.playing = False
                     return [Changed()]
-                actions = self._go(event, self.cursor + 1)
+                actions = self._go(event, self._next())
                 if any(isinstance(a, Refused) for a in actions):
                     self.playing = False
                     return [*actions, Changed()]
@@ -289,6 +308,16 @@ class LessonEngine:
                 assert_never(event)
 
     # --- moving ---------------------------------------------------------------------------
+
+    def _followed(self, index: int) -> bool:
+        item = self.items[index]
+        return (self.follow is None or isinstance(item, MembershipItem)
+                or item.storyline == self.follow)
+
+    def _next(self) -> int:
+        """The next item forward goes to (len(items): none)."""
+        return next((i for i in range(self.cursor + 1, len(self.items)) if self._followed(i)),
+                    len(self.items))
 
     @property
     def moving(self) -> bool:

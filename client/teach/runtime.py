@@ -214,7 +214,8 @@ class LessonRun:
 
     async def control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         """An instructor's action: forward, back, jump (``index``), play, pause, pace
-        (``seconds``), remove or add (``unit``), rotate. Raises UsageError naming what is
+        (``seconds``), follow (``storyline``, or null for all), remove or add (``unit``).
+        Raises UsageError naming what is
         wrong (an unknown action, a bad argument, or the engine's refusal)."""
         event: le.Event
         match action:
@@ -230,13 +231,17 @@ class LessonRun:
                 event = le.Pause()
             case "pace":
                 event = le.SetPace(seconds=_number(args, "seconds"))
+            case "follow":
+                storyline = args.get("storyline")
+                event = le.Follow(storyline=None if storyline in (None, "") else
+                                  _text(args, "storyline"))
             case "remove":
                 event = le.Remove(unit=_text(args, "unit"))
             case "add":
                 event = le.Add(unit=_text(args, "unit"))
             case _:
                 raise UsageError(f"unknown action {action!r} (forward, back, jump, play, "
-                                 f"pause, pace, remove, add)")
+                                 f"pause, pace, follow, remove, add)")
         self._apply(self.engine.handle(event))
         return {"cursor": self.engine.cursor, "done": self.engine.done}
 
@@ -300,6 +305,6 @@ def _number(args: dict[str, Any], name: str) -> float:
 def _text(args: dict[str, Any], name: str) -> str:
     value = args.get(name)
     if not isinstance(value, str) or not value:
-        raise UsageError(f"{name!r} must be a unit id, not {value!r}")
+        raise UsageError(f"{name!r} must be a name, not {value!r}")
     return value
 

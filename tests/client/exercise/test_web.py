@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.client.exercise.conftest import NEEDS_CHROMIUM, WAIT, shot
+from tests.client.browser import NEEDS_CHROMIUM, WAIT, shot
 
 pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 

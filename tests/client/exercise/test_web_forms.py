@@ -18,7 +18,7 @@ from client.exercise.runtime import WRITABLE
 from client.messages import default_catalog
 from client.messages.catalog import SCHEMA_DIR
 from client.messages.content import load_file
-from tests.client.exercise.conftest import NEEDS_CHROMIUM, ROOT, WAIT, shot
+from tests.client.browser import NEEDS_CHROMIUM, ROOT, WAIT, shot
 
 pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 

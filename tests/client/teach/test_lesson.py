@@ -114,6 +114,36 @@ def test_lesson_play_moves_forward_at_its_pace_and_stops_at_the_end() -> None:
     assert not engine.playing
 
 
+def test_lesson_following_a_storyline_steps_through_its_messages_only() -> None:
+    """Following a storyline, forward goes to its next message (carrying out what lies
+    between, in order) and back to its previous one; membership changes still show."""
+    engine = _engine()
+    story = COCAIR.storylines[0]["id"]
+    mine = [i for i, item in enumerate(engine.items)
+            if isinstance(item, le.MessageItem) and item.storyline == story]
+    _carry_all(engine, engine.handle(le.Forward()))
+    engine.handle(le.Follow(storyline=story))
+    shown = []
+    for _ in mine:
+        carried = _carry_all(engine, engine.handle(le.Forward()))
+        assert carried == sorted(carried)
+        shown.append(engine.cursor)
+    assert shown == mine
+    assert engine.done == mine[-1] + 1
+    assert _refusals(engine.handle(le.Forward())) == ["this is the last item"]
+    engine.handle(le.Back())
+    assert engine.cursor == mine[-2]
+    engine.handle(le.Follow(storyline=None))
+    engine.handle(le.Back())
+    assert engine.cursor == mine[-2] - 1
+
+
+def test_lesson_following_an_unknown_storyline_is_refused() -> None:
+    refused = _refusals(_engine().handle(le.Follow(storyline="atlantis")))
+    assert refused
+    assert "no storyline 'atlantis'" in refused[0]
+
+
 def test_lesson_pace_outside_its_bounds_is_refused() -> None:
     engine = _engine()
     for bad in (0.0, -1.0, float("nan"), 10_000.0):
@@ -178,6 +208,8 @@ def test_lesson_failure_stops_the_lesson_going_forward_but_not_back() -> None:
 @given(st.lists(st.one_of(
     st.just(le.Forward()), st.just(le.Back()),
     st.integers(0, 30).map(lambda i: le.Jump(index=i)),
+    st.sampled_from([None, *(s["id"] for s in COCAIR.storylines)]).map(
+        lambda s: le.Follow(storyline=s)),
     st.sampled_from(["CI-JAITF-ABJ", "BR-PF-GRU", "NG-NDLEA-LOS"]).map(
         lambda u: le.Remove(unit=u)),
     st.sampled_from(["CI-JAITF-ABJ", "BR-PF-GRU", "NG-NDLEA-LOS"]).map(
