@@ -423,7 +423,7 @@ def recipients(message: Mapping[str, Any], participants: Mapping[str, Participan
     found: list[str] = []
     if kind == "warning":
         for a in message.get("addressees", []):
-            found += units_of(a if isinstance(a, str) else a.get("unit", a.get("country", "")))
+            found += units_of(a)  # a country code or a unit id (warning.schema.json)
     elif kind == "request_for_information":
         found = [p["unit"] for p in message.get("to", []) if p.get("unit") in participants]
     elif kind == "hit_notification":
@@ -445,7 +445,7 @@ def recipients(message: Mapping[str, Any], participants: Mapping[str, Participan
 def step_key(message: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]]) -> str:
     """The workflow step ``message`` is, as a key of the explanations' ``steps``:
     the type, or ``type.variant`` (an answer's result, a controlled delivery's phase, a
-    seizure reported by a unit that had been warned)."""
+    seizure reported by a unit that ``earlier`` messages (of its storyline) warned)."""
     kind = str(message.get("type"))
     if kind == "rfi_response" and message.get("result"):
         return f"rfi_response.{message['result']}"
@@ -453,10 +453,9 @@ def step_key(message: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]]) -
         return f"controlled_delivery.{message['phase']}"
     if kind == "seizure_report":
         sender = message["sender"]
+        mine = {sender.get("unit"), sender.get("country")}
         for m in earlier:
-            if m.get("type") == "warning" and any(
-                    a in (sender.get("unit"), sender.get("country"))
-                    for a in m.get("addressees", [])):
+            if m.get("type") == "warning" and mine & set(m.get("addressees", [])):
                 return "seizure_report.after_warning"
     return kind
 

@@ -7,10 +7,10 @@ panes: as written, as the hub stores it, as the members read it. Reads a LessonR
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import TYPE_CHECKING, Any
 
 from client.e2ee.message import HEADER_SIZE, Header
+from client.messages import content
 from client.messages.render import headline, render_html
 from client.messages.summary import summarise
 from client.replay.names import type_name
@@ -68,8 +68,10 @@ def _when(run: LessonRun, at: float) -> dict[str, Any]:
 
 def _brief(run: LessonRun, index: int, item: le.Item) -> dict[str, Any]:
     s = run.scenario
+    carried = index < len(run.records)
     base = {"index": index, "at": item.at, **_when(run, item.at),
-            "done": index < run.engine.done}
+            "done": index < run.engine.done,
+            "epoch": run.records[index].epoch if carried else None}
     if isinstance(item, le.MessageItem):
         m = item.message
         to, everyone = le.recipients(m, s.participants, s.ocu, _by_id(run))
@@ -78,9 +80,9 @@ def _brief(run: LessonRun, index: int, item: le.Item) -> dict[str, Any]:
                 "type_words": _type_words(run, m["type"]), "id": m["id"],
                 "summary": summarise(m, run._words) or headline(m)}
     who = ", ".join(item.units)
-    summary = {"create": f"{s.ocu} opens the channel to {len(item.units)} members",
+    summary = {"create": f"{s.ocu} opens the channel: {len(item.units) + 1} members",
                "remove": f"{s.ocu} removes {who}", "add": f"{s.ocu} adds {who}"}[item.action]
-    epoch = run.records[index].epoch if index < len(run.records) else None
+    epoch = base["epoch"]
     return {**base, "kind": "membership", "action": item.action, "storyline": None,
             "sender": s.ocu, "to": [] if item.action == "create" else list(item.units),
             "everyone": item.action == "create", "type": "membership",
@@ -133,9 +135,11 @@ def _detail(run: LessonRun, index: int) -> dict[str, Any]:
 
 def _written(run: LessonRun, index: int, item: le.MessageItem) -> dict[str, Any]:
     m = run.sent.get(item.message["id"], item.message)
-    earlier = [run.engine.items[i] for i in range(index)]
-    earlier_messages = [i.message for i in earlier if isinstance(i, le.MessageItem)]
-    key = le.step_key(m, earlier_messages)
+    # the step's meaning comes from its own storyline (a unit warned in another story
+    # that reports a seizure is not answering that warning)
+    earlier = [i.message for i in run.engine.items[:index]
+               if isinstance(i, le.MessageItem) and i.storyline == item.storyline]
+    key = le.step_key(m, earlier)
     refs = []
     for ref in _references(m):
         at = next((i for i, it in enumerate(run.engine.items)
@@ -150,7 +154,7 @@ def _written(run: LessonRun, index: int, item: le.MessageItem) -> dict[str, Any]
             "storyline": {"id": item.storyline, "title": story.get("title", item.storyline)},
             "explain": {"type": run.explanations.types.get(m["type"], {}),
                         "step": run.explanations.step(key), "step_key": key},
-            "size": len(json.dumps(m, ensure_ascii=False).encode())}
+            "size": len(content.encode(m))}  # what the sender encrypted
 
 
 def _references(m: dict[str, Any]) -> list[str]:
@@ -170,11 +174,12 @@ def _membership_written(run: LessonRun, item: le.MembershipItem,
            "add": "member_added"}[item.action]
     who = ", ".join(item.units)
     text = run.explanations.membership(key, unit=who, epoch=record.epoch)
-    title = {"create": f"{run.scenario.ocu} opens {run.op}: epoch 0, {len(item.units)} "
+    title = {"create": f"{run.scenario.ocu} opens {run.op}: epoch 0, {len(item.units) + 1} "
                        f"members",
              "remove": f"{run.scenario.ocu} removes {who}: epoch {record.epoch}",
              "add": f"{run.scenario.ocu} adds {who}: epoch {record.epoch}"}[item.action]
-    return {"kind": "membership", "type": "membership", "action": item.action,
+    return {"kind": "membership", "type": "membership", "id": f"epoch {record.epoch}",
+            "action": item.action,
             "units": list(item.units), "headline": title, "summary": text, "html": "",
             "refers": [], "storyline": None,
             "explain": {"type": {}, "step": text, "step_key": key}}

@@ -12,12 +12,16 @@ async function api(path, body) {
 
 // Calls refresh() now and whenever the exercise changes (server-sent events); a dropped
 // stream reconnects by itself and the page fetches everything again, so nothing is lost.
+// Never two fetches at once; a change that comes during one is fetched after it (else the
+// page could stay on what it showed before the last change).
 function live(refresh) {
-  let pending = false;
+  let running = false, again = false;
   const run = async () => {
-    if (pending) return;
-    pending = true;
-    try { await refresh(); } finally { pending = false; }
+    if (running) { again = true; return; }
+    running = true;
+    try {
+      do { again = false; await refresh(); } while (again);
+    } finally { running = false; }
   };
   const source = new EventSource(`/api/events/${TOKEN}`);
   source.addEventListener("change", run);
