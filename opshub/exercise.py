@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
-import signal
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from client.exercise import exercise_file
 from client.exercise.exercise_file import Exercise
-from client.exercise.runtime import ExerciseRun, links, write_ready
+from client.exercise.runtime import ExerciseRun, links
 from client.exercise.web import make_app
 from client.identity import KeyFolder
 from client.replay.run import participants, pick_operation_id
@@ -29,6 +25,7 @@ from opshub.hubapi import HubApi
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
+from opshub.webapp import listening, run_until_stopped, stop_on_signals
 from protocol.errors import UsageError
 
 
@@ -98,40 +95,15 @@ async def _serve(ex: Exercise, url: str, chosen: Cast, base: str, *, host: str, 
     runtime = ExerciseRun(ex, url=url, identities=chosen.identities,
                           authority=chosen.authority, operation_id=operation_id, seed=seed,
                           speed=speed, out=out)
-    runner = web.AppRunner(make_app(runtime), handle_signals=False, access_log=None,
-                           shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-                             ) from None
-        actual = runner.addresses[0][1]
-        runtime.base_url = f"http://{host}:{actual}"
-        found = links(runtime, runtime.base_url)
+    async with listening(make_app(runtime), host, port) as base_url:
+        runtime.base_url = base_url
+        found = links(runtime, base_url)
         say(f"exercise {ex.name}: {ex.scenario.name}, seats {', '.join(ex.seats)}, "
             f"{len(ex.injects)} injects, hub {url}")
         for who, link in found.items():
             say(f"  {who:<16} {link}")
-        async with asyncio.TaskGroup() as tasks:
-            playing = tasks.create_task(runtime.run())
-            if ready_file is not None:
-                write_ready(ready_file, {"url": runtime.base_url, "links": found,
-                                         "hub": url})
-            await stop.wait()
-            runtime.stop()
-            await playing
-    finally:
-        if ready_file is not None:
-            _remove(ready_file)
-        await runner.cleanup()
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
+        await run_until_stopped(runtime.run(), runtime.stop, stop, ready_file,
+                                {"url": base_url, "links": found, "hub": url})
 
 
 def cmd_exercise(args: argparse.Namespace) -> int:
@@ -139,9 +111,7 @@ def cmd_exercise(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
         await run_exercise(ex, host=args.host, port=args.port, speed=args.speed,
                            seed=args.seed, out=args.out, hub_url=args.hub, keys=args.keys,
                            ready_file=args.ready_file, stop=stop)

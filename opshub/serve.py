@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 from hub.app import RunningHub, serve
 from hub.config import HubConfig, load_config_file
 from opshub.identities import open_folder, roster
 from opshub.loops import run
+from opshub.webapp import write_ready
 from protocol.errors import UsageError
-
-
-def write_ready_file(path: Path, info: dict[str, Any]) -> None:
-    """Write ``info`` as JSON to ``path`` so that a reader never sees half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info) + "\n")
-    os.replace(tmp, path)
 
 
 def hub_config(args: argparse.Namespace) -> HubConfig:
@@ -60,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         nonlocal listening
         listening = True
         if ready_file is not None:
-            write_ready_file(ready_file, {"url": running.url, "http": running.http,
+            write_ready(ready_file, {"url": running.url, "http": running.http,
                                           "pid": os.getpid(), "hub": config.hub_id,
                                           "db": str(config.db)})
         print(f"opshub: hub {config.hub_id!r} listening on {running.http} "

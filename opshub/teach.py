@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from client.exercise.runtime import write_ready
 from client.identity import KeyFolder
 from client.messages import default_catalog
 from client.replay.run import participants
@@ -31,7 +26,7 @@ from hub.store.sqlite import LogReader
 from opshub.hubprocess import HubProcess
 from opshub.identities import cast
 from opshub.loops import run
-from protocol.errors import UsageError
+from opshub.webapp import listening, run_until_stopped, stop_on_signals
 
 
 async def run_lesson(scenario: Scenario, *, host: str, port: int,
@@ -64,40 +59,15 @@ async def run_lesson(scenario: Scenario, *, host: str, port: int,
 
 async def _serve(lesson: LessonRun, db: Path, *, host: str, port: int, ready_file: Path | None,
                  stop: asyncio.Event, say: Any) -> None:
-    runner = web.AppRunner(make_app(lesson), handle_signals=False, access_log=None,
-                           shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-                             ) from None
-        base = f"http://{host}:{runner.addresses[0][1]}"
+    async with listening(make_app(lesson), host, port) as base:
         link = f"{base}/lesson/{lesson.token}"
         s = lesson.scenario
         say(f"lesson {s.code}: {s.name}, {len(s.storylines)} storylines, "
             f"{len(s.steps)} messages, {len(s.participants)} participants, hub {lesson.url}")
         say(f"  open {link}")
-        async with asyncio.TaskGroup() as tasks:
-            playing = tasks.create_task(lesson.run())
-            if ready_file is not None:
-                write_ready(ready_file, {"url": base, "link": link, "hub": lesson.url,
-                                         "token": lesson.token, "db": str(db),
-                                         "operation": lesson.op})
-            await stop.wait()
-            lesson.stop()
-            await playing
-    finally:
-        if ready_file is not None:
-            _remove(ready_file)
-        await runner.cleanup()
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
+        await run_until_stopped(lesson.run(), lesson.stop, stop, ready_file, {
+            "url": base, "link": link, "hub": lesson.url, "token": lesson.token,
+            "db": str(db), "operation": lesson.op})
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
@@ -105,9 +75,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
         await run_lesson(scenario, host=args.host, port=args.port,
                          explanations_file=args.explanations or explanations.DEFAULT,
                          late=tuple(args.late or ()),

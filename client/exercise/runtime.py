@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import json
 import logging
 import math
 import secrets
@@ -651,8 +650,3 @@ def links(run: ExerciseRun, base: str) -> dict[str, str]:
     out.update({s.unit: f"{base}/seat/{s.token}" for s in run.seats.values()})
     return out
 
-
-def write_ready(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)

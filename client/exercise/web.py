@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,6 +59,8 @@ class Runtime(Protocol):
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+#: an action by name, with its arguments: what it did, as JSON (raises OpshubError)
+Control = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def refuse(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
@@ -115,13 +117,18 @@ async def console_state(request: web.Request) -> web.Response:
 
 
 async def console_control(request: web.Request) -> web.Response:
-    rt = _director(request)
+    return await control_response(request, _director(request).control)
+
+
+async def control_response(request: web.Request, control: Control) -> web.Response:
+    """Carry out the request's ``{"action": ..., ...}`` with ``control``: its answer as
+    JSON, or 409 with the error's code and message (400 for a body that is not one)."""
     body = await json_body(request)
     action = body.get("action")
     if not isinstance(action, str):
         raise refuse(web.HTTPBadRequest, "malformed", "'action' must name an action")
     try:
-        return web.json_response(await rt.control(action, body))
+        return web.json_response(await control(action, body))
     except OpshubError as exc:
         raise refuse(web.HTTPConflict, exc.code, exc.message) from None
 

@@ -13,8 +13,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from client.exercise.web import STATIC as EXERCISE_STATIC
-from client.exercise.web import event_stream, json_body, refuse
-from protocol.errors import OpshubError
+from client.exercise.web import control_response, event_stream, refuse
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -51,15 +50,7 @@ async def state(request: web.Request) -> web.Response:
 
 
 async def control(request: web.Request) -> web.Response:
-    lesson = _lesson(request)
-    body = await json_body(request)
-    action = body.get("action")
-    if not isinstance(action, str):
-        raise refuse(web.HTTPBadRequest, "malformed", "'action' must name an action")
-    try:
-        return web.json_response(await lesson.control(action, body))
-    except OpshubError as exc:
-        raise refuse(web.HTTPConflict, exc.code, exc.message) from None
+    return await control_response(request, _lesson(request).control)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
