@@ -28,6 +28,7 @@ from typing import Any, Literal, assert_never
 
 from client.replay.scenario import Participant, Scenario
 from protocol.errors import UsageError
+from protocol.store import LogEntry
 
 #: Seconds between items when playing, unless the instructor sets another pace.
 DEFAULT_PACE = 4.0
@@ -208,6 +209,18 @@ class Membership:
 
     def member_at(self, epoch: int) -> bool:
         return any(j <= epoch and (r is None or epoch < r) for j, r in self.spans)
+
+
+@dataclass(slots=True)
+class Record:
+    """What carrying out one item left: the hub's entries for it and the epoch after."""
+
+    entries: list[LogEntry]
+    epoch: int
+    #: the log seq of the item's own entry (the message, or the membership commit)
+    seq: int | None = None
+    #: who held the new epoch's keys once it was carried out (membership items)
+    holders: list[str] = field(default_factory=list)
 
 
 # --- the engine -------------------------------------------------------------------------

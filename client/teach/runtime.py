@@ -18,7 +18,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from client.e2ee.message import Header
@@ -45,18 +44,6 @@ READ_WITHIN = 30.0
 Stored = Callable[[str, int], list[LogEntry]]
 
 
-@dataclass(slots=True)
-class Record:
-    """What carrying out one item left: the hub's entries for it and the epoch after."""
-
-    entries: list[LogEntry]
-    epoch: int
-    #: the log seq of the item's own entry (the message, or the membership commit)
-    seq: int | None = None
-    #: who held the new epoch's keys once it was carried out (membership items)
-    holders: list[str] = field(default_factory=list)
-
-
 class LessonRun:
     def __init__(self, scenario: Scenario, *, url: str, identities: dict[str, UnitIdentity],
                  authority: Authority, op: str, stored: Stored, explanations: Explanations,
@@ -77,14 +64,14 @@ class LessonRun:
         #: the lesson page's link is /lesson/<token>
         self.token = token()
         self.catalog = default_catalog()
-        self._words = enum_words(self.catalog)
+        self.words = enum_words(self.catalog)
         self.engine = le.LessonEngine(items or le.lesson_items(scenario), scenario.ocu,
                                       scenario.participants)
         self.agents: dict[str, SecureAgent] = {}
         #: log seq -> unit -> (epoch, the decrypted message equals what was sent)
         self.reads: dict[int, dict[str, tuple[int, bool]]] = {}
         #: per item carried out, in item order
-        self.records: list[Record] = []
+        self.records: list[le.Record] = []
         #: message id -> the message as sent (for references)
         self.sent: dict[str, dict[str, Any]] = {}
         self._last_seq = 0
@@ -160,7 +147,7 @@ class LessonRun:
                 case le.Refused(reason=reason):
                     raise UsageError(reason)
 
-    async def _carry_out(self, item: le.Item) -> Record:
+    async def _carry_out(self, item: le.Item) -> le.Record:
         ocu = self.agents[self.scenario.ocu]
         if isinstance(item, le.MessageItem):
             body = {**item.message, "operation": self.op}
@@ -169,7 +156,7 @@ class LessonRun:
             await self._members_read(seq, skip=item.sender)
             entries = await self._new_entries()
             epoch = Header.from_bytes(_entry(entries, seq).header).epoch
-            return Record(entries, epoch, seq)
+            return le.Record(entries, epoch, seq)
         if item.action == "create":
             await ocu.create_operation(self.op, self.scenario.name,
                                        [self.identities[u].signed for u in item.units])
@@ -190,7 +177,7 @@ class LessonRun:
         entries = await self._new_entries()
         commits = [e for e in entries if e.kind == f.KIND_COMMIT]
         holders = sorted(u for u, a in self.agents.items() if a.epoch(self.op) == epoch)
-        return Record(entries, epoch, commits[-1].seq if commits else None, holders)
+        return le.Record(entries, epoch, commits[-1].seq if commits else None, holders)
 
     async def _members_read(self, seq: int, *, skip: str, among: set[str] | None = None
                             ) -> None:
@@ -264,6 +251,10 @@ class LessonRun:
         """The lesson page's view: where the lesson is, every item in brief, the
         participants and countries, and the shown item in full (three panes)."""
         return lesson_state(self)
+
+    def epoch_of(self, unit: str) -> int | None:
+        agent = self.agents.get(unit)
+        return None if agent is None else agent.epoch(self.op)
 
     def tried(self, seq: int, unit: str, entry: LogEntry) -> str:
         """What ``unit``'s own keys do with the stored ``entry``: the error they raise,

@@ -1,32 +1,56 @@
 """What the lesson page shows, as JSON: where the lesson is, every item in brief (for the
 sequence diagram, the jump lists and the countries), and the shown item in full, in three
-panes: as written, as the hub stores it, as the members read it. Reads a LessonRun
+panes: as written, as the hub stores it, as the members read it. Reads a Lesson
 (client/teach/runtime.py); decides nothing and changes nothing but its caches.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from client.e2ee.message import HEADER_SIZE, Header
 from client.messages import content
+from client.messages.catalog import Catalog
 from client.messages.render import headline, render_html
 from client.messages.summary import summarise
 from client.replay.names import type_name
+from client.replay.scenario import Scenario
 from client.teach import lesson as le
+from client.teach.explanations import Explanations
 from protocol import frames as f
 from protocol.errors import CryptoError
 from protocol.store import LogEntry
 
-if TYPE_CHECKING:
-    from client.teach.runtime import LessonRun, Record
+
+class Lesson(Protocol):
+    """What the view reads of a lesson (client/teach/runtime.py's Lesson)."""
+
+    scenario: Scenario
+    op: str
+    hub_label: str
+    engine: le.LessonEngine
+    explanations: Explanations
+    catalog: Catalog
+    words: frozenset[str]
+    #: per item carried out, in item order
+    records: list[le.Record]
+    #: message id -> the message as sent
+    sent: dict[str, dict[str, Any]]
+    #: log seq -> unit -> (epoch, what it decrypted equals what was sent)
+    reads: dict[int, dict[str, tuple[int, bool]]]
+
+    def epoch_of(self, unit: str) -> int | None:
+        """The epoch whose keys ``unit``'s agent holds now."""
+
+    def tried(self, seq: int, unit: str, entry: LogEntry) -> str:
+        """What ``unit``'s own keys do with the stored ``entry``."""
 
 #: Bytes of ciphertext shown as hex.
 EXCERPT = 48
 
 
-def lesson_state(run: LessonRun) -> dict[str, Any]:
+def lesson_state(run: Lesson) -> dict[str, Any]:
     eng = run.engine
     s = run.scenario
     briefs = [_brief(run, i, item) for i, item in enumerate(eng.items)]
@@ -60,13 +84,13 @@ def lesson_state(run: LessonRun) -> dict[str, Any]:
     }
 
 
-def _when(run: LessonRun, at: float) -> dict[str, Any]:
+def _when(run: Lesson, at: float) -> dict[str, Any]:
     t = run.scenario.t0 + dt.timedelta(seconds=at)
     return {"day": int(at // 86400) + 1, "label": f"Day {int(at // 86400) + 1}, "
             f"{t:%a %d %b} {t:%H:%M} UTC"}
 
 
-def _brief(run: LessonRun, index: int, item: le.Item) -> dict[str, Any]:
+def _brief(run: Lesson, index: int, item: le.Item) -> dict[str, Any]:
     s = run.scenario
     carried = index < len(run.records)
     base = {"index": index, "at": item.at, **_when(run, item.at),
@@ -78,7 +102,7 @@ def _brief(run: LessonRun, index: int, item: le.Item) -> dict[str, Any]:
         return {**base, "kind": "message", "storyline": item.storyline, "sender": item.sender,
                 "to": to, "everyone": everyone, "type": m["type"],
                 "type_words": _type_words(run, m["type"]), "id": m["id"],
-                "summary": summarise(m, run._words) or headline(m)}
+                "summary": summarise(m, run.words) or headline(m)}
     who = ", ".join(item.units)
     summary = {"create": f"{s.ocu} opens the channel: {len(item.units) + 1} members",
                "remove": f"{s.ocu} removes {who}", "add": f"{s.ocu} adds {who}"}[item.action]
@@ -90,12 +114,12 @@ def _brief(run: LessonRun, index: int, item: le.Item) -> dict[str, Any]:
             "summary": summary}
 
 
-def _type_words(run: LessonRun, kind: str) -> str:
+def _type_words(run: Lesson, kind: str) -> str:
     node = run.explanations.types.get(kind)
     return str(node["title"]) if node else type_name(kind)
 
 
-def _by_id(run: LessonRun) -> dict[str, dict[str, Any]]:
+def _by_id(run: Lesson) -> dict[str, dict[str, Any]]:
     return {st.message["id"]: st.message for st in run.scenario.steps}
 
 
@@ -107,19 +131,19 @@ def _days(briefs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(days.values())
 
 
-def _participant(run: LessonRun, unit: str) -> dict[str, Any]:
+def _participant(run: Lesson, unit: str) -> dict[str, Any]:
     p = run.scenario.participants[unit]
     m = run.engine.membership[unit]
     return {"unit": unit, "name": p.name, "country": p.country, "agency": p.agency,
             "role": p.role, "member": m.member or unit == run.scenario.ocu,
             "spans": [list(span) for span in m.spans],
-            "epoch": run.agents[unit].epoch(run.op) if unit in run.agents else None}
+            "epoch": run.epoch_of(unit)}
 
 
 # --- the shown item -----------------------------------------------------------------------
 
 
-def _detail(run: LessonRun, index: int) -> dict[str, Any]:
+def _detail(run: Lesson, index: int) -> dict[str, Any]:
     item = run.engine.items[index]
     record = run.records[index]
     entry = next((e for e in record.entries if e.seq == record.seq), None)
@@ -133,7 +157,7 @@ def _detail(run: LessonRun, index: int) -> dict[str, Any]:
             "stored": _stored(run, item, record, entry), "readers": readers}
 
 
-def _written(run: LessonRun, index: int, item: le.MessageItem) -> dict[str, Any]:
+def _written(run: Lesson, index: int, item: le.MessageItem) -> dict[str, Any]:
     m = run.sent.get(item.message["id"], item.message)
     # the step's meaning comes from its own storyline (a unit warned in another story
     # that reports a seizure is not answering that warning)
@@ -149,7 +173,7 @@ def _written(run: LessonRun, index: int, item: le.MessageItem) -> dict[str, Any]
                      "headline": headline(target) if target else ref})
     story = next((st for st in run.scenario.storylines if st["id"] == item.storyline), {})
     return {"kind": "message", "type": m["type"], "id": m["id"],
-            "headline": headline(m), "summary": summarise(m, run._words),
+            "headline": headline(m), "summary": summarise(m, run.words),
             "html": render_html(run.catalog, m), "refers": refs,
             "storyline": {"id": item.storyline, "title": story.get("title", item.storyline)},
             "explain": {"type": run.explanations.types.get(m["type"], {}),
@@ -168,8 +192,8 @@ def _references(m: dict[str, Any]) -> list[str]:
     return found
 
 
-def _membership_written(run: LessonRun, item: le.MembershipItem,
-                        record: Record) -> dict[str, Any]:
+def _membership_written(run: Lesson, item: le.MembershipItem,
+                        record: le.Record) -> dict[str, Any]:
     key = {"create": "channel_created", "remove": "member_removed",
            "add": "member_added"}[item.action]
     who = ", ".join(item.units)
@@ -185,7 +209,7 @@ def _membership_written(run: LessonRun, item: le.MembershipItem,
             "explain": {"type": {}, "step": text, "step_key": key}}
 
 
-def _stored(run: LessonRun, item: le.Item, record: Record, entry: LogEntry | None
+def _stored(run: Lesson, item: le.Item, record: le.Record, entry: LogEntry | None
             ) -> dict[str, Any]:
     hub = run.explanations.hub
     out: dict[str, Any] = {"can_learn": hub["can_learn"], "cannot_learn": hub["cannot_learn"],
@@ -214,7 +238,7 @@ def _stored(run: LessonRun, item: le.Item, record: Record, entry: LogEntry | Non
     return out
 
 
-def _readers(run: LessonRun, item: le.MessageItem, record: Record,
+def _readers(run: Lesson, item: le.MessageItem, record: le.Record,
              entry: LogEntry | None) -> list[dict[str, Any]]:
     got = run.reads.get(record.seq or -1, {})
     out = []
@@ -233,7 +257,7 @@ def _readers(run: LessonRun, item: le.MessageItem, record: Record,
     return out
 
 
-def _holders(run: LessonRun, item: le.MembershipItem, record: Record
+def _holders(run: Lesson, item: le.MembershipItem, record: le.Record
              ) -> list[dict[str, Any]]:
     out = []
     for unit in run.scenario.participants:
