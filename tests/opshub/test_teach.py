@@ -186,3 +186,40 @@ async def test_teach_refusals_name_the_problem_and_change_nothing(lesson: Lesson
     assert (after["cursor"], after["done"]) == (before["cursor"], before["done"])
     async with lesson.http.get(f"{lesson.ready['url']}/api/lesson/not-the-token/state") as r:
         assert r.status == 403
+
+
+@pytest.mark.parametrize("name", ["cocair-v", "trigger-vii", "calypso-2"])
+async def test_teach_plays_every_documented_operation_to_its_end(tmp_path: Path,
+                                                                  name: str) -> None:
+    """Each documented operation's lesson carries out every storyline message to the last
+    one, each read by every member with what was written, each with a workflow step the
+    explanations know."""
+    scenario = load(resolve(name))
+    ready_file = tmp_path / "ready.json"
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_lesson(scenario, host="127.0.0.1", port=0,
+                                          ready_file=ready_file, stop=stop,
+                                          say=lambda _line: None))
+    try:
+        async with asyncio.timeout(60):
+            while not ready_file.exists():
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as http:
+            lesson = Lesson(http, json.loads(ready_file.read_text()))
+            await lesson.settled()
+            s = await lesson.do("jump", index=len(scenario.steps))
+            assert (s["failure"], s["done"]) == (None, len(scenario.steps) + 1)
+            steps = set()
+            for index in range(1, s["total"]):
+                s = await lesson.do("jump", index=index)
+                current = s["current"]
+                assert all(r["can"] for r in current["readers"]), current["readers"]
+                assert all(r.get("same", True) for r in current["readers"])
+                assert current["written"]["explain"]["step"]
+                steps.add(current["written"]["explain"]["step_key"])
+            assert len(steps) >= 4
+    finally:
+        stop.set()
+        await task
