@@ -272,16 +272,17 @@ def _substitute(node: Any, ids: dict[str, str], where: str, add: Any) -> Any:
 
 
 def _check_results(scenario: Scenario, add: Any) -> None:
-    from client.replay.tally import Tally, known_metric
+    from client.replay.tally import Tally, metric_problem
 
     tally = Tally(scenario.participants)
     for step in scenario.steps:
         tally.add(step.message, at=step.at)
     totals = tally.totals()
     for i, r in enumerate(scenario.results):
-        if not known_metric(r["metric"]):
-            add(f"/results/{i}/metric", f"{r['metric']!r} is not a metric the OCU can tally "
-                "(see docs/scenarios.md)")
+        problem = metric_problem(r["metric"])
+        if problem is not None:
+            add(f"/results/{i}/metric", f"{r['metric']!r} is not a metric the OCU can tally: "
+                f"{problem} (see docs/scenarios.md)")
             continue
         have = totals.get(r["metric"], 0.0)
         if r["rule"] in ("exact", "at_most") and have > r["value"] + 1e-9:

@@ -34,33 +34,77 @@ KIND_FIELDS = {"drug": "substance", "firearm": "firearm_type", "firearm_part": "
 
 
 def known_metric(metric: str) -> bool:
-    """Whether the tally can ever count ``metric``: its category, kind and unit come
-    from the seizure report schema (a misspelt name would always read 0)."""
+    """Whether the tally can ever count ``metric`` (see ``metric_problem``)."""
+    return metric_problem(metric) is None
+
+
+def metric_problem(metric: str) -> str | None:
+    """Why the tally can never count ``metric``, or None: its message type, database,
+    category, kind and unit must come from the schemas (a misspelt name would always
+    read 0)."""
+    if "." not in metric and metric not in (*_WHOLE, "messages", "hits"):
+        return (f"no metric named {metric!r} (the one-word metrics are messages, reports, "
+                f"items, arrests, countries and hits; the others are "
+                f"<category>[.<kind>].<measure>, as drug.cocaine.kg)")
     if not _METRIC.match(metric):
-        return False
+        return "is not a metric name (words of a-z, 0-9 and _ joined by dots)"
     parts = metric.split(".")
-    head = parts[0]
-    if head in ("messages", "reports", "items", "arrests", "countries", "hits"):
-        return True
+    head, rest = parts[0], parts[1:]
+    if head in _WHOLE:
+        return f"{head} is counted as a whole: nothing goes after it" if rest else None
+    if head == "messages":
+        return _one_of("message type", rest, _message_types())
+    if head == "hits":
+        return _one_of("database", rest, {"interpol"} | _vocabulary()["database"])
     if metric in ("ammunition.rounds", "currency.usd", "currency.counterfeit.usd"):
-        return True
+        return None
     vocab = _vocabulary()
     if head not in vocab["categories"]:
-        return False
+        return (f"no category {head!r} in the seizure report schema (categories: "
+                f"{', '.join(sorted(vocab['categories']))}; and messages, reports, items, "
+                f"arrests, countries, hits)")
     if head == "person":
         if metric == "person.count":
-            return True
-        if parts[1] == "notice":
-            return len(parts) == 4 and parts[2] in vocab["notice"] and parts[3] == "count"
-        return len(parts) == 3 and parts[1] in vocab["role"] and parts[2] == "count"
-    measure = parts[-1]
+            return None
+        if rest[0] == "notice":
+            if len(rest) == 3 and rest[2] == "count":
+                return _one_of("notice", rest[1:2], vocab["notice"])
+            return "a notice figure is person.notice.<colour>.count"
+        if len(rest) == 2 and rest[1] == "count":
+            return _one_of("person role", rest[:1], vocab["role"])
+        return "a person figure is person.count or person.<role>.count"
+    measure = rest[-1]
     # masses and volumes are tallied in kg and l only
-    if measure not in {"count", "kg", "l"} | (vocab["units"] - set(_TO_KG) - set(_TO_L)):
-        return False
-    if len(parts) == 2:
-        return True
-    kinds = vocab.get(KIND_FIELDS.get(head, ""), set())
-    return len(parts) == 3 and parts[1] in kinds
+    measures = {"count", "kg", "l"} | (vocab["units"] - set(_TO_KG) - set(_TO_L))
+    if measure not in measures:
+        return (f"{measure!r} is not a measure the tally keeps (masses in kg, volumes in l; "
+                f"one of {', '.join(sorted(measures))})")
+    if len(rest) == 1:
+        return None
+    field = KIND_FIELDS.get(head)
+    if field is None:
+        return f"{head} items have no kind to count them by: {head}.{measure}"
+    if len(rest) > 2:
+        return f"a figure by kind is {head}.<{field}>.{measure}"
+    return _one_of(field.replace("_", " "), rest[:1], vocab.get(field, set()))
+
+
+#: metrics that count a whole and take no suffix
+_WHOLE = ("reports", "items", "arrests", "countries")
+
+
+def _one_of(what: str, rest: list[str], known: set[str]) -> str | None:
+    if not rest:
+        return None
+    if len(rest) > 1 or rest[0] not in known:
+        return f"no {what} {'.'.join(rest)!r} (known: {', '.join(sorted(known))})"
+    return None
+
+
+def _message_types() -> set[str]:
+    from client.messages import default_catalog
+
+    return set(default_catalog().types)
 
 
 _VOCAB: dict[str, set[str]] = {}
