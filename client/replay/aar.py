@@ -44,6 +44,7 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
     if words is None:
         words = enum_words(default_catalog())
     totals = tally.totals()
+    sources = figure_sources(scenario, totals)
     checks = []
     for r in scenario.results:
         observed = totals.get(r["metric"], 0.0)
@@ -86,6 +87,7 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
         "messages": int(totals.get("messages", 0)),
         "checks": checks,
         "totals": totals,
+        "sources": sources,
         "by_day": [{"day": d, "date": (scenario.start + dt.timedelta(days=d - 1)).isoformat(),
                     "messages": c["messages"], "reports": c["reports"], "items": c["items"]}
                    for d, c in sorted(days.items())],
@@ -112,6 +114,26 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
     }
     report.update(extra or {})
     return report
+
+
+def figure_sources(scenario: Scenario, totals: dict[str, float]) -> dict[str, str]:
+    """Where each figure of ``totals`` comes from: ``published`` (a result checks it),
+    ``storylines`` (the documented cases alone give it), or ``generated`` (the traffic the
+    generator made up to reach the published figures moved it, and no source gives it)."""
+    story = Tally(scenario.participants)
+    for step in scenario.steps:
+        story.add(step.message, at=step.at)
+    from_stories = story.totals()
+    published = {r["metric"] for r in scenario.results}
+    out = {}
+    for metric, value in totals.items():
+        if metric in published:
+            out[metric] = "published"
+        elif abs(value - from_stories.get(metric, 0.0)) <= 1e-6 * max(1.0, abs(value)):
+            out[metric] = "storylines"
+        else:
+            out[metric] = "generated"
+    return out
 
 
 def _shown(path: Any) -> str:

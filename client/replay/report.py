@@ -142,7 +142,7 @@ class Table(NamedTuple):
     headers: Sequence[str]
     numeric: Sequence[bool]
     rows: Sequence[Sequence[str]]
-    row_classes: Sequence[str] = ()  # HTML only: "ok" / "fail" per row
+    row_classes: Sequence[str] = ()  # HTML only: "ok" / "fail" / "generated" per row
 
 
 class Chart(NamedTuple):
@@ -205,9 +205,10 @@ def report_sections(report: Mapping[str, Any]) -> Iterator[Section]:
     if checks := _rows(report, "checks"):
         yield Section("Published figures", tables=[_checks_table(checks)])
     if totals := _mapping(report, "totals"):
+        sources = {str(k): str(v) for k, v in _mapping(report, "sources").items()}
         yield Section("Totals", paragraphs=["Every figure of the OCU's tally, from the "
-                                            "messages it read."])
-        yield from _totals(totals)
+                                            "messages it read.", *_sources_note(sources)])
+        yield from _totals(totals, sources)
     if days := _rows(report, "by_day"):
         bars = [(_day_label(d), _num(d.get("reports"))) for d in days]
         yield Section("By day", charts=_chart(column_chart, "Seizure reports per day", bars,
@@ -266,17 +267,39 @@ def _checks_table(checks: Sequence[Mapping[str, Any]]) -> Table:
     return Table(headers, numeric, rows, classes)
 
 
-def _totals(totals: Mapping[str, Any]) -> Iterator[Section]:
-    """The totals in groups, each figure labelled in words, as sections one level down."""
-    groups: dict[str, list[tuple[tuple[int, str, int, str], str, str]]] = {}
+#: where a figure comes from (aar.figure_sources), in words
+SOURCES = {"published": "published (checked above)", "storylines": "the documented cases",
+           "generated": "generated, not published"}
+
+
+def _sources_note(sources: Mapping[str, str]) -> list[str]:
+    generated = sum(1 for v in sources.values() if v == "generated")
+    if not generated:
+        return []
+    return [f"{generated} of {len(sources)} figures are generated, not published: the "
+            f"replay made them up with the background traffic it needed to reach the "
+            f"published figures, and no source gives them. Read them as the generator's, "
+            f"not the operation's."]
+
+
+def _totals(totals: Mapping[str, Any], sources: Mapping[str, str]) -> Iterator[Section]:
+    """The totals in groups, each figure labelled in words, as sections one level down;
+    with where each comes from when the report says."""
+    groups: dict[str, list[tuple[tuple[int, str, int, str], list[str], str]]] = {}
     for metric, value in totals.items():
         group, label = metric_label(str(metric))
-        groups.setdefault(group, []).append(
-            (metric_rank(str(metric)), label, _fmt_metric(str(metric))(value)))
+        row = [label, _fmt_metric(str(metric))(value)]
+        source = sources.get(str(metric))
+        if sources:
+            row.append(SOURCES.get(source or "", source or ""))
+        groups.setdefault(group, []).append((metric_rank(str(metric)), row, source or ""))
+    headers, numeric = ["Figure", "Value", "Source"], [False, True, False]
+    width = 3 if sources else 2
     for group in TOTAL_GROUPS:
         if rows := sorted(groups.get(group, [])):
             yield Section(group, level=3, tables=[Table(
-                ["Figure", "Value"], [False, True], [[label, v] for _, label, v in rows])])
+                headers[:width], numeric[:width], [r for _, r, _ in rows],
+                [c if c == "generated" else "" for _, _, c in rows])])
 
 
 def _commodities(goods: Sequence[Mapping[str, Any]]) -> Section:
@@ -469,6 +492,7 @@ th { background: #f4f6f8; }
 .num { text-align: right; }
 tr.ok td:nth-child(5) { color: var(--ok); }
 tr.fail td { background: #fdecea; }
+tr.generated td { color: #8a5a00; font-style: italic; }
 tr.fail td:nth-child(5) { color: var(--fail); font-weight: 600; }
 figure { margin: 1rem 0; break-inside: avoid; }
 figcaption { font-weight: 600; margin-bottom: 0.3rem; }

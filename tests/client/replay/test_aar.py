@@ -3,9 +3,13 @@ messages as the OCU reads them (no hub: the steps go straight into the tally and
 
 from __future__ import annotations
 
+import copy
+
 from client.messages import default_catalog
 from client.messages.summary import summarise
 from client.messages.values import enum_words
+from client.replay import aar
+from client.replay.tally import Tally
 from tests.client.replay.conftest import StorylineReport
 
 
@@ -66,3 +70,34 @@ def test_build_names_countries_by_code_with_their_units(cocair: StorylineReport)
         assert "name" not in row
         assert row["units"] == sorted(u for u in senders
                                       if scenario.participants[u].country == row["country"])
+
+
+def test_build_marks_storyline_figures_and_published_ones(cocair: StorylineReport) -> None:
+    """A report of the storylines alone has no generated figure: each is published (a
+    result checks it) or given by the documented cases."""
+    scenario, report = cocair
+    published = {r["metric"] for r in scenario.results}
+    assert set(report["sources"]) == set(report["totals"])
+    for metric, source in report["sources"].items():
+        assert source == ("published" if metric in published else "storylines"), metric
+
+
+def test_build_marks_figures_moved_by_generated_traffic(cocair: StorylineReport) -> None:
+    """A seizure no storyline has moves the figures it counts in: those no result checks
+    are marked generated, so a reader sees what the generator made up."""
+    scenario, _ = cocair
+    tally = Tally(scenario.participants)
+    for step in scenario.steps:
+        tally.add(step.message, at=step.at)
+    extra = copy.deepcopy(next(s.message for s in scenario.steps
+                               if s.message["type"] == "seizure_report"))
+    extra["id"] = "BR-PF-GRU-B9999"
+    extra["items"] = [{**extra["items"][0], "category": "drug", "substance": "heroin",
+                       "quantity": {"value": 2.0, "unit": "kg"}}]
+    tally.add(extra)
+    report = aar.build(scenario, tally, [s.message for s in scenario.steps] + [extra],
+                       seed=1, speed="max")
+    assert report["sources"]["drug.heroin.kg"] == "generated"
+    assert report["sources"]["drug.heroin.count"] == "generated"
+    published = {r["metric"] for r in scenario.results}
+    assert all(report["sources"][m] == "published" for m in published if m in report["totals"])

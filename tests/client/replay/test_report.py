@@ -453,6 +453,22 @@ def test_render_markdown_groups_totals_with_labels_in_words(report: dict[str, An
     }
 
 
+def test_render_markdown_says_which_totals_are_generated(report: dict[str, Any]) -> None:
+    """With the figures' sources, each total says where it comes from, and the section
+    says how many the generator made up."""
+    sources = {m: "generated" for m in report["totals"]}
+    sources.update({"messages": "published", "reports": "storylines"})
+    text = md_part(render_markdown({**report, "sources": sources}), "Totals")
+    assert f"{len(sources) - 2} of {len(sources)} figures are generated, not published" in text
+    rows = {r[0]: r[2] for r in re.findall(
+        r"^\| ([^|-][^|]*?) \| ([^|]+?) \| ([^|]+?) \|$", text, re.M)}
+    assert rows["Messages, all types"] == "published (checked above)"
+    assert rows["Seizures reported"] == "the documented cases"
+    assert rows["Warnings"] == "generated, not published"
+    page = render_html({**report, "sources": sources})
+    assert page.count('<tr class="generated">') == len(sources) - 2
+
+
 def test_render_html_groups_totals(trigger: StorylineReport) -> None:
     """The HTML totals are tables under group headings, no raw metric key in them."""
     _, report = trigger
