@@ -29,6 +29,8 @@ CORE = (
     "client/replay/report_svg.py",
     "client/replay/progress.py",
     "client/replay/names.py",
+    "client/replay/yaml_nodes.py",
+    "client/replay/cases.py",
     "client/exercise/clock.py",
     "client/exercise/engine.py",
     "client/exercise/expectations.py",

@@ -28,8 +28,9 @@ from client.exercise.times import format_offset, parse_time
 from client.messages import default_catalog
 from client.messages.catalog import Catalog
 from client.messages.content import _Loader
-from client.replay.scenario import Scenario, ScenarioProblem, _lines, resolve
+from client.replay.scenario import Scenario, ScenarioProblem, resolve
 from client.replay.scenario import load as load_scenario
+from client.replay.yaml_nodes import lines as yaml_lines
 from protocol.errors import ScenarioError
 
 EXERCISES_DIR = Path(__file__).resolve().parents[2] / "seeds" / "exercises"
@@ -65,7 +66,7 @@ def load(path: Path, catalog: Catalog | None = None) -> Exercise:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader that keeps times as text
-        lines = _lines(text)
+        lines = yaml_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = ScenarioProblem(str(path), mark.line + 1 if mark else None, "",

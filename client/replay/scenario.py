@@ -6,7 +6,8 @@ Checks, each problem with file, line and JSON path: the scenario schema
 step (a known sender, a resolvable time, references to earlier steps, and its message
 valid under the message schemas once the envelope is filled in); the published results
 (known metrics, and storyline figures that already exceed an exact or at-most figure:
-unreachable). Pure apart from reading the file.
+unreachable). Problems a YAML pitfall caused (NO read as false, 0123 as 83, a comma
+splitting a value inside {...}) say so and what to quote. Pure apart from reading the file.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from client.messages import default_catalog
 from client.messages.catalog import Catalog
 from client.messages.checks import problems as message_problems
 from client.messages.content import _Loader
+from client.replay import yaml_nodes as yn
 from protocol.errors import ScenarioError
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
@@ -81,6 +83,8 @@ class Scenario:
     results: list[dict[str, Any]]
     background: dict[str, Any]
     storylines: list[dict[str, Any]] = field(default_factory=list)
+    #: seizures the sources describe one by one (client/replay/cases.py checks them)
+    cases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def days(self) -> int:
@@ -111,25 +115,6 @@ def resolve(name_or_path: str) -> Path:
     raise ScenarioError(f"no scenario {name_or_path!r} in {SEEDS_DIR} (known: {known})")
 
 
-def _lines(text: str) -> dict[str, int]:
-    """JSON pointer -> 1-based line of every node of a YAML document."""
-    out: dict[str, int] = {}
-
-    def walk(node: yaml.Node, path: str) -> None:
-        out[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                walk(v, f"{path}/{k.value}")
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, f"{path}/{i}")
-
-    root = yaml.compose(text, Loader=_Loader)
-    if root is not None:
-        walk(root, "")
-    return out
-
-
 def load(path: Path, catalog: Catalog | None = None) -> Scenario:
     """Load and check a scenario. Raises ScenarioError listing every problem."""
     catalog = catalog or default_catalog()
@@ -139,32 +124,77 @@ def load(path: Path, catalog: Catalog | None = None) -> Scenario:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-        lines = _lines(text)
+        nodes = yn.nodes(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         problem = ScenarioProblem(str(path), line, "", f"not valid YAML: "
                                   f"{getattr(exc, 'problem', None) or exc}")
         raise ScenarioError(str(problem), problems=[problem]) from None
-    found: list[ScenarioProblem] = []
+    if nodes.keys:  # the schema validator takes field names as text only
+        _raise(path, [ScenarioProblem(
+            str(path), nodes.lines.get(pointer), pointer,
+            f"YAML read the field name {name} as {yn.shown(yn.yaml_value(name))}; write it in "
+            f"quotes: {yn.quoted(name)}") for pointer, name in nodes.keys.items()])
+    scenario, found = _check(path, data, catalog, nodes.lines)
+    _raise(path, _explain(path, data, catalog, nodes, found))
+    assert scenario is not None
+    return scenario
 
-    def add(pointer: str, message: str) -> None:
+
+def _check(path: Path, data: Any, catalog: Catalog, lines: dict[str, int],
+           ) -> tuple[Scenario | None, list[tuple[ScenarioProblem, str]]]:
+    """The scenario (None if the schema check failed) and every problem found, each with
+    its schema keyword (empty for the checks of this module)."""
+    found: list[tuple[ScenarioProblem, str]] = []
+
+    def add(pointer: str, message: str, keyword: str = "") -> None:
         line = lines.get(pointer)
         probe = pointer
         while line is None and probe:
             probe = probe.rsplit("/", 1)[0]
             line = lines.get(probe)
-        found.append(ScenarioProblem(str(path), line, pointer, message))
+        found.append((ScenarioProblem(str(path), line, pointer, message), keyword))
 
     validator = catalog.document_validator("scenario.schema.json")
     if not validator.is_valid(data):
         for error in validator.iter_errors(data):
             for p in catalog.phrase(error):
-                add(p.path, p.message)
-        _raise(path, found)
-    scenario = _build(path, data, catalog, add)
-    _raise(path, found)
-    return scenario
+                add(p.path, p.message, p.keyword)
+        return None, found
+    return _build(path, data, catalog, add), found
+
+
+def _explain(path: Path, data: Any, catalog: Catalog, nodes: yn.Nodes,
+             found: list[tuple[ScenarioProblem, str]]) -> list[ScenarioProblem]:
+    """The problems, those that a YAML pitfall caused said as such: a value split by a
+    comma in {...}, and plain text YAML 1.1 read as a boolean or a number (NO, on, 0123,
+    8:40) where the schemas want text: quoting it removes the problem, or leaves another
+    one that is not about the type."""
+    typed = [p.path for p, _ in found if p.path in nodes.typed and p.path not in nodes.split]
+    again: list[tuple[ScenarioProblem, str]] = []
+    if typed:  # check once more with each such value as the text written
+        quoted = copy.deepcopy(data)
+        for pointer in typed:
+            yn.put(quoted, pointer, nodes.typed[pointer])
+        again = _check(path, quoted, catalog, nodes.lines)[1]
+    out = []
+    for p, keyword in found:
+        message = p.message
+        if p.path in nodes.split:
+            message = ("a comma inside a {...} value splits it: quote the value: "
+                       + nodes.split[p.path])
+        elif p.path in typed:
+            text = nodes.typed[p.path]
+            read = f"YAML read {text} as {yn.shown(yn.yaml_value(text))}"
+            still = [(q, k) for q, k in again
+                     if q.path == p.path or q.path.startswith(p.path + "/")]
+            if not still:
+                message = f"{read}; write it in quotes: {yn.quoted(text)}"
+            elif keyword and still[0][1] != "type":  # text is wrong too, in another way
+                message = f"{read}; in quotes, {still[0][0].message}"
+        out.append(ScenarioProblem(p.file, p.line, p.path, message))
+    return out
 
 
 def _raise(path: Path, found: list[ScenarioProblem]) -> None:
@@ -198,8 +228,10 @@ def _build(path: Path, data: dict[str, Any], catalog: Catalog, add: Any) -> Scen
     days = (end - start).days + 1
     steps = _steps(data, participants, days, op["code"], catalog, add)
     scenario = Scenario(path, data, op["code"], op["name"], start, end, participants, ocu,
-                        steps, data["results"], data["background"], data["storylines"])
+                        steps, data["results"], data["background"], data["storylines"],
+                        data.get("cases", []))
     _check_results(scenario, add)
+    _check_cases(scenario, add)
     return scenario
 
 
@@ -236,7 +268,7 @@ def _steps(data: dict[str, Any], participants: dict[str, Participant], days: int
             body = _substitute(copy.deepcopy(step["message"]), ids, f"{where}/message", add)
             message = envelope(code, sender, message_id, t, body, start_of=data)
             for p in message_problems(catalog, message):
-                add(f"{where}/message{p.path}", p.message)
+                add(f"{where}/message{p.path}", p.message, p.keyword)
             times[step_id], ids[step_id] = t, message_id
             steps.append(Step(story["id"], step_id, t, sender.unit, message))
     steps.sort(key=lambda st: st.at)
@@ -269,6 +301,34 @@ def _substitute(node: Any, ids: dict[str, str], where: str, add: Any) -> Any:
             return "UNRESOLVED"
         return ids[m.group(1)]
     return node
+
+
+def _check_cases(scenario: Scenario, add: Any) -> None:
+    """Each documented case names a known participant or country, a storyline that
+    exists, and is carried by the storylines' own seizure reports (else no replay could
+    find it, whatever the generator adds)."""
+    from client.replay.cases import check_cases
+    from client.replay.tally import Tally
+
+    story_ids = {st["id"] for st in scenario.storylines}
+    countries = {p.country for p in scenario.participants.values()}
+    ids: set[str] = set()
+    for i, case in enumerate(scenario.cases):
+        if case["id"] in ids:
+            add(f"/cases/{i}/id", f"case {case['id']!r} is listed twice")
+        ids.add(case["id"])
+        if case.get("storyline") and case["storyline"] not in story_ids:
+            add(f"/cases/{i}/storyline", f"no storyline {case['storyline']!r}")
+        who = case["reported_by"]
+        if who not in scenario.participants and who not in countries:
+            add(f"/cases/{i}/reported_by", f"{who!r} is neither a participant nor the "
+                f"country of one")
+    tally = Tally(scenario.participants)
+    for step in scenario.steps:
+        tally.add(step.message, at=step.at)
+    for i, found in enumerate(check_cases(scenario.cases, tally.live_reports())):
+        if not found["ok"]:
+            add(f"/cases/{i}", f"no storyline carries this case: {found['found']}")
 
 
 def _check_results(scenario: Scenario, add: Any) -> None:
