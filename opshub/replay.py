@@ -190,6 +190,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         mark = "ok " if c["ok"] else "..." if partial else "FAIL"
         print(f"  {mark} {c['metric']:<32} {c['rule']:<9} published {_num(c['published']):>12}"
               f"  observed {_num(c['observed']):>12}")
+    cases = report.get("cases") or []
+    failed += [c for c in cases if not c["ok"]]
+    if cases:
+        print(f"{sum(c['ok'] for c in cases)} of {len(cases)} documented cases found")
+    for c in cases:
+        mark = "ok " if c["ok"] else "..." if partial else "FAIL"
+        print(f"  {mark} {c['id']:<32} {c['found']}")
     print(f"report   {args.out}/report.json, report.md, report.html")
     if partial:
         after = report["stopped_after"]

@@ -14,6 +14,7 @@ from typing import Any
 from client.messages import default_catalog
 from client.messages.summary import summarise
 from client.messages.values import enum_words
+from client.replay.cases import check_cases
 from client.replay.scenario import Scenario
 from client.replay.tally import Tally, _item_keys
 
@@ -86,6 +87,7 @@ def build(scenario: Scenario, tally: Tally, log: list[dict[str, Any]], *, seed: 
         "ocu": scenario.ocu, "scenario": _shown(scenario.path), "seed": seed, "speed": speed,
         "messages": int(totals.get("messages", 0)),
         "checks": checks,
+        "cases": check_cases(scenario.cases, tally.live_reports()),
         "totals": totals,
         "sources": sources,
         "by_day": [{"day": d, "date": (scenario.start + dt.timedelta(days=d - 1)).isoformat(),

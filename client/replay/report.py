@@ -204,6 +204,10 @@ def report_sections(report: Mapping[str, Any]) -> Iterator[Section]:
         yield Section("Highlights", bullets=highlights)
     if checks := _rows(report, "checks"):
         yield Section("Published figures", tables=[_checks_table(checks)])
+    if cases := _rows(report, "cases"):
+        yield Section("Documented cases", paragraphs=[
+            "Each seizure the sources describe, looked for in the seizure reports the OCU "
+            "read: who reported it, what, how much, where."], tables=[_cases_table(cases)])
     if totals := _mapping(report, "totals"):
         sources = {str(k): str(v) for k, v in _mapping(report, "sources").items()}
         yield Section("Totals", paragraphs=["Every figure of the OCU's tally, from the "
@@ -280,6 +284,13 @@ def _sources_note(sources: Mapping[str, str]) -> list[str]:
             f"replay made them up with the background traffic it needed to reach the "
             f"published figures, and no source gives them. Read them as the generator's, "
             f"not the operation's."]
+
+
+def _cases_table(cases: Sequence[Mapping[str, Any]]) -> Table:
+    rows = [[_text(c.get("published")), _text(c.get("reported_by")), _text(c.get("goods")),
+             _text(c.get("found")), "✓" if c.get("ok") else "✗ NOT FOUND"] for c in cases]
+    return Table(["Case", "Reported by", "Goods", "Found", "OK"],
+                 [False] * 5, rows, ["ok" if c.get("ok") else "fail" for c in cases])
 
 
 def _totals(totals: Mapping[str, Any], sources: Mapping[str, str]) -> Iterator[Section]:
@@ -429,10 +440,16 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _verdicts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(class, sentence) of the lines under the heading: partial, then ok or fail."""
+    """(class, sentence) of the lines under the heading: partial, then ok or fail for the
+    figures, then for the documented cases if the scenario has any."""
     ok, sentence = verdict(_rows(report, "checks"))
     notice = partial_notice(report)
-    return [*([("partial", notice)] if notice else []), ("ok" if ok else "fail", sentence)]
+    out = [*([("partial", notice)] if notice else []), ("ok" if ok else "fail", sentence)]
+    if cases := _rows(report, "cases"):
+        failed = sum(1 for c in cases if not c.get("ok"))
+        out.append(("fail", f"{failed} of {len(cases)} documented cases NOT FOUND") if failed
+                   else ("ok", f"All {len(cases)} documented cases found in the reports"))
+    return out
 
 
 def markdown_page(title: str, lines: Sequence[str], verdicts: Sequence[tuple[str, str]],

@@ -517,3 +517,16 @@ def test_metric_label_names_a_red_notice() -> None:
     """A person with a red notice reads as such, the colour before the word notice."""
     assert metric_label("person.notice.red.count") == (
         "Seizures by commodity", "Persons: red notice (number)")
+
+
+def test_render_shows_documented_cases_and_their_verdict(trigger: StorylineReport) -> None:
+    """The report lists each documented case with what was found, under a verdict line of
+    its own; a case not found turns that line into a failure."""
+    _, report = trigger
+    text = render_markdown(report)
+    assert f"All {len(report['cases'])} documented cases found in the reports" in text
+    part = md_part(text, "Documented cases")
+    assert "DM-POLICE reported Firearms: pistol, 20" in part
+    missing = {**report, "cases": [{**report["cases"][0], "ok": False}, *report["cases"][1:]]}
+    assert f"1 of {len(report['cases'])} documented cases NOT FOUND" in render_markdown(missing)
+    assert '<tr class="fail">' in render_html(missing).split("Documented cases")[1]
