@@ -232,6 +232,7 @@ def _build(path: Path, data: dict[str, Any], catalog: Catalog, add: Any) -> Scen
                         data.get("cases", []))
     _check_results(scenario, add)
     _check_cases(scenario, add)
+    _check_sources(op.get("sources", []), add)
     return scenario
 
 
@@ -301,6 +302,21 @@ def _substitute(node: Any, ids: dict[str, str], where: str, add: Any) -> Any:
             return "UNRESOLVED"
         return ids[m.group(1)]
     return node
+
+
+#: what a file on one machine looks like (a reader elsewhere cannot follow it)
+_LOCAL = re.compile(r"(^|\s)(/|~/|[A-Za-z]:\\)|file:|/work/|/home/|/tmp/")
+
+
+def _check_sources(sources: list[dict[str, Any]], add: Any) -> None:
+    """Sources a reader can follow: a publisher and a title, and no path to a file on
+    the machine the scenario was written on."""
+    for i, source in enumerate(sources):
+        for key, value in source.items():
+            if key != "url" and isinstance(value, str) and _LOCAL.search(value):
+                add(f"/operation/sources/{i}/{key}", f"{value!r} names a file on one "
+                    f"machine: cite the source as a reader can find it (publisher, title, "
+                    f"date, url)")
 
 
 def _check_cases(scenario: Scenario, add: Any) -> None:
