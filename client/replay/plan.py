@@ -12,6 +12,7 @@ The tally is never computed from this plan: the OCU counts what it decrypts.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from dataclasses import dataclass, field
@@ -31,6 +32,22 @@ FEEDBACK_ACTIONS = ["controlled_no_finding", "not_found", "monitored",
                     "not_controlled_too_late"]
 _OFFICE = [1, 1, 1, 1, 1, 2, 4, 7, 9, 10, 10, 9, 8, 9, 10, 10, 9, 7, 5, 4, 3, 2, 1, 1]
 
+#: an item of each category that can fill the number of reports or items alone (its
+#: quantity drawn from _FREE_AMOUNTS)
+_FREE_ITEMS: dict[str, dict[str, Any]] = {
+    "tobacco": {"category": "tobacco", "product": "cigarettes",
+                "quantity": {"value": 0, "unit": "sticks"}},
+    "alcohol": {"category": "alcohol", "beverage": "spirits",
+                "quantity": {"value": 0, "unit": "l"}},
+    "counterfeit_goods": {"category": "counterfeit_goods", "goods": "apparel",
+                          "quantity": {"value": 0, "unit": "pieces"}},
+    "vehicle": {"category": "vehicle", "count": 1},
+    "vessel": {"category": "vessel", "count": 1},
+    "waste": {"category": "waste", "quantity": {"value": 0, "unit": "kg"}},
+    "other": {"category": "other", "description": "goods held for examination"},
+}
+_FREE_AMOUNTS = {"tobacco": (200, 20000, 200), "alcohol": (5, 400, 1),
+                 "counterfeit_goods": (10, 500, 1), "waste": (50, 5000, 50)}
 #: categories filled generically (count or quantity, no other field needed)
 GENERIC_FILL = frozenset({"explosive", "vehicle", "vessel", "wildlife", "waste", "tobacco",
                           "alcohol", "counterfeit_goods", "cultural_property", "other"})
@@ -122,6 +139,11 @@ class Planner:
         self.rhythm = bg.get("rhythm") or _OFFICE
         self.commodities: dict[str, float] = bg.get("commodities") or {"drug.cocaine": 1.0}
         self.response = bg.get("response_minutes") or [20, 120]
+        fill = bg.get("fill") or {}
+        #: categories whose counts are filled one item per unit
+        self.one_by_one = frozenset(fill.get("one_by_one", ()))
+        #: categories for items that move no published figure
+        self.free = self._free_categories(fill.get("free"))
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -176,7 +198,8 @@ class Planner:
                           "document": "document_status"}[cat]
             default = {"firearm": "pistol", "firearm_part": "magazine",
                        "document": "falsified"}[cat]
-            n = max(1, min(int(amount), int(math.sqrt(amount)) + 1))
+            n = (int(amount) if cat in self.one_by_one
+                 else max(1, min(int(amount), int(math.sqrt(amount)) + 1)))
             items = []
             for c in _split(amount, n, self.rng, integer=True):
                 kind = parts[1] if len(parts) == 3 else self._pick(cat, default)
@@ -220,6 +243,8 @@ class Planner:
         measure = parts[-1]
         integer = measure == "count" or measure not in ("kg", "l")
         n = max(1, min(int(amount) if integer else 12, int(math.sqrt(max(amount, 1))) + 1))
+        if measure == "count" and cat in self.one_by_one:
+            n = int(amount)
         out = []
         for v in _split(amount, n, self.rng, integer=integer):
             item: dict[str, Any] = {"category": cat}
@@ -299,27 +324,30 @@ class Planner:
             out.append({"items": group, "arrests": int(per[i]) if i < len(per) else 0})
         return out
 
+    def _free_categories(self, chosen: list[str] | None) -> list[str]:
+        """The categories of items that only make up the number of reports or items:
+        ``chosen`` (background.fill.free), else those the scenario names that no exact,
+        about or at-most figure fixes and the generator can make alone; else ``other``.
+        Never one the scenario does not name: a pollution operation gets no cigarettes."""
+        fixed = {r["metric"].split(".")[0] for r in self.s.results if r["rule"] != "at_least"}
+        if chosen is not None:
+            return [c for c in chosen if c in _FREE_ITEMS] or ["other"]
+        named = ({r["metric"].split(".")[0] for r in self.s.results}
+                 | {k.split(".")[0] for k in self.commodities}
+                 | {i["category"] for st in self.s.steps
+                    for i in st.message.get("items", ()) if isinstance(i, dict)})
+        return sorted(c for c in named if c in _FREE_ITEMS and c not in fixed) or ["other"]
+
     def _free_items(self, n: int) -> list[dict[str, Any]]:
-        """Items that move no published figure (categories no result names)."""
-        named = {r["metric"].split(".")[0] for r in self.s.results}
-        choices = [c for c in ("tobacco", "alcohol", "counterfeit_goods", "other")
-                   if c not in named and c != "items"]
+        """Items that move no published figure, of the free categories."""
         out = []
         for _ in range(n):
-            cat = self.rng.choice(choices)
-            if cat == "tobacco":
-                out.append({"category": "tobacco", "product": "cigarettes",
-                            "quantity": {"value": self.rng.randrange(200, 20000, 200),
-                                         "unit": "sticks"}})
-            elif cat == "alcohol":
-                out.append({"category": "alcohol", "beverage": "spirits",
-                            "quantity": {"value": self.rng.randrange(5, 400), "unit": "l"}})
-            elif cat == "counterfeit_goods":
-                out.append({"category": "counterfeit_goods", "goods": "apparel",
-                            "quantity": {"value": self.rng.randrange(10, 500),
-                                         "unit": "pieces"}})
-            else:
-                out.append({"category": "other", "description": "undeclared goods"})
+            cat = self.rng.choice(self.free)
+            item = copy.deepcopy(_FREE_ITEMS[cat])
+            if "quantity" in item:
+                low, high, step = _FREE_AMOUNTS[cat]
+                item["quantity"]["value"] = self.rng.randrange(low, high, step)
+            out.append(item)
         return out
 
     def report_events(self, skeletons: list[dict[str, Any]]) -> list[Event]:
