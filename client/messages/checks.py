@@ -28,6 +28,8 @@ REFERENCES: dict[tuple[str, str], frozenset[str]] = {
     ("controlled_delivery", "/refers_to"): frozenset({"controlled_delivery", "warning",
                                                       "request_for_information"}),
     ("seizure_report", "/event/detection/warning_ref"): frozenset({"warning"}),
+    ("inspection_report", "/refers_to"): frozenset({"warning"}),
+    ("inspection_report", "/seizure_ref"): frozenset({"seizure_report"}),
 }
 
 

@@ -1,6 +1,6 @@
 """One line saying what a message is about, per message type ("20 pistols at Roseau (DM,
-express courier)", "re warning W-7: seized"), with a generic line for types it does not
-know.
+express courier)", "re warning W-7: seized", "inspected 1 vessel at ...: offence found"), with
+a generic line for types it does not know.
 
 Pure. A summary reads the message with ``get`` and never raises: it must work on messages
 that fail validation and on versions newer than the code.
@@ -239,6 +239,119 @@ def _situation_report(m: Mapping[str, Any], words: frozenset[str]) -> str:
     return f"{text}: {', '.join(figures)}" if figures else text
 
 
+#: Inspected objects in the plural ("inspected 3 vessels").
+_PLURALS = {"vessel": "vessels", "vehicle": "vehicles", "aircraft": "aircraft",
+            "container": "containers", "consignment": "consignments", "premises": "premises",
+            "company": "companies", "person": "persons", "website": "websites",
+            "other": "other objects"}
+#: An offence's locus as it follows the kind ("oil pollution at sea").
+_LOCI = {"at_sea": "at sea", "coast": "on the coast", "inland_waters": "on inland waters",
+         "port": "in port", "airport": "at an airport", "land_border": "at a land border",
+         "inland": "inland", "online": "online"}
+
+
+def _count(value: Any) -> int:
+    """A count field's value, 1 when missing or not a positive integer (the default)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def _entries(value: Any) -> list[Mapping[str, Any]]:
+    """The objects of a list field; anything else is no entries."""
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _figure(value: Any) -> float | None:
+    """A number of a message (not a boolean), or None."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _money_total(amounts: list[Any], words: frozenset[str]) -> str:
+    """The sum of money objects: in their currency when they share one (with the USD
+    equivalent when each has one), else in USD when each has a USD figure, else ""."""
+    money = [a for a in amounts if isinstance(a, Mapping)
+             and _figure(a.get("amount")) is not None and isinstance(a.get("currency"), str)]
+    if not money or len(money) < len(amounts):
+        return ""
+    usd = [_figure(a["amount"] if a["currency"] == "USD" else a.get("usd_equivalent"))
+           for a in money]
+    usd_total = sum(u for u in usd if u is not None) if None not in usd else None
+    currencies = {a["currency"] for a in money}
+    if len(currencies) == 1:
+        total: dict[str, Any] = {"amount": sum(a["amount"] for a in money),
+                                 "currency": currencies.pop()}
+        if usd_total is not None:
+            total["usd_equivalent"] = usd_total
+        return compact(total, words) or ""
+    return f"USD {number(usd_total)}" if usd_total is not None else ""
+
+
+def _by_role(persons: list[Mapping[str, Any]], words: frozenset[str]) -> str:
+    """Counts by role in order, with the minors among them ("26 [times] victim of
+    trafficking (3 minors), 4 [times] suspect")."""
+    counts: dict[str, list[int]] = {}
+    for p in persons:
+        n = _count(p.get("count"))
+        both = counts.setdefault(_show(p.get("role"), words) or "person", [0, 0])
+        both[0] += n
+        both[1] += n if p.get("minor") is True else 0
+    return ", ".join(f"{n} \N{MULTIPLICATION SIGN} {role}"
+                     + (f" ({minors} minor{'s' if minors > 1 else ''})" if minors else "")
+                     for role, (n, minors) in counts.items())
+
+
+def _inspection_report(m: Mapping[str, Any], words: frozenset[str]) -> str:
+    inspected = m.get("inspected")
+    inspected = inspected if isinstance(inspected, Mapping) else {}
+    n, what = _count(inspected.get("count")), str(inspected.get("object") or "object")
+    text = f"inspected {n} {_PLURALS.get(what, what) if n > 1 else word(what, words)}"
+    place = _place(m.get("where"), words)
+    if place:
+        text += f" at {place}"
+    text += f": {_show(m.get('result'), words) or '?'}"
+    offences = [f"{_count(o.get('count'))} \N{MULTIPLICATION SIGN} "
+                f"{_show(o.get('kind'), words) or 'offence'}"
+                + (f" {_LOCI.get(str(o.get('locus')), _show(o.get('locus'), words))}"
+                   if o.get("locus") else "")
+                for o in _entries(m.get("offences"))]
+    if offences:
+        more = f" and {len(offences) - _MAX_ITEMS} more" if len(offences) > _MAX_ITEMS else ""
+        text += f" ({', '.join(offences[:_MAX_ITEMS])}{more})"
+    extra = []
+    persons = _entries(m.get("persons"))
+    if persons:
+        extra.append(f"persons: {_by_role(persons, words)}")
+    opened = m.get("investigations_opened")
+    if isinstance(opened, int) and not isinstance(opened, bool) and opened > 0:
+        extra.append(f"{number(opened)} investigation{'s' if opened > 1 else ''} opened")
+    entities = _entries(m.get("entities"))
+    if entities:
+        kinds: dict[str, int] = {}
+        for e in entities:
+            kind = _show(e.get("kind"), words) or "entity"
+            kinds[kind] = kinds.get(kind, 0) + 1
+        extra.append("entities: " + ", ".join(f"{k} \N{MULTIPLICATION SIGN} {kind}"
+                                              for kind, k in kinds.items()))
+    fines = _entries(m.get("fines"))
+    if fines:
+        total = _money_total([f.get("amount") for f in fines], words)
+        extra.append(f"{len(fines)} fine{'s' if len(fines) > 1 else ''}"
+                     + (f": {total}" if total else ""))
+    assets = _entries(m.get("assets"))
+    if assets:
+        listed = ", ".join(f"{_count(a.get('count'))} \N{MULTIPLICATION SIGN} "
+                           f"{_show(a.get('kind'), words) or 'asset'}" for a in assets)
+        valued = [a["value"] for a in assets if a.get("value") is not None]
+        total = _money_total(valued, words) if valued else ""
+        if total and len(valued) < len(assets):
+            total += " where valued"
+        extra.append(f"assets: {listed}" + (f", worth {total}" if total else ""))
+    if m.get("seizure_ref"):
+        extra.append(f"seizure {m['seizure_ref']}")
+    if m.get("refers_to"):
+        extra.append(f"re warning {m['refers_to']}")
+    return "; ".join([text, *extra])
+
+
 def _generic(m: Mapping[str, Any], words: frozenset[str]) -> str:
     """For a type without its own summary: what it refers to and its first short text."""
     parts = [f"re {m['refers_to']}"] if m.get("refers_to") else []
@@ -262,4 +375,5 @@ _SUMMARIES: dict[str, Summary] = {
     "hit_notification": _hit_notification,
     "controlled_delivery": _controlled_delivery,
     "situation_report": _situation_report,
+    "inspection_report": _inspection_report,
 }

@@ -23,7 +23,7 @@ INVALID = sorted((EXAMPLES / "invalid").glob("*.json"))
 SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.schema.json"))
 MESSAGE_TYPES = ["seizure_report", "warning", "feedback", "alert", "request_for_information",
                  "rfi_response", "trace_request", "trace_response", "hit_notification",
-                 "controlled_delivery", "situation_report"]
+                 "controlled_delivery", "situation_report", "inspection_report"]
 
 
 def _ids(paths: list[Path]) -> list[str]:
