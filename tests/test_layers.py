@@ -31,6 +31,7 @@ CORE = (
     "client/replay/names.py",
     "client/replay/yaml_nodes.py",
     "client/replay/cases.py",
+    "client/replay/plan_inspections.py",
     "client/exercise/clock.py",
     "client/exercise/engine.py",
     "client/exercise/expectations.py",

@@ -9,7 +9,8 @@ MESSAGE_TYPES = {
     "seizure_report": "Seizure reports", "request_for_information": "Requests for information",
     "rfi_response": "Answers to requests", "hit_notification": "Hit notifications",
     "trace_request": "Trace requests", "trace_response": "Trace answers",
-    "controlled_delivery": "Controlled delivery messages", "situation_report": "Situation reports"}
+    "controlled_delivery": "Controlled delivery messages", "situation_report": "Situation reports",
+    "inspection_report": "Inspection reports"}
 #: Categories of seized goods in words, in the seizure report schema's order.
 CATEGORIES = {
     "drug": "Drugs", "firearm": "Firearms", "ammunition": "Ammunition",
@@ -32,7 +33,8 @@ _WORDS = {"mdma": "MDMA", "nps": "new psychoactive substances",
           "count": "number", "usd": "USD", "m3": "m³", "rfi_response": "RFI response"}
 #: The groups the totals are shown in, in order.
 TOTAL_GROUPS = ("Messages", "Seizures", "Seizures by commodity", "Arrests and hits",
-                "Other figures")
+                "Inspections and offences", "Other figures")
+_CONTROLS = "Inspections and offences"
 _FIXED = {"messages": ("Messages", "Messages, all types"),
           **{f"messages.{t}": ("Messages", name) for t, name in MESSAGE_TYPES.items()},
           "countries": ("Messages", "Countries whose units sent messages"),
@@ -40,7 +42,15 @@ _FIXED = {"messages": ("Messages", "Messages, all types"),
           "arrests": ("Arrests and hits", "Arrests"),
           "hits": ("Arrests and hits", "Database hits, all databases"),
           **{f"hits.{d}": ("Arrests and hits", name) for d, name in DATABASES.items()},
-          "currency.counterfeit.usd": ("Seizures by commodity", "Counterfeit currency (USD)")}
+          "currency.counterfeit.usd": ("Seizures by commodity", "Counterfeit currency (USD)"),
+          "agencies": ("Messages", "Agencies whose units sent messages"),
+          "person.minor.count": ("Seizures by commodity", "Persons: minors (number)"),
+          "inspections": (_CONTROLS, "Inspections and controls"),
+          "offence.count": (_CONTROLS, "Offences, all kinds"),
+          "investigations": (_CONTROLS, "Investigations opened"),
+          "fines.count": (_CONTROLS, "Fines"), "fines.usd": (_CONTROLS, "Fines (USD)"),
+          "assets.count": (_CONTROLS, "Assets seized or frozen"),
+          "assets.value.usd": (_CONTROLS, "Assets, value (USD)")}
 
 
 def words(code: str) -> str:
@@ -76,12 +86,23 @@ def metric_label(metric: str) -> tuple[str, str]:
     if metric in _FIXED:
         return _FIXED[metric]
     head, _, unit = metric.rpartition(".")
+    parts = metric.split(".")
+    if parts[0] == "person" and parts[-2:] == ["minor", "count"]:
+        return "Seizures by commodity", f"Persons: {words(parts[1])}, minors (number)"
+    if parts[:2] == ["person", "exploitation"]:
+        return "Seizures by commodity", f"Persons exploited: {words(parts[2])} (number)"
     if head.partition(".")[0] in CATEGORIES:
         return "Seizures by commodity", f"{commodity_name(head)} ({words(unit)})"
     if head == "hits":
         return "Arrests and hits", f"Hits in {words(unit)}"
     if head == "messages":
         return "Messages", type_name(unit)
+    if metric.startswith("inspections."):
+        return _CONTROLS, f"Inspections: {words(unit)}"
+    first, _, kind = head.partition(".")
+    if first in ("offence", "entity", "assets") and unit == "count":
+        what = {"offence": "Offences", "entity": "Entities", "assets": "Assets"}[first]
+        return _CONTROLS, f"{what}: {words(kind)} (number)"
     return "Other figures", metric
 
 

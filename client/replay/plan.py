@@ -20,8 +20,9 @@ from typing import Any
 
 from client.messages import default_catalog
 from client.messages.checks import problems
+from client.replay import plan_inspections as inspections
 from client.replay.scenario import Participant, Scenario, envelope
-from client.replay.tally import KIND_FIELDS, Tally
+from client.replay.tally import KIND_FIELDS, Tally, vocabulary
 from protocol.errors import ScenarioError
 
 #: Background message ids carry this marker; agents improvise reactions only to these
@@ -280,8 +281,9 @@ class Planner:
         items: list[dict[str, Any]] = []
         # most specific first: drug.cocaine.kg before drug.kg
         fillable = [r for r in self.s.results if r["rule"] != "at_most" and r["metric"] not in
-                    ("messages", "reports", "items", "arrests", "countries")
-                    and not r["metric"].startswith(("hits", "messages."))]
+                    ("messages", "reports", "items", "arrests", "countries", "agencies")
+                    and not r["metric"].startswith(("hits", "messages."))
+                    and not inspections.fills(r["metric"])]
         added: dict[str, float] = {}
         for r in sorted(fillable, key=lambda r: -r["metric"].count(".")):
             metric = r["metric"]
@@ -371,6 +373,31 @@ class Planner:
             }
             if any(it["category"] == "person" for it in sk["items"]):
                 body["marking"] = {"tlp": "AMBER", "nominal": True}
+            events.append(Event(at, unit.unit, self._message(unit, at, body)))
+        return events
+
+    def inspection_events(self, storyline: Tally) -> list[Event]:
+        """Inspection reports of the scenario's units for what the control figures
+        still need (client/replay/plan_inspections.py)."""
+        need = inspections.residuals(self.s.results, storyline.totals())
+        vocab = vocabulary()
+        # where no figure says: an object, a place, no figure fixes (a port by choice)
+        fixed = {r["metric"].split(".")[1] for r in self.s.results if r["rule"] != "at_least"
+                 and r["metric"].startswith(("inspections.", "offence."))}
+        named = {r["metric"].split(".")[1] for r in self.s.results
+                 if r["metric"].startswith("inspections.")}
+        loci = sorted(vocab.get("locus", set()), key=lambda p: (p in fixed, p != "port", p))
+        bodies = inspections.bodies(
+            need, self.rng, loci=loci,
+            kinds=sorted(vocab.get("offence_kind", set())),
+            objects=sorted(named - fixed) or ["other"],
+            one_by_one="inspections" in self.one_by_one,
+            cannot=lambda reason: _cannot(self.s, reason))
+        events = []
+        for body in bodies:
+            unit = self._unit()
+            at = self._time()
+            body.update(when=self.s.when(max(0.0, at - 3600)), where=self._place(unit))
             events.append(Event(at, unit.unit, self._message(unit, at, body)))
         return events
 
@@ -555,6 +582,7 @@ def make_plan(scenario: Scenario, seed: int) -> Plan:
         story.add(step.message, at=step.at)
     events = [Event(st.at, st.sender, st.message, st.storyline) for st in scenario.steps]
     events += planner.report_events(planner.seizure_reports(story))
+    events += planner.inspection_events(story)
     events += planner.sitreps()
     databases: dict[str, dict[str, dict[str, Any]]] = {}
     total = int(scenario.background["messages"])
@@ -578,7 +606,7 @@ def make_plan(scenario: Scenario, seed: int) -> Plan:
 
 
 #: figures that only the run itself produces (reactions, answers, who speaks)
-_AT_RUN_TIME = ("messages", "hits", "countries")
+_AT_RUN_TIME = ("messages", "hits", "countries", "agencies")
 
 
 def _check_plan(scenario: Scenario, events: list[Event], planted_hits: list[str]) -> None:

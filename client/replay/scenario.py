@@ -374,6 +374,12 @@ def _check_results(scenario: Scenario, add: Any) -> None:
             if not low - 1e-9 <= n <= high + 1e-9:
                 add(f"/results/{i}/value", f"cannot be reached: the participants' units come "
                     f"from {n} countries")
+        if r["metric"] == "agencies" and r["rule"] in ("exact", "at_least", "about"):
+            n = len({(p.country, p.agency) for p in units})
+            low = r["value"] * (1 - r.get("tolerance", 0)) if r["rule"] == "about" else r["value"]
+            if n < low - 1e-9:
+                add(f"/results/{i}/value", f"cannot be reached: the participants' units "
+                    f"belong to {n} agencies")
         if r["metric"] == "messages":
             total = scenario.background["messages"]
             if total < len(scenario.steps):

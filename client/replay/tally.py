@@ -2,14 +2,21 @@
 checked), under the metric names scenarios use for their published results.
 
 Metrics (see docs/scenarios.md): ``messages``, ``messages.<type>``, ``reports``,
-``items``, ``arrests``, ``countries``, ``hits``, ``hits.<database>`` (``hits.interpol``
-for all INTERPOL databases), ``<category>.count``, ``<category>.kg`` / ``.l`` /
-``.<unit>``, ``drug.<substance>.kg`` (or another unit), ``firearm.<firearm_type>.count``,
-``firearm_part.<part>.count``, ``ammunition.rounds``, ``currency.usd``,
-``currency.counterfeit.usd``, ``document.<document_status>.count``,
-``person.<role>.count``, ``person.notice.<colour>.count``.
+``items``, ``arrests``, ``countries``, ``agencies``, ``hits``, ``hits.<database>``
+(``hits.interpol`` for all INTERPOL databases), ``<category>.count``, ``<category>.kg`` /
+``.l`` / ``.<unit>``, ``drug.<substance>.kg`` (or another unit),
+``firearm.<firearm_type>.count``, ``firearm_part.<part>.count``, ``ammunition.rounds``,
+``currency.usd``, ``currency.counterfeit.usd``, ``document.<document_status>.count``,
+``person.<role>.count``, ``person.<role>.minor.count``, ``person.minor.count``,
+``person.exploitation.<type>.count``, ``person.notice.<colour>.count``; and from
+inspection reports: ``inspections``, ``inspections.<object>``, ``offence.count``,
+``offence.<kind>.count``, ``offence.<locus>.count``, ``investigations``,
+``entity.<kind>.count``, ``fines.count``, ``fines.usd``, ``assets.count``,
+``assets.<kind>.count``, ``assets.value.usd``.
 
-A seizure report counts once, in its latest revision; a withdrawn one not at all. Pure.
+A seizure report counts once, in its latest revision; a withdrawn one not at all; an
+inspection report likewise. Persons count from seizure report person items and from
+inspection reports' persons (counts of people, not named). Pure.
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ from typing import Any
 _TO_KG = {"kg": 1.0, "g": 0.001, "mg": 0.000001, "t": 1000.0}
 _TO_L = {"l": 1.0, "ml": 0.001}
 _METRIC = re.compile(
-    r"^(messages(\.[a-z_]+)?|reports|items|arrests|countries|hits(\.[a-z_]+)?"
+    r"^(messages(\.[a-z_]+)?|reports|items|arrests|countries|agencies|inspections"
+    r"|investigations|hits(\.[a-z_]+)?"
     r"|ammunition\.rounds|currency\.usd|currency\.counterfeit\.usd"
     r"|person\.notice\.[a-z_]+\.count"
-    r"|[a-z_]+(\.[a-z0-9_]+)?\.[a-z0-9]+)$")
+    r"|[a-z_]+(\.[a-z0-9_]+)*\.[a-z0-9]+)$")
 
 
 #: the item field that names a category's kind (drug.<substance>, firearm.<type> ...)
@@ -42,9 +50,10 @@ def metric_problem(metric: str) -> str | None:
     """Why the tally can never count ``metric``, or None: its message type, database,
     category, kind and unit must come from the schemas (a misspelt name would always
     read 0)."""
-    if "." not in metric and metric not in (*_WHOLE, "messages", "hits"):
+    if "." not in metric and metric not in (*_WHOLE, "messages", "hits", "inspections"):
         return (f"no metric named {metric!r} (the one-word metrics are messages, reports, "
-                f"items, arrests, countries and hits; the others are "
+                f"items, arrests, countries, agencies, hits, inspections and "
+                f"investigations; the others are "
                 f"<category>[.<kind>].<measure>, as drug.cocaine.kg)")
     if not _METRIC.match(metric):
         return "is not a metric name (words of a-z, 0-9 and _ joined by dots)"
@@ -55,17 +64,25 @@ def metric_problem(metric: str) -> str | None:
     if head == "messages":
         return _one_of("message type", rest, _message_types())
     if head == "hits":
-        return _one_of("database", rest, {"interpol"} | _vocabulary()["database"])
+        return _one_of("database", rest, {"interpol"} | vocabulary()["database"])
     if metric in ("ammunition.rounds", "currency.usd", "currency.counterfeit.usd"):
         return None
-    vocab = _vocabulary()
+    vocab = vocabulary()
+    if head in _INSPECTION_HEADS:
+        return _inspection_problem(head, rest, vocab)
     if head not in vocab["categories"]:
         return (f"no category {head!r} in the seizure report schema (categories: "
                 f"{', '.join(sorted(vocab['categories']))}; and messages, reports, items, "
                 f"arrests, countries, hits)")
     if head == "person":
-        if metric == "person.count":
+        if metric in ("person.count", "person.minor.count"):
             return None
+        if rest[0] == "exploitation":
+            if len(rest) == 3 and rest[2] == "count":
+                return _one_of("exploitation", rest[1:2], vocab.get("exploitation", set()))
+            return "an exploitation figure is person.exploitation.<type>.count"
+        if len(rest) == 3 and rest[1:] == ["minor", "count"]:
+            return _one_of("person role", rest[:1], vocab["role"])
         if rest[0] == "notice":
             if len(rest) == 3 and rest[2] == "count":
                 return _one_of("notice", rest[1:2], vocab["notice"])
@@ -90,7 +107,37 @@ def metric_problem(metric: str) -> str | None:
 
 
 #: metrics that count a whole and take no suffix
-_WHOLE = ("reports", "items", "arrests", "countries")
+_WHOLE = ("reports", "items", "arrests", "countries", "agencies", "investigations")
+
+
+#: figures from inspection reports, and what may follow each
+_INSPECTION_HEADS = ("inspections", "offence", "entity", "fines", "assets")
+
+
+def _inspection_problem(head: str, rest: list[str], vocab: dict[str, set[str]]
+                        ) -> str | None:
+    if head == "inspections":
+        return _one_of("inspected object", rest, vocab.get("object", set()))
+    if head == "fines":
+        if rest in (["count"], ["usd"]):
+            return None
+        return "a fines figure is fines.count or fines.usd"
+    if head == "assets":
+        if rest in (["count"], ["value", "usd"]):
+            return None
+        if len(rest) == 2 and rest[1] == "count":
+            return _one_of("asset kind", rest[:1], vocab.get("asset_kind", set()))
+        return "an assets figure is assets.count, assets.<kind>.count or assets.value.usd"
+    kinds = vocab.get("offence_kind" if head == "offence" else "entity_kind", set())
+    if head == "offence":
+        kinds = kinds | vocab.get("locus", set())
+        if rest == ["count"]:
+            return None
+    if len(rest) == 2 and rest[1] == "count":
+        return _one_of(f"{head} kind" + (" or locus" if head == "offence" else ""),
+                       rest[:1], kinds)
+    return f"a figure of {head} is {head}.<kind>.count" + (
+        ", offence.<locus>.count or offence.count" if head == "offence" else "")
 
 
 def _one_of(what: str, rest: list[str], known: set[str]) -> str | None:
@@ -110,7 +157,7 @@ def _message_types() -> set[str]:
 _VOCAB: dict[str, set[str]] = {}
 
 
-def _vocabulary() -> dict[str, set[str]]:
+def vocabulary() -> dict[str, set[str]]:
     """Categories, kinds, roles and units, read from the schemas once."""
     if not _VOCAB:
         from client.messages import default_catalog
@@ -126,9 +173,44 @@ def _vocabulary() -> dict[str, set[str]]:
                         enums.setdefault(name, set()).update(map(str, sub["enum"]))
         common = docs["common.schema.json"]["$defs"]
         _VOCAB.update(enums)
+        _VOCAB.update(_inspection_vocabulary(docs))
         _VOCAB["categories"] = enums["category"]
         _VOCAB["units"] = set(common["quantity_unit"]["enum"])
     return _VOCAB
+
+
+def _inspection_vocabulary(docs: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The inspection report's enums by where they are (several are named ``kind``)."""
+    doc = docs.get("inspection-report.schema.json")
+    if doc is None:
+        return {}
+
+    def enum(*path: str) -> set[str]:
+        node: Any = doc
+        for key in path:
+            node = _resolve(docs, doc, node)[key]
+        return set(map(str, _resolve(docs, doc, node).get("enum", ())))
+
+    props = ("properties",)
+    return {
+        "object": enum(*props, "inspected", *props, "object"),
+        "offence_kind": enum(*props, "offences", "items", *props, "kind"),
+        "locus": enum(*props, "offences", "items", *props, "locus"),
+        "entity_kind": enum(*props, "entities", "items", *props, "kind"),
+        "asset_kind": enum(*props, "assets", "items", *props, "kind"),
+        "exploitation": enum(*props, "persons", "items", *props, "exploitation"),
+    }
+
+
+def _resolve(docs: Mapping[str, Any], doc: Any, node: Any) -> Any:
+    """``node``, or what its ``$ref`` points to (in ``doc`` or another schema file)."""
+    while isinstance(node, dict) and "$ref" in node:
+        where, _, pointer = node["$ref"].partition("#")
+        target = docs[where] if where else doc
+        for part in pointer.strip("/").split("/") if pointer.strip("/") else []:
+            target = target[part]
+        node, doc = target, (docs[where] if where else doc)
+    return node
 
 
 def _item_keys(item: dict[str, Any]) -> list[tuple[str, float]]:
@@ -165,10 +247,62 @@ def _item_keys(item: dict[str, Any]) -> list[tuple[str, float]]:
             if item.get("counterfeit"):
                 out.append(("currency.counterfeit.usd", float(usd)))
     if cat == "person":
-        notice = (item.get("person") or {}).get("notice")
-        if notice:
-            out.append((f"person.notice.{notice}.count", 1.0))
+        person = item.get("person") or {}
+        if person.get("notice"):
+            out.append((f"person.notice.{person['notice']}.count", 1.0))
+        out += _person_keys(person.get("role"), 1.0, person.get("minor"),
+                            person.get("exploitation"))
     return out
+
+
+def _person_keys(role: str | None, n: float, minor: Any, exploitation: Any
+                 ) -> list[tuple[str, float]]:
+    """What persons who are minors, or exploited, add (beyond person.<role>.count)."""
+    out = []
+    if minor is True:
+        out += [("person.minor.count", n)] + ([(f"person.{role}.minor.count", n)]
+                                              if role else [])
+    if isinstance(exploitation, str):
+        out.append((f"person.exploitation.{exploitation}.count", n))
+    return out
+
+
+def inspection_keys(report: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(metric, amount) pairs one inspection report adds to."""
+    out: list[tuple[str, float]] = []
+    inspected = report.get("inspected") or {}
+    n = float(inspected.get("count", 1))
+    out += [("inspections", n), (f"inspections.{inspected.get('object', 'other')}", n)]
+    for o in report.get("offences", ()):
+        c = float(o.get("count", 1))
+        out += [("offence.count", c), (f"offence.{o['kind']}.count", c),
+                (f"offence.{o['locus']}.count", c)]
+    for p in report.get("persons", ()):
+        c = float(p["count"])
+        out += [("person.count", c), (f"person.{p['role']}.count", c)]
+        out += _person_keys(p["role"], c, p.get("minor"), p.get("exploitation"))
+    out.append(("investigations", float(report.get("investigations_opened", 0))))
+    for e in report.get("entities", ()):
+        out.append((f"entity.{e['kind']}.count", 1.0))
+    for f in report.get("fines", ()):
+        out.append(("fines.count", 1.0))
+        usd = _usd(f.get("amount") or {})
+        if usd is not None:
+            out.append(("fines.usd", usd))
+    for a in report.get("assets", ()):
+        c = float(a.get("count", 1))
+        out += [("assets.count", c), (f"assets.{a['kind']}.count", c)]
+        usd = _usd(a.get("value") or {})
+        if usd is not None:
+            out.append(("assets.value.usd", usd))
+    return out
+
+
+def _usd(money: Mapping[str, Any]) -> float | None:
+    usd = money.get("usd_equivalent")
+    if usd is None and money.get("currency") == "USD":
+        usd = money.get("amount")
+    return None if usd is None else float(usd)
 
 
 class Tally:
@@ -181,6 +315,8 @@ class Tally:
         self.messages = 0
         self.reports: dict[str, dict[str, Any]] = {}
         self.report_time: dict[str, float] = {}
+        #: inspection reports by id, latest revision
+        self.inspections: dict[str, dict[str, Any]] = {}
         #: database hits in answers: (request id, database) of each
         self.answer_hits: list[tuple[str, str]] = []
         #: hit notifications: (request id, database) of each
@@ -199,6 +335,10 @@ class Tally:
             if before is None or message.get("revision", 1) >= before.get("revision", 1):
                 self.reports[message["id"]] = message
                 self.report_time.setdefault(message["id"], at)
+        elif kind == "inspection_report":
+            before = self.inspections.get(message["id"])
+            if before is None or message.get("revision", 1) >= before.get("revision", 1):
+                self.inspections[message["id"]] = message
         elif kind == "rfi_response":
             for hit in message.get("hits", []):
                 self.answer_hits.append((message["refers_to"], hit["database"]))
@@ -232,14 +372,19 @@ class Tally:
             for item in r["items"]:
                 for key, amount in _item_keys(item):
                     out[key] += amount
+        for r in self.inspections.values():
+            if r.get("status") != "withdrawn":
+                for key, amount in inspection_keys(r):
+                    out[key] += amount
         for db, n in self.hits.items():
             out["hits"] += n
             out[f"hits.{db}"] += n
             if db.startswith("interpol_"):
                 out["hits.interpol"] += n
-        out["countries"] = len({self.participants[u].country for u in self.senders
-                                if u in self.participants
-                                and self.participants[u].role == "unit"})
+        units = [self.participants[u] for u in self.senders
+                 if u in self.participants and self.participants[u].role == "unit"]
+        out["countries"] = len({p.country for p in units})
+        out["agencies"] = len({(p.country, p.agency) for p in units})
         return {k: round(v, 6) for k, v in sorted(out.items()) if v}
 
     def value(self, metric: str) -> float:

@@ -38,7 +38,7 @@ def test_metric_names_the_tally_counts_are_known(metric: str) -> None:
     ("person.victim.count", "no person role 'victim'"),
     ("vehicle.car.count", "vehicle items have no kind"),
     ("children", "no metric named 'children'"),
-    ("inspections.count", "no category 'inspections'")])
+    ("seizures.count", "no category 'seizures'")])
 def test_metric_names_with_a_part_the_schemas_lack_are_refused_naming_it(metric: str,
                                                                        says: str) -> None:
     """Every prefix is checked to its end: today's tally would read 0 for each."""
