@@ -23,6 +23,7 @@ from client.messages.checks import problems
 from client.replay import plan_inspections as inspections
 from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import KIND_FIELDS, Tally, vocabulary
+from client.replay.wording import wording
 from protocol.errors import ScenarioError
 
 #: Background message ids carry this marker; agents improvise reactions only to these
@@ -140,6 +141,13 @@ class Planner:
         self.rhythm = bg.get("rhythm") or _OFFICE
         self.commodities: dict[str, float] = bg.get("commodities") or {"drug.cocaine": 1.0}
         self.response = bg.get("response_minutes") or [20, 120]
+        #: how filler is worded, and what its warnings suspect: the categories the
+        #: scenario names, else the kind of operation's usual ones
+        self.words = wording(str(scenario.data["operation"].get("kind", "customs")))
+        commodity = set(vocabulary()["category"])
+        named = sorted(commodity & ({r["metric"].split(".")[0] for r in scenario.results}
+                                    | {k.split(".")[0] for k in bg.get("commodities") or {}}))
+        self.suspected = named or list(self.words.commodities)
         fill = bg.get("fill") or {}
         #: categories whose counts are filled one item per unit
         self.one_by_one = frozenset(fill.get("one_by_one", ()))
@@ -365,9 +373,7 @@ class Planner:
                 "revision": 1,
                 "event": {"when": self.s.when(max(0.0, at - 3600)), "where": place,
                           "direction": self.rng.choice(["import", "export", "transit"]),
-                          "detection": {"method": self.rng.choice(
-                              ["risk_profile", "x_ray", "documentary_check",
-                               "physical_examination", "detector_dog"])}},
+                          "detection": {"method": self.rng.choice(self.words.detection)}},
                 "items": sk["items"],
                 "outcome": {"arrests": sk["arrests"]},
             }
@@ -493,32 +499,27 @@ class Planner:
     def warning_to(self, unit: Participant) -> Event:
         """A warning for one unit (its feedback follows at run time)."""
         at = self._time()
-        body = {"type": "warning",
-                "subject": {"kind": "shipment",
-                            "description": "Consignment selected by the OCU's targeting."},
-                "reason": "Matches the operation's risk indicators for this route.",
-                "suspected_commodities": ["drug"], "requested_action": "control",
-                "addressees": [unit.unit]}
+        kind, description, reason = self.words.warnings[0]
+        body = {"type": "warning", "subject": {"kind": kind, "description": description},
+                "reason": reason, "suspected_commodities": [self.suspected[0]],
+                "requested_action": "control", "addressees": [unit.unit]}
         return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
 
     def _warning(self, n: int) -> Event:
         at = self._time()
         addressees = self.rng.sample(self.units, min(n, len(self.units)))
-        body = {"type": "warning",
-                "subject": {"kind": self.rng.choice(["passenger", "shipment", "parcel"]),
-                            "description": "Profile matched by the operation's risk "
-                                           "indicators."},
-                "reason": "Selected by the OCU's targeting for control at arrival.",
-                "suspected_commodities": [self.rng.choice(["drug", "firearm", "currency"])],
+        kind, description, reason = self.rng.choice(self.words.warnings)
+        body = {"type": "warning", "subject": {"kind": kind, "description": description},
+                "reason": reason, "suspected_commodities": [self.rng.choice(self.suspected)],
                 "requested_action": "control",
                 "addressees": [u.unit for u in addressees]}
         return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
 
     def _alert(self) -> Event:
         at = self._time()
-        body = {"type": "alert", "subject": "Reminder of the operation's risk indicators",
-                "severity": "info",
-                "body": "Units are reminded to report every seizure through the channel."}
+        alerts = self.words.alerts  # drawn only among several: a seed's traffic stays
+        subject, text = alerts[0] if len(alerts) == 1 else self.rng.choice(alerts)
+        body = {"type": "alert", "subject": subject, "severity": "info", "body": text}
         return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
 
     def _request(self, desks: list[Participant], databases: dict[str, dict[str, dict[str, Any]]],
