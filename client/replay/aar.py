@@ -16,7 +16,7 @@ from client.messages.summary import summarise
 from client.messages.values import enum_words
 from client.replay.cases import check_cases
 from client.replay.scenario import Scenario
-from client.replay.tally import Tally, _item_keys
+from client.replay.tally import Tally, _item_keys, commodity_key
 
 
 def check(result: dict[str, Any], observed: float) -> bool:
@@ -167,9 +167,7 @@ def _add_item(commodities: dict[str, dict[str, Any]], item: dict[str, Any]) -> N
     (``drug.cocaine``, ``firearm.pistol``; ``ammunition`` for a category without kinds)."""
     keys = _item_keys(item)
     # the tally counts an item under its category and, when it has one, its kind
-    # (``person.notice.<colour>`` is a mark on a person, not a kind of person)
-    key = max((k.removesuffix(".count") for k, _ in keys
-               if k.endswith(".count") and k.count(".") <= 2), key=len)
+    key = commodity_key(item)
     category, _, kind = key.partition(".")
     row = commodities.setdefault(key, {"commodity": key, "category": category,
                                        "kind": kind or None, "items": 0, "count": 0,

@@ -22,7 +22,7 @@ from client.messages import default_catalog
 from client.messages.checks import problems
 from client.replay import plan_inspections as inspections
 from client.replay.scenario import Participant, Scenario, envelope
-from client.replay.tally import KIND_FIELDS, Tally, vocabulary
+from client.replay.tally import KIND_FIELDS, SECOND_KIND_FIELDS, Tally, vocabulary
 from client.replay.wording import wording
 from protocol.errors import ScenarioError
 
@@ -258,7 +258,10 @@ class Planner:
         for v in _split(amount, n, self.rng, integer=integer):
             item: dict[str, Any] = {"category": cat}
             if len(parts) == 3 and cat in KIND_FIELDS:
-                item[KIND_FIELDS[cat]] = parts[1]
+                second = SECOND_KIND_FIELDS.get(cat)
+                field = (second if second and parts[1] in vocabulary().get(second, set())
+                         else KIND_FIELDS[cat])
+                item[field] = parts[1]
             if measure == "count":
                 item["count"] = int(v)
             else:

@@ -38,7 +38,22 @@ _METRIC = re.compile(
 
 #: the item field that names a category's kind (drug.<substance>, firearm.<type> ...)
 KIND_FIELDS = {"drug": "substance", "firearm": "firearm_type", "firearm_part": "part",
-               "document": "document_status", "tobacco": "product", "vessel": "vessel_type"}
+               "document": "document_status", "tobacco": "product", "vessel": "vessel_type",
+               "vehicle": "vehicle_type", "wildlife": "species_group"}
+#: a second way a category's items are counted (wildlife.live.count beside
+#: wildlife.bird.count); its values and the first kind's never overlap
+SECOND_KIND_FIELDS = {"wildlife": "specimen"}
+
+
+def commodity_key(item: Mapping[str, Any]) -> str:
+    """The finest commodity an item is counted under: ``drug.cocaine``, ``wildlife.bird``,
+    or its category when it does not say its kind."""
+    cat = str(item["category"])
+    if cat == "person":
+        role = (item.get("person") or {}).get("role")
+        return f"person.{role}" if role else cat
+    kind = item.get(KIND_FIELDS.get(cat, ""))
+    return f"{cat}.{kind}" if kind else cat
 
 
 def known_metric(metric: str) -> bool:
@@ -103,7 +118,12 @@ def metric_problem(metric: str) -> str | None:
         return f"{head} items have no kind to count them by: {head}.{measure}"
     if len(rest) > 2:
         return f"a figure by kind is {head}.<{field}>.{measure}"
-    return _one_of(field.replace("_", " "), rest[:1], vocab.get(field, set()))
+    kinds = vocab.get(field, set())
+    second = SECOND_KIND_FIELDS.get(head)
+    if second:
+        field = f"{field} or {second}"
+        kinds = kinds | vocab.get(second, set())
+    return _one_of(field.replace("_", " "), rest[:1], kinds)
 
 
 #: metrics that count a whole and take no suffix
@@ -217,11 +237,9 @@ def _item_keys(item: dict[str, Any]) -> list[tuple[str, float]]:
     """(metric, amount) pairs one seized item adds to."""
     cat = item["category"]
     out: list[tuple[str, float]] = []
-    sub = {"drug": item.get("substance"), "firearm": item.get("firearm_type"),
-           "firearm_part": item.get("part"), "document": item.get("document_status"),
-           "person": (item.get("person") or {}).get("role"),
-           "tobacco": item.get("product"), "vessel": item.get("vessel_type")}.get(cat)
-    prefixes = [cat] + ([f"{cat}.{sub}"] if sub else [])
+    prefixes = [cat] + ([key] if (key := commodity_key(item)) != cat else [])
+    if (second := item.get(SECOND_KIND_FIELDS.get(cat, ""))) is not None:
+        prefixes.append(f"{cat}.{second}")
     count = float(item.get("count", 1))
     for p in prefixes:
         out.append((f"{p}.count", count))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from client.replay.scenario import load
-from client.replay.tally import known_metric, metric_problem
+from client.replay.tally import Tally, known_metric, metric_problem
 from protocol.errors import ScenarioError
 
 SEED = Path(__file__).resolve().parents[3] / "seeds" / "cocair-v.yaml"
@@ -20,7 +20,9 @@ SEED = Path(__file__).resolve().parents[3] / "seeds" / "cocair-v.yaml"
     "messages", "messages.warning", "reports", "items", "arrests", "countries", "hits",
     "hits.interpol", "hits.interpol_notices", "hits.wco_cen", "drug.kg", "drug.cocaine.kg",
     "firearm.pistol.count", "person.count", "person.suspect.count",
-    "person.notice.red.count", "currency.usd", "ammunition.rounds"])
+    "person.notice.red.count", "currency.usd", "ammunition.rounds", "vehicle.car.count",
+    "wildlife.bird.specimens", "wildlife.live.count", "wildlife.pangolin.kg",
+    "wildlife.timber.m3"])
 def test_metric_names_the_tally_counts_are_known(metric: str) -> None:
     assert known_metric(metric), metric_problem(metric)
 
@@ -36,7 +38,9 @@ def test_metric_names_the_tally_counts_are_known(metric: str) -> None:
     ("drug.cocain.kg", "no substance 'cocain'"),
     ("drug.cocaine.lb", "'lb' is not a measure"),
     ("person.victim.count", "no person role 'victim'"),
-    ("vehicle.car.count", "vehicle items have no kind"),
+    ("vehicle.rocket.count", "no vehicle type 'rocket'"),
+    ("wildlife.dragon.count", "no species group or specimen 'dragon'"),
+    ("explosive.tnt.kg", "explosive items have no kind"),
     ("children", "no metric named 'children'"),
     ("seizures.count", "no category 'seizures'")])
 def test_metric_names_with_a_part_the_schemas_lack_are_refused_naming_it(metric: str,
@@ -61,3 +65,20 @@ def test_metric_names_scenario_check_names_the_bad_part(tmp_path: Path) -> None:
     found = {p.path: p.message for p in info.value.problems}
     assert "no database 'interpol_notice'" in found[f"/results/{n}/metric"]
     assert "arrests is counted as a whole" in found[f"/results/{n + 1}/metric"]
+
+
+def test_metric_names_wildlife_counts_by_group_and_by_specimen() -> None:
+    """A wildlife item counts under its species group and, apart, under live, dead, part
+    or derivative: 12 live birds add to both wildlife.bird and wildlife.live."""
+    tally = Tally({})
+    tally.reports["x"] = {"items": [
+        {"category": "wildlife", "species_group": "bird", "specimen": "live",
+         "quantity": {"value": 12, "unit": "specimens"}},
+        {"category": "wildlife", "species_group": "pangolin", "specimen": "part",
+         "quantity": {"value": 3.5, "unit": "kg"}}]}
+    totals = tally.totals()
+    assert totals["wildlife.bird.specimens"] == 12
+    assert totals["wildlife.live.specimens"] == 12
+    assert totals["wildlife.pangolin.kg"] == 3.5
+    assert totals["wildlife.part.kg"] == 3.5
+    assert totals["wildlife.count"] == 2
