@@ -118,6 +118,9 @@ def bodies(need: Mapping[str, float], rng: random.Random, *, loci: list[str],
                     {"kind": rest.split(".")[0]})
     _fines(need, with_findings, rng)
     _assets(need, with_findings, rng)
+    for r in reports:  # what was taken makes it a seizure, not only an offence found
+        if r.get("assets") and r.get("offences"):
+            r["result"] = "seizure"
     return reports
 
 
