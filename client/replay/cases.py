@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from client.replay.names import commodity_name
-from client.replay.tally import KIND_FIELDS
+from client.replay.tally import KIND_FIELDS, SECOND_KIND_FIELDS
 
 #: masses and volumes compared in one unit each
 _SCALE = {"kg": ("kg", 1.0), "g": ("kg", 0.001), "mg": ("kg", 1e-6), "t": ("kg", 1000.0),
@@ -89,14 +89,13 @@ def _sum(items: Iterable[Mapping[str, Any]], goods: Mapping[str, Any]
          ) -> tuple[float, float, str | None]:
     """Count, and quantity in the case's unit family, of the report's items that are the
     case's goods."""
-    field = KIND_FIELDS.get(goods["category"], "")
     want_q = goods.get("quantity")
     family = _SCALE.get(want_q["unit"], (want_q["unit"], 1.0))[0] if want_q else None
     count = amount = 0.0
     for item in items:
         if item.get("category") != goods["category"]:
             continue
-        if goods.get("kind") and item.get(field) != goods["kind"]:
+        if goods.get("kind") and goods["kind"] not in _kinds(item):
             continue
         count += float(item.get("count", 1))
         q = item.get("quantity")
@@ -107,6 +106,16 @@ def _sum(items: Iterable[Mapping[str, Any]], goods: Mapping[str, Any]
     if want_q and family:
         amount /= _SCALE.get(want_q["unit"], (family, 1.0))[1]
     return count, amount, want_q["unit"] if want_q else None
+
+
+def _kinds(item: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the item is within its category, as the tally counts it: a person's role, or
+    the category's kind fields (a wildlife item is a species group and a specimen)."""
+    category = item.get("category")
+    if category == "person":
+        return ((item.get("person") or {}).get("role"),)
+    return tuple(item.get(fields[category]) for fields in (KIND_FIELDS, SECOND_KIND_FIELDS)
+                 if category in fields)
 
 
 def _meets(goods: Mapping[str, Any], count: float, amount: float) -> bool:

@@ -90,19 +90,28 @@ def _split(total: float, parts: int, rng: random.Random, *, integer: bool) -> li
     weights = [rng.uniform(0.3, 1.7) for _ in range(parts)]
     s = sum(weights)
     if integer:
-        total_i = round(total)
-        parts = min(parts, total_i) or 1
-        base = [max(1, int(total_i * w / s)) for w in weights[:parts]]
-        base[-1] = total_i - sum(base[:-1])
-        while base[-1] < 1:  # rounding pushed the last one to zero or below
-            i = max(range(parts - 1), key=lambda k: base[k])
-            base[i] -= 1
-            base[-1] += 1
-        return [float(b) for b in base]
+        return [float(n) for n in _whole_parts(round(total), weights)]
     out = [round(total * w / s, 1) for w in weights]
     out[-1] = round(total - sum(out[:-1]), 6)
     if out[-1] <= 0:
         return [total]
+    return out
+
+
+def _whole_parts(total: int, weights: list[float]) -> list[int]:
+    """``total`` as at most ``len(weights)`` whole amounts of at least 1 each, each within
+    1 of its weighted share (largest remainders get the units the rounding leaves)."""
+    weights = weights[:max(1, min(len(weights), total))]
+    rest = total - len(weights)
+    if rest < 0:  # a total of 0 or less: one part
+        return [total]
+    s = sum(weights)
+    shares = [rest * w / s for w in weights]
+    out = [1 + int(x) for x in shares]
+    by_remainder = sorted(range(len(out)), key=lambda k: shares[k] - int(shares[k]),
+                          reverse=True)
+    for k in by_remainder[:total - sum(out)]:
+        out[k] += 1
     return out
 
 

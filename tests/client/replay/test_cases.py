@@ -92,3 +92,39 @@ def test_cases_whose_storyline_is_removed_fail_the_scenario_check(tmp_path: Path
     index = [c["id"] for c in TRIGGER.cases].index("jamaica-private-jet-cocaine")
     assert "no storyline carries this case" in problems[f"/cases/{index}"]
     assert "Cocaine, 500.2 kg" in problems[f"/cases/{index}"]
+
+
+def _report(unit: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": f"{unit}-S001", "sender": {"unit": unit, "country": unit[:2]},
+            "items": items}
+
+
+def _person(role: str, count: int = 1) -> dict[str, Any]:
+    return {"category": "person", "count": count, "person": {"role": role}}
+
+
+def test_cases_count_persons_by_their_role() -> None:
+    """A case of 94 suspects is met by the report's suspects, not by its victims too
+    (Liberterra II's Türkiye case)."""
+    report = _report("TR-TNP", [_person("suspect", 94), _person("victim_of_trafficking", 6)])
+    case = {"id": "smugglers", "published": "94 smugglers", "reported_by": "TR",
+            "goods": {"category": "person", "kind": "suspect", "count": 94}}
+    (found,) = check_cases([case], [report])
+    assert found["ok"], found
+    (found,) = check_cases([{**case, "goods": {**case["goods"], "kind": "victim_of_trafficking"}}],
+                           [report])
+    assert not found["ok"]
+
+
+def test_cases_count_wildlife_by_specimen_as_well_as_species_group() -> None:
+    """Wildlife is counted two ways (tally.SECOND_KIND_FIELDS): a case of 3 live animals
+    is met by live birds and live reptiles together."""
+    items = [{"category": "wildlife", "count": 2, "species_group": "bird", "specimen": "live"},
+             {"category": "wildlife", "count": 1, "species_group": "reptile",
+              "specimen": "live"},
+             {"category": "wildlife", "count": 5, "species_group": "bird", "specimen": "dead"}]
+    case = {"id": "live", "published": "3 live animals", "reported_by": "KE",
+            "goods": {"category": "wildlife", "kind": "live", "count": 3}}
+    assert check_cases([case], [_report("KE-KWS", items)])[0]["ok"]
+    case["goods"] = {"category": "wildlife", "kind": "bird", "count": 7}
+    assert check_cases([case], [_report("KE-KWS", items)])[0]["ok"]
