@@ -65,6 +65,7 @@ from protocol.errors import (
     RequestError,
     SchemaError,
 )
+from protocol.signatures import SignatureMemo
 
 log = logging.getLogger("opshub.secure")
 
@@ -106,7 +107,8 @@ class SecureAgent:
                  clock: Callable[[], float] = time.time, packages: int = 16,
                  rotate_messages: int = 10_000, rotate_seconds: float = 3600.0,
                  reconnect: bool = True, catalog: Catalog | None = None,
-                 reads: frozenset[str] | None = None, max_unread: int = 10_000) -> None:
+                 reads: frozenset[str] | None = None, max_unread: int = 10_000,
+                 signatures: SignatureMemo | None = None) -> None:
         self.identity = identity
         self.unit = identity.unit
         self.clock = clock
@@ -114,11 +116,13 @@ class SecureAgent:
         self.conn = AgentConnection(url, identity, reconnect=reconnect, now=clock)
         self.keys = KeyPackageKeys(self.unit, identity.key, suite, rand)
         self.authority_keys = list(authority_keys)
-        ring = AuthorityRing(authority_keys)
+        ring = AuthorityRing(authority_keys, signatures=signatures)
         self.member: Member = (
-            Admin(identity, ring=ring, keys=self.keys, rand=rand, suite=suite)
+            Admin(identity, ring=ring, keys=self.keys, rand=rand, suite=suite,
+                  signatures=signatures)
             if identity.credential.role == "ocu"
-            else Member(identity, ring=ring, keys=self.keys, rand=rand))
+            else Member(identity, ring=ring, keys=self.keys, rand=rand,
+                        signatures=signatures))
         self._admin = None if not isinstance(self.member, Admin) else SecureAdmin(
             self.conn, self.member, clock=clock, spawn=self._spawn, notify=self._notify,
             subscribe=self._subscribe, rotate_messages=rotate_messages,
@@ -135,6 +139,7 @@ class SecureAgent:
         self.ledgers: dict[str, Ledger] = self._ledgers.ledgers
         self.rejected: list[Rejected] = []
         self.skipped_before_join = 0  # entries of epochs before this unit joined
+        self.decrypted = 0  # others' messages decrypted and verified (then checked)
         #: what stopped the agent, if anything did (see AgentStopped)
         self.failure: BaseException | None = None
         # bounded: see "Tasks and queues" above; None, once queued, says the agent stopped
@@ -481,6 +486,7 @@ class SecureAgent:
             self.read_up_to[item.op] = item.seq
 
     async def _accept(self, item: Delivered, got: Received) -> None:
+        self.decrypted += 1
         body = None
         if got.content_type == message_content.MESSAGE:
             body = self._checked(item.op, item.seq, got.sender, got.content)

@@ -182,8 +182,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     wall = report["wall_seconds"]
     rate = report["messages"] / wall if wall else 0
     reached = "reached so far" if partial else "reproduced"
+    decrypted = report.get("decrypted", 0)
     print(f"\n{report['operation_id']}: {report['messages']} messages in {wall:.1f} s "
-          f"({rate:,.0f}/s, {rejected} rejected by agents); "
+          f"({rate:,.0f}/s; read {decrypted:,} times by the agents, "
+          f"{decrypted / wall if wall else 0:,.0f}/s; {rejected} rejected by agents); "
           f"{len(report['checks']) - len(failed)} of {len(report['checks'])} published "
           f"figures {reached}")
     for c in report["checks"]:

@@ -347,7 +347,10 @@ def _ack(r: _Reader) -> f.Ack:
 def _commit(r: _Reader) -> f.Commit:
     return f.Commit(
         rid=r.uint("rid"),
-        statement=r.binary("stmt", max_len=r.limits.max_payload),
+        # bounded by the frame, not max_payload: a commit seals the epoch's keys to every
+        # member (~1.2 KiB each with the hybrid KEM), so max_payload would cap an
+        # operation at ~215 members
+        statement=r.binary("stmt", max_len=r.limits.max_frame),
         signature=r.binary("sig", max_len=64),
     )
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol import frames
 from protocol.errors import AuthError, Code
+from protocol.signatures import SignatureMemo, VerifyingKey
 
 CREDENTIAL_CONTEXT = b"opshub/credential/v1\x00"
 AUTH_CONTEXT = b"opshub/auth/v1\x00"
@@ -169,8 +170,13 @@ def issue(authority: Ed25519PrivateKey, credential: Credential) -> SignedCredent
 class AuthorityRing:
     """The authority public keys a verifier trusts, by key id."""
 
-    def __init__(self, public_keys: list[bytes]) -> None:
-        self._keys = {key_id(k): Ed25519PublicKey.from_public_bytes(k) for k in public_keys}
+    def __init__(self, public_keys: list[bytes], *,
+                 signatures: SignatureMemo | None = None) -> None:
+        """``signatures``: a memo of verified signatures shared with the other agents of
+        this process (protocol.signatures); None verifies every credential itself."""
+        self._keys: dict[bytes, VerifyingKey] = {
+            key_id(k): Ed25519PublicKey.from_public_bytes(k) if signatures is None
+            else signatures.key(k) for k in public_keys}
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -57,6 +57,7 @@ from client.membership import OperationAdmin
 from protocol.credentials import AuthorityRing, Credential, SignedCredential
 from protocol.errors import Code, CryptoError, OpshubError, RequestError
 from protocol.keypackages import SignedKeyPackage
+from protocol.signatures import SignatureMemo, VerifyingKey
 from protocol.statements import OperationState, Statement, roster_hash, statement_hash
 
 #: A generation more than this far ahead of a sender's ratchet is refused.
@@ -120,7 +121,7 @@ class Epoch:
                                nonce_size=suite.nonce_size, hash_name=suite.hash_name)
         self.receivers: dict[int, _Receiver] = {}
         #: leaf -> (unit, its identity key), filled on first use
-        self.verifiers: dict[int, tuple[str, Ed25519PublicKey]] = {}
+        self.verifiers: dict[int, tuple[str, VerifyingKey]] = {}
         self.send: _Receiver | None = None
         self.messages = 0  # messages sent or received in this epoch
 
@@ -208,7 +209,10 @@ class Member:
     """One unit's end-to-end state across its operations."""
 
     def __init__(self, identity: UnitIdentity, *, ring: AuthorityRing, keys: KeyPackageKeys,
-                 rand: Rand, grace: float = GRACE_SECONDS) -> None:
+                 rand: Rand, grace: float = GRACE_SECONDS,
+                 signatures: SignatureMemo | None = None) -> None:
+        """``signatures``: a memo of verified signatures shared with the other agents of
+        this process (a replay's); None verifies every signature itself."""
         self.unit = identity.unit
         self.identity = identity
         self.ring = ring
@@ -216,12 +220,14 @@ class Member:
         self.rand = rand
         self.grace = grace
         self.channels: dict[str, Channel] = {}
-        self._keys: dict[bytes, Ed25519PublicKey] = {}
+        self.signatures = signatures
+        self._keys: dict[bytes, VerifyingKey] = {}
 
-    def _public_key(self, raw: bytes) -> Ed25519PublicKey:
+    def _public_key(self, raw: bytes) -> VerifyingKey:
         key = self._keys.get(raw)
         if key is None:
-            key = self._keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
+            key = self._keys[raw] = (Ed25519PublicKey.from_public_bytes(raw)
+                                     if self.signatures is None else self.signatures.key(raw))
         return key
 
     def channel(self, op: str) -> Channel:
@@ -610,8 +616,10 @@ class Admin(Member):
     ``accepted`` installs the epoch, and the welcomes go out as directed messages."""
 
     def __init__(self, identity: UnitIdentity, *, ring: AuthorityRing, keys: KeyPackageKeys,
-                 rand: Rand, suite: CipherSuite, grace: float = GRACE_SECONDS) -> None:
-        super().__init__(identity, ring=ring, keys=keys, rand=rand, grace=grace)
+                 rand: Rand, suite: CipherSuite, grace: float = GRACE_SECONDS,
+                 signatures: SignatureMemo | None = None) -> None:
+        super().__init__(identity, ring=ring, keys=keys, rand=rand, grace=grace,
+                         signatures=signatures)
         self.suite = suite
         self._admins: dict[str, OperationAdmin] = {}
 

@@ -20,10 +20,11 @@ import struct
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protocol.errors import Code, CryptoError
+from protocol.signatures import VerifyingKey
 
 VERSION = 1
 SIGN_CONTEXT = b"opshub/message/v1\x00"
@@ -109,7 +110,7 @@ def open_unverified(aad: bytes, header: Header, ciphertext: bytes, key: bytes,
     return inner[_LEN.size : end], inner[end : end + SIGNATURE_SIZE]
 
 
-def verify(aad: bytes, content: bytes, signature: bytes, sender_key: Ed25519PublicKey,
+def verify(aad: bytes, content: bytes, signature: bytes, sender_key: VerifyingKey,
            sender: str) -> None:
     try:
         sender_key.verify(signature, SIGN_CONTEXT + aad + content)

@@ -8,6 +8,7 @@ each problem names its JSON path, like the schema's own.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +137,10 @@ class Ledger:
         return out
 
     def record(self, message: dict[str, Any], seq: int | None = None) -> None:
-        self.seen[message["id"]] = Seen(message["type"], seq, message.get("revision"))
+        # interned: in a replay every agent of the process records the same ids and
+        # types, each from its own decoded copy (a third of a ledger's memory)
+        self.seen[sys.intern(message["id"])] = Seen(sys.intern(message["type"]), seq,
+                                                    message.get("revision"))
 
 
 def problems(catalog: Catalog, message: Any, ledger: Ledger | None = None) -> list[Problem]:

@@ -27,14 +27,17 @@ of ``Replay.run``, so a failing agent ends the run with its error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import gc
 import heapq
 import itertools
 import random
+import resource
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from client.identity import Authority, UnitIdentity, UnitSpec
@@ -47,11 +50,17 @@ from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import Tally
 from client.secure import Message, SecureAgent
 from protocol.errors import UsageError
+from protocol.signatures import SignatureMemo
 
 WINDOW = 3600.0  # virtual seconds per step of the clock
 ROTATE_EVERY = 2000  # the OCU commits new epoch keys after this many messages
 MIN_REACTION = WINDOW  # reactions land in a later window than what caused them
 TICK = 1.0  # real seconds between progress updates while waiting for the virtual clock
+#: Garbage-collection thresholds while a replay runs, the hub's (hub/app.py). With the
+#: defaults (700, 10, 10) the 300-agency replay spent a third of its time in ~120 full
+#: collections of a heap that grows to 1 GB, as every unit's ledger keeps each message
+#: it read (docs/performance.md, "Scale: 300 agencies").
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 class Clock:
@@ -205,6 +214,9 @@ class Replay:
         self._shown = 0  # messages of ``log`` past the per-message lines
         self.tally = Tally(scenario.participants)
         self.agents: dict[str, ReplayAgent] = {}
+        #: signatures verified by one agent, not verified again by the next: every unit
+        #: reads each message the OCU sends (docs/performance.md, "Scale: 300 agencies")
+        self.signatures = SignatureMemo()
         #: what is to be sent, in time order; bounded: the plan counts every message the
         #: run sends, reactions included, so more is a bug (``schedule`` refuses it)
         self._agenda: list[tuple[float, int, str, dict[str, Any] | None, int]] = []
@@ -274,19 +286,20 @@ class Replay:
         ``outcome`` and the tally then hold what happened so far."""
         self._started = time.perf_counter()
         try:
-            async with asyncio.TaskGroup() as tasks:
-                self._tasks = tasks
-                try:
-                    await self._start_agents(url, identities, authority)
-                    await self._create_channel(identities)
-                    for e in self.plan.events:
-                        self.schedule(e.at, e.sender, e.message, e.day)
-                    await self._drive()
-                    epoch = self.agents[self.scenario.ocu].agent.epoch(self.op)
-                    self.progress(f"keys     final epoch {epoch} (the OCU commits new keys "
-                                  f"every {ROTATE_EVERY} messages)")
-                finally:
-                    await self._stop_agents()
+            with fewer_collections():
+                async with asyncio.TaskGroup() as tasks:
+                    self._tasks = tasks
+                    try:
+                        await self._start_agents(url, identities, authority)
+                        await self._create_channel(identities)
+                        for e in self.plan.events:
+                            self.schedule(e.at, e.sender, e.message, e.day)
+                        await self._drive()
+                        epoch = self.agents[self.scenario.ocu].agent.epoch(self.op)
+                        self.progress(f"keys     final epoch {epoch} (the OCU commits new "
+                                      f"keys every {ROTATE_EVERY} messages)")
+                    finally:
+                        await self._stop_agents()
         finally:
             self._tasks = None
             self.wall_seconds = time.perf_counter() - self._started
@@ -298,6 +311,8 @@ class Replay:
         ocu = self.agents.get(self.scenario.ocu)
         return {"operation_id": self.op, "wall_seconds": round(self.wall_seconds, 2),
                 "sent": self.sent,
+                "decrypted": sum(a.agent.decrypted for a in self.agents.values()),
+                "agents_max_rss_mb": round(max_rss_mb()),
                 "final_epoch": ocu.agent.epoch(self.op) if ocu is not None else None,
                 "rejected": {u: len(a.agent.rejected) for u, a in self.agents.items()}}
 
@@ -331,7 +346,8 @@ class Replay:
             elif reads is not None:
                 reads |= self.held  # agents answer what people send
             secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
-                                 packages=4, rotate_messages=ROTATE_EVERY)
+                                 packages=4, rotate_messages=ROTATE_EVERY,
+                                 signatures=self.signatures)
             cls: type[ReplayAgent] = (
                 HeldAgent if unit in self.held
                 else {"ocu": OcuAgent, "liaison": DeskAgent}.get(who.role, ReplayAgent))
@@ -497,8 +513,36 @@ def identities_for(scenario: Scenario, *, now: int) -> tuple[Authority, dict[str
     return authority, ids
 
 
+def max_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MiB (Linux counts KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
+
+
+class _Collections:
+    """GC_THRESHOLDS while at least one replay runs in this process (an exercise server
+    may run several at once); the thresholds found before the first, after the last."""
+
+    running = 0
+    before = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect garbage at GC_THRESHOLDS inside the block (see ``_Collections``)."""
+    if _Collections.running == 0:
+        _Collections.before = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+    _Collections.running += 1
+    try:
+        yield
+    finally:
+        _Collections.running -= 1
+        if _Collections.running == 0:
+            gc.set_threshold(*_Collections.before)
 
 
 __all__ = ["Event", "Replay", "identities_for"]
