@@ -211,7 +211,8 @@ def test_scenario_check_accepts_the_seeds(capsys) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("operation", ["trigger-vii", "calypso-2", "cocair-v"])
+@pytest.mark.parametrize("operation", [
+    "trigger-vii", "calypso-2", "cocair-v", "liberterra-2", "30-days-at-sea-3"])
 async def test_replay_seed_operation_reproduces_every_published_figure(
         tmp_path: Path, operation: str) -> None:
     """Each documented operation replays with every published figure reproduced."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -399,12 +400,18 @@ class Planner:
         still need (client/replay/plan_inspections.py)."""
         need = inspections.residuals(self.s.results, storyline.totals())
         vocab = vocabulary()
-        # where no figure says: an object, a place, no figure fixes (a port by choice)
+        # where no figure says: an object no figure fixes; an offence's place is where it
+        # was found
         fixed = {r["metric"].split(".")[1] for r in self.s.results if r["rule"] != "at_least"
                  and r["metric"].startswith(("inspections.", "offence."))}
         named = {r["metric"].split(".")[1] for r in self.s.results
                  if r["metric"].startswith("inspections.")}
-        loci = sorted(vocab.get("locus", set()), key=lambda p: (p in fixed, p != "port", p))
+        # where an offence found at a place a figure fixes is put instead: the place
+        # most of the units inspect that no figure fixes, else a port by choice
+        places = Counter(inspections.LOCUS_OF_PLACE.get(str(p.get("place_type")), "inland")
+                         for u in self.units for p in u.places)
+        loci = sorted(vocab.get("locus", set()),
+                      key=lambda p: (p in fixed, -places[p], p != "port", p))
         bodies = inspections.bodies(
             need, self.rng, loci=loci,
             kinds=sorted(vocab.get("offence_kind", set())),
@@ -416,6 +423,7 @@ class Planner:
             unit = self._unit()
             at = self._time()
             body.update(when=self.s.when(max(0.0, at - 3600)), where=self._place(unit))
+            inspections.locus_found(body, fixed, loci[0])
             events.append(Event(at, unit.unit, self._message(unit, at, body)))
         return events
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from protocol.errors import ScenarioError
@@ -39,9 +39,10 @@ def residuals(results: Iterable[Mapping[str, Any]], have: Mapping[str, float]
     return out
 
 
-def _spread(names: Mapping[str, float], total: float, fallback: str) -> list[str]:
+def _spread(names: Mapping[str, float], total: float, fallback: str | None
+            ) -> list[str | None]:
     """One name per unit: each named one its count, then ``fallback`` up to ``total``."""
-    out = [name for name, n in names.items() for _ in range(int(n))]
+    out: list[str | None] = [name for name, n in names.items() for _ in range(int(n))]
     return out + [fallback] * max(0, int(total) - len(out))
 
 
@@ -63,8 +64,9 @@ def bodies(need: Mapping[str, float], rng: random.Random, *, loci: list[str],
            cannot: Callable[[str], ScenarioError]) -> list[dict[str, Any]]:
     """Inspection report bodies (no envelope, no place or time) that add exactly
     ``need`` (from ``residuals``). ``loci`` and ``kinds``: every offence place and kind
-    (the first place is used where no figure says); ``objects``: what is inspected where
-    no figure says (the first one)."""
+    (an offence no figure places has locus None: the caller puts it where the report
+    says the inspection was, ``locus_found``); ``objects``: what is inspected where no
+    figure says (the first one)."""
     if not need:
         return []
     objects_by = {m.split(".")[1]: n for m, n in need.items() if m.startswith("inspections.")}
@@ -81,7 +83,7 @@ def bodies(need: Mapping[str, float], rng: random.Random, *, loci: list[str],
     n_offences = max(need.get("offence.count", 0.0), sum(kinds_by.values()),
                      sum(loci_by.values()))
     offence_kinds = _spread(kinds_by, n_offences, "other")
-    offence_loci = _spread(loci_by, n_offences, loci[0])
+    offence_loci = _spread(loci_by, n_offences, None)  # None: where it was found
     offences = [{"kind": k, "locus": p, "count": 1}
                 for k, p in zip(offence_kinds, offence_loci, strict=True)]
     rng.shuffle(offences)
@@ -122,6 +124,22 @@ def bodies(need: Mapping[str, float], rng: random.Random, *, loci: list[str],
         if r.get("assets") and r.get("offences"):
             r["result"] = "seizure"
     return reports
+
+
+#: the offence locus of an inspection's place_type (client/replay/plan.py), where the
+#: place is not one: "inland"
+LOCUS_OF_PLACE = {"seaport": "port", "at_sea": "at_sea", "coast": "coast",
+                  "inland_waters": "inland_waters", "airport": "airport",
+                  "land_border": "land_border"}
+
+
+def locus_found(report: dict[str, Any], fixed: Collection[str], fallback: str) -> None:
+    """Put the report's offences that no figure places where the inspection was (its
+    ``where.place_type``), unless a figure fixes that locus: then at ``fallback``."""
+    here = LOCUS_OF_PLACE.get(str(report.get("where", {}).get("place_type")), "inland")
+    for offence in report.get("offences", []):
+        if offence["locus"] is None:
+            offence["locus"] = here if here not in fixed else fallback
 
 
 def _fines(need: Mapping[str, float], reports: list[dict[str, Any]],

@@ -30,10 +30,12 @@ def _case(case_id: str) -> dict[str, Any]:
     return next(c for c in TRIGGER.cases if c["id"] == case_id)
 
 
-@pytest.mark.parametrize("name", ["trigger-vii", "calypso-2"])
+@pytest.mark.parametrize("name", ["trigger-vii", "calypso-2", "liberterra-2", "30-days-at-sea-3"])
 def test_cases_of_the_seeds_are_found_in_their_storylines(name: str) -> None:
     """Trigger VII's 20 pistols and 500.2 kg of cocaine (and the other cases its release
-    gives), and CALYPSO 2's 772 kg, are each found in one report, named with who sent it."""
+    gives), CALYPSO 2's 772 kg, Liberterra II's 94 smugglers arrested in Türkiye and 30
+    Days at Sea 3.0's 11,000 t of metal waste at Augusta are each found in one report,
+    named with who sent it."""
     scenario = load(SEEDS / f"{name}.yaml")
     found = check_cases(scenario.cases, _reports(scenario))
     assert found
@@ -43,6 +45,10 @@ def test_cases_of_the_seeds_are_found_in_their_storylines(name: str) -> None:
         assert pistols["found"].startswith("DM-POLICE reported Firearms: pistol, 20")
         cocaine = next(f for f in found if f["id"] == "jamaica-private-jet-cocaine")
         assert "Cocaine, 500.2 kg" in cocaine["found"]
+    if name == "liberterra-2":
+        assert any("Persons: suspect, 94" in f["found"] for f in found)
+    if name == "30-days-at-sea-3":
+        assert any("Waste, 11000 t at Port of Augusta" in f["found"] for f in found)
 
 
 def test_cases_a_report_with_another_amount_is_not_the_case() -> None:

@@ -114,6 +114,24 @@ def test_plan_fills_inspections_one_by_one(tmp_path: Path) -> None:
     assert {r["inspected"]["count"] for r in filler} == {1}
 
 
+def test_plan_puts_offences_no_figure_places_where_they_were_found(tmp_path: Path) -> None:
+    """40 offences of which a figure places 7 at sea: the other 33 are committed where
+    the inspection that found them was (a seaport's at port, a border crossing's at
+    the border), never at a place a figure fixes, and never all at one fallback (they
+    went to airports in 30 Days at Sea 3.0, where the release says coast and rivers)."""
+    from client.replay.plan_inspections import LOCUS_OF_PLACE
+    results = {"inspections": 60, "offence.count": 40, "offence.at_sea.count": 7}
+    totals, filler = _planned(_controls(tmp_path, results))
+    assert totals["offence.at_sea.count"] == 7
+    unplaced = [(r["where"].get("place_type"), o["locus"]) for r in filler
+                for o in r.get("offences", []) if o["locus"] != "at_sea"]
+    assert len(unplaced) == 33
+    for place_type, locus in unplaced:
+        here = LOCUS_OF_PLACE.get(str(place_type), "inland")
+        assert locus == here or here == "at_sea", (place_type, locus)
+    assert len({locus for _, locus in unplaced}) > 1
+
+
 async def test_replay_reproduces_control_figures(tmp_path: Path) -> None:
     """Over a hub, the OCU's tally of the decrypted inspection reports gives every
     published control figure."""

@@ -138,6 +138,22 @@ async def test_replay_agents_verify_each_signature_once(tmp_path: Path) -> None:
     assert memo.remembered > 0
 
 
+async def test_replay_reports_how_often_its_agents_decrypted(tmp_path: Path) -> None:
+    """report.json counts the messages the agents decrypted between them (reads/s is the
+    rate that holds as operations grow: docs/performance.md) and the agents' peak memory.
+    The OCU reads every message but its own, and each unit at least what the OCU sent."""
+    seen: list[Replay] = []
+    report = await run_replay(str(MINI), out=tmp_path / "out", progress=lambda _: None,
+                              hook=seen.append)
+    agents = seen[0].agents
+    assert report["decrypted"] == sum(a.agent.decrypted for a in agents.values())
+    ocu = seen[0].scenario.ocu
+    by_ocu = sum(1 for m in seen[0].log if m["sender"]["unit"] == ocu)
+    assert agents[ocu].agent.decrypted == report["messages"] - by_ocu
+    assert report["decrypted"] > report["messages"]
+    assert report["agents_max_rss_mb"] > 0
+
+
 def test_fewer_collections_holds_until_the_last_replay_ends() -> None:
     """The GC thresholds are the replay's from the first replay that starts until the
     last that ends (nested), then what they were before."""

@@ -14,7 +14,7 @@ from protocol.errors import ScenarioError
 SEEDS = Path(__file__).resolve().parents[3] / "seeds"
 
 
-@pytest.mark.parametrize("name", ["cocair-v", "trigger-vii", "calypso-2"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in SEEDS.glob("*.yaml")))
 def test_sources_of_the_seeds_name_publisher_title_and_date(name: str) -> None:
     """Every seed cites its release by publisher, title and date; no text of the file
     names a path on a development machine."""
@@ -23,6 +23,7 @@ def test_sources_of_the_seeds_name_publisher_title_and_date(name: str) -> None:
     assert sources
     assert all(s["publisher"] and s["title"] for s in sources)
     assert sources[0].get("date")
+    assert all(s.get("url", "http").startswith("http") for s in sources)
     assert "/work/" not in (SEEDS / f"{name}.yaml").read_text(encoding="utf-8")
 
 
