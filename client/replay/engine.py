@@ -44,7 +44,16 @@ from client.identity import Authority, UnitIdentity, UnitSpec
 from client.messages import default_catalog
 from client.messages.summary import summarise
 from client.messages.values import enum_words
-from client.replay.plan import BACKGROUND, FEEDBACK_ACTIONS, Event, Plan, make_plan
+from client.replay.plan import (
+    BACKGROUND,
+    FEEDBACK_ACTIONS,
+    FEEDBACK_SPREAD,
+    NOTIFY_AFTER,
+    REACTION_DELAY,
+    Event,
+    Plan,
+    make_plan,
+)
 from client.replay.progress import ProgressView, message_line
 from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import Tally
@@ -54,7 +63,8 @@ from protocol.signatures import SignatureMemo
 
 WINDOW = 3600.0  # virtual seconds per step of the clock
 ROTATE_EVERY = 2000  # the OCU commits new epoch keys after this many messages
-MIN_REACTION = WINDOW  # reactions land in a later window than what caused them
+MIN_REACTION = REACTION_DELAY  # reactions land in a later window than what caused them
+assert MIN_REACTION >= WINDOW
 TICK = 1.0  # real seconds between progress updates while waiting for the virtual clock
 #: Garbage-collection thresholds while a replay runs, the hub's (hub/app.py). With the
 #: defaults (700, 10, 10) the 300-agency replay spent a third of its time in ~120 full
@@ -112,7 +122,7 @@ class ReplayAgent:
                 and self.who.unit in body["addressees"]):
             rng = self.replay.rng_for(body["id"], self.who.unit)
             at = self.replay.clock.seconds(body["sent_at"]) + MIN_REACTION + rng.randrange(
-                3600 * 6)
+                int(FEEDBACK_SPREAD))
             self.replay.schedule(at, self.who.unit, {
                 "type": "feedback", "refers_to": body["id"],
                 "action_taken": rng.choice(FEEDBACK_ACTIONS),
@@ -153,7 +163,7 @@ class DeskAgent(ReplayAgent):
             # iARMS: a match is notified to the INTERPOL General Secretariat, the WCO
             # Secretariat and the NCB of the country that recorded the firearm
             country = record["recording_country"]
-            self.replay.schedule(at + 60.0, self.who.unit, {
+            self.replay.schedule(at + NOTIFY_AFTER, self.who.unit, {
                 "type": "hit_notification", "refers_to": request["id"],
                 "database": "interpol_iarms",
                 "record": {"reference": record["reference"], "recording_country": country,

@@ -79,6 +79,26 @@ class Plan:
     expected_messages: int = 0
 
 
+#: the agents' reactions at run time (client/replay/engine.py): at least REACTION_DELAY
+#: after what they answer (a later step of the replay's clock); feedback to a warning
+#: within FEEDBACK_SPREAD after that; a desk's answer after response_minutes, and the
+#: notification of an iARMS hit NOTIFY_AFTER later
+REACTION_DELAY = 3600.0
+FEEDBACK_SPREAD = 6 * 3600.0
+NOTIFY_AFTER = 60.0
+
+
+def reaction_within(scenario: Scenario, kind: str) -> float:
+    """How long after a background message of type ``kind`` the agents' reactions to it
+    may come (0 for one nobody answers)."""
+    if kind == "warning":
+        return REACTION_DELAY + FEEDBACK_SPREAD
+    if kind == "request_for_information":
+        hi = (scenario.background.get("response_minutes") or [20, 120])[1]
+        return max(REACTION_DELAY, hi * 60.0) + NOTIFY_AFTER
+    return 0.0
+
+
 def _cannot(scenario: Scenario, reason: str) -> ScenarioError:
     """The error for a scenario whose published figures this generator cannot produce."""
     return ScenarioError(f"{scenario.path}: cannot generate the traffic: {reason}")
@@ -170,10 +190,21 @@ class Planner:
         self.counters[unit] = self.counters.get(unit, 0) + 1
         return f"{unit}{BACKGROUND}{self.counters[unit]:04d}".upper()
 
-    def _time(self, day: int | None = None) -> float:
+    def _time(self, day: int | None = None, *, answered: str | None = None) -> float:
+        """A time on ``day`` (any day) at the operation's rhythm. For a message of type
+        ``answered``, which agents react to, a day early enough that the reactions fall
+        inside the operation (the same hour a day or more before, else the latest time
+        that leaves room)."""
         day = day if day is not None else self.rng.randrange(self.s.days)
         hour = self.rng.choices(range(24), weights=self.rhythm)[0]
-        return day * 86400.0 + hour * 3600 + self.rng.randrange(3600)
+        at = day * 86400.0 + hour * 3600 + self.rng.randrange(3600)
+        if answered is not None:
+            end, within = self.s.days * 86400.0, reaction_within(self.s, answered)
+            while at + within > end and at >= 86400.0:
+                at -= 86400.0
+            if at + within > end:
+                at = max(0.0, end - within)
+        return at
 
     def _unit(self) -> Participant:
         return self.rng.choices(self.units, weights=[u.weight for u in self.units])[0]
@@ -518,7 +549,7 @@ class Planner:
 
     def warning_to(self, unit: Participant) -> Event:
         """A warning for one unit (its feedback follows at run time)."""
-        at = self._time()
+        at = self._time(answered="warning")
         kind, description, reason = self.words.warnings[0]
         body = {"type": "warning", "subject": {"kind": kind, "description": description},
                 "reason": reason, "suspected_commodities": [self.suspected[0]],
@@ -526,7 +557,7 @@ class Planner:
         return Event(at, self.ocu.unit, self._message(self.ocu, at, body))
 
     def _warning(self, n: int) -> Event:
-        at = self._time()
+        at = self._time(answered="warning")
         addressees = self.rng.sample(self.units, min(n, len(self.units)))
         kind, description, reason = self.rng.choice(self.words.warnings)
         body = {"type": "warning", "subject": {"kind": kind, "description": description},
@@ -553,7 +584,7 @@ class Planner:
             desk = self.rng.choice(desks)
             db = self.rng.choice(list(desk.databases))
         unit = self._unit()
-        at = self._time()
+        at = self._time(answered="request_for_information")
         key = f"REF{self.rng.randrange(10**8):08d}"
         body: dict[str, Any] = {"type": "request_for_information", "to": [desk.party()],
                                 "databases": [db],

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.replay.plan import _split, make_plan
+from client.replay.plan import BACKGROUND, _split, make_plan, reaction_within
 from client.replay.scenario import load
 from protocol.errors import ScenarioError
 
@@ -75,3 +75,17 @@ def test_split_whole_amounts_are_each_near_their_share(total: int, parts: int,
     assert sum(out) == total
     assert min(out) >= 1
     assert max(out) <= math.ceil(total * 1.7 / (0.3 * used)) + 1
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (MINI.parents[2] / "seeds").glob("*.yaml")))
+def test_plan_leaves_time_for_the_answers_before_the_operation_ends(name: str) -> None:
+    """A request or a warning the agents react to is planned early enough that the answer
+    or the feedback (at most reaction_within after it) falls inside the operation:
+    the report gains no day after the last (30 Days at Sea 3.0 had a 1 April)."""
+    scenario = load(MINI.parents[2] / "seeds" / f"{name}.yaml")
+    plan = make_plan(scenario, 1)
+    end = scenario.days * 86400.0
+    late = [(e.message["type"], e.at) for e in plan.events if e.message is not None
+            and BACKGROUND in e.message["id"]
+            and e.at + reaction_within(scenario, e.message["type"]) > end]
+    assert late == []
