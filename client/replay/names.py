@@ -32,7 +32,7 @@ _WORDS = {"mdma": "MDMA", "nps": "new psychoactive substances",
           "psychotropic_other": "other psychotropic substances", "un_special": "UN special",
           "count": "number", "usd": "USD", "m3": "m³", "rfi_response": "RFI response"}
 #: The groups the totals are shown in, in order.
-TOTAL_GROUPS = ("Messages", "Seizures", "Seizures by commodity", "Arrests and hits",
+TOTAL_GROUPS = ("Messages", "Seizures", "Seizures by commodity", "Persons", "Arrests and hits",
                 "Inspections and offences", "Other figures")
 _CONTROLS = "Inspections and offences"
 _FIXED = {"messages": ("Messages", "Messages, all types"),
@@ -44,7 +44,7 @@ _FIXED = {"messages": ("Messages", "Messages, all types"),
           **{f"hits.{d}": ("Arrests and hits", name) for d, name in DATABASES.items()},
           "currency.counterfeit.usd": ("Seizures by commodity", "Counterfeit currency (USD)"),
           "agencies": ("Messages", "Agencies whose units sent messages"),
-          "person.minor.count": ("Seizures by commodity", "Persons: minors (number)"),
+          "person.minor.count": ("Persons", "Persons: minors (number)"),
           "inspections": (_CONTROLS, "Inspections and controls"),
           "offence.count": (_CONTROLS, "Offences, all kinds"),
           "investigations": (_CONTROLS, "Investigations opened"),
@@ -87,10 +87,14 @@ def metric_label(metric: str) -> tuple[str, str]:
         return _FIXED[metric]
     head, _, unit = metric.rpartition(".")
     parts = metric.split(".")
+    # persons apart from goods: suspects and couriers of seizure reports, and victims and
+    # migrants an inspection found, are not seizures
     if parts[0] == "person" and parts[-2:] == ["minor", "count"]:
-        return "Seizures by commodity", f"Persons: {words(parts[1])}, minors (number)"
+        return "Persons", f"Persons: {words(parts[1])}, minors (number)"
     if parts[:2] == ["person", "exploitation"]:
-        return "Seizures by commodity", f"Persons exploited: {words(parts[2])} (number)"
+        return "Persons", f"Persons exploited: {words(parts[2])} (number)"
+    if parts[0] == "person":
+        return "Persons", f"{commodity_name(head)} ({words(unit)})"
     if head.partition(".")[0] in CATEGORIES:
         return "Seizures by commodity", f"{commodity_name(head)} ({words(unit)})"
     if head == "hits":

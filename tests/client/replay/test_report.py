@@ -474,7 +474,7 @@ def test_render_html_groups_totals(trigger: StorylineReport) -> None:
     _, report = trigger
     part = render_html(report).split("<h2>Totals</h2>")[1].split("<h2>")[0]
     assert re.findall(r"<h3>(.*?)</h3>", part) == [
-        "Messages", "Seizures", "Seizures by commodity", "Arrests and hits"]
+        "Messages", "Seizures", "Seizures by commodity", "Persons", "Arrests and hits"]
     assert "<td>Cocaine (kg)</td>" in part
     assert "<td>Firearms: pistol (number)</td>" in part
     assert not re.search(r"<td>[a-z_]+\.[a-z_.]+</td>", part)
@@ -516,7 +516,18 @@ def test_metric_label_words_every_part_of_a_metric(metric: str) -> None:
 def test_metric_label_names_a_red_notice() -> None:
     """A person with a red notice reads as such, the colour before the word notice."""
     assert metric_label("person.notice.red.count") == (
-        "Seizures by commodity", "Persons: red notice (number)")
+        "Persons", "Persons: red notice (number)")
+
+
+@pytest.mark.parametrize(("metric", "label"), [
+    ("person.victim_of_trafficking.count", "Persons: victim of trafficking (number)"),
+    ("person.migrant.count", "Persons: migrant (number)"),
+    ("person.minor.count", "Persons: minors (number)"),
+    ("person.exploitation.labour.count", "Persons exploited: labour (number)")])
+def test_metric_label_shows_persons_apart_from_seized_goods(metric: str, label: str) -> None:
+    """Victims and migrants an inspection found are not seizures: persons have a group of
+    their own in the totals."""
+    assert metric_label(metric) == ("Persons", label)
 
 
 def test_render_shows_documented_cases_and_their_verdict(trigger: StorylineReport) -> None:
