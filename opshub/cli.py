@@ -306,7 +306,8 @@ def _replay(sub: Any) -> None:
         "trigger-vii --hub ws://127.0.0.1:8765/v1/ws --keys keys",
         func=cmd_replay)
     r.add_argument("operation", help="a scenario in seeds/ (cocair-v, trigger-vii, "
-                   "calypso-2) or the path to a scenario file")
+                   "calypso-2, liberterra-2, 30-days-at-sea-3) or the path to a scenario "
+                   "file")
     r.add_argument("--speed", default="max",
                    help="max (as fast as the agents go) or a factor of real time, e.g. 3600 "
                    "for one virtual hour per second; each message is printed at factors "
@@ -378,7 +379,8 @@ def _teach(sub: Any) -> None:
         "my-operation.yaml --explanations my-texts.fr.yaml",
         func=cmd_teach)
     t.add_argument("scenario", help="a scenario in seeds/ (cocair-v, trigger-vii, "
-                   "calypso-2) or the path to a scenario file")
+                   "calypso-2, liberterra-2, 30-days-at-sea-3) or the path to a scenario "
+                   "file")
     t.add_argument("--late", action="append", default=None, metavar="UNIT",
                    help="a unit left out when the channel opens, to add during the lesson "
                    "(repeat)")
