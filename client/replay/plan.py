@@ -21,6 +21,7 @@ from typing import Any
 
 from client.messages import default_catalog
 from client.messages.checks import problems
+from client.replay import plan_hits
 from client.replay import plan_inspections as inspections
 from client.replay.scenario import Participant, Scenario, envelope
 from client.replay.tally import KIND_FIELDS, SECOND_KIND_FIELDS, Tally, vocabulary
@@ -94,7 +95,7 @@ def reaction_within(scenario: Scenario, kind: str) -> float:
     if kind == "warning":
         return REACTION_DELAY + FEEDBACK_SPREAD
     if kind == "request_for_information":
-        hi = (scenario.background.get("response_minutes") or [20, 120])[1]
+        hi = float((scenario.background.get("response_minutes") or [20, 120])[1])
         return max(REACTION_DELAY, hi * 60.0) + NOTIFY_AFTER
     return 0.0
 
@@ -134,29 +135,6 @@ def _whole_parts(total: int, weights: list[float]) -> list[int]:
     for k in by_remainder[:total - sum(out)]:
         out[k] += 1
     return out
-
-
-def _counts_hit(metric: str, db: str) -> bool:
-    """Whether a hit in database ``db`` counts towards the hits figure ``metric``."""
-    wanted = metric.removeprefix("hits").removeprefix(".")
-    return wanted in ("", db) or (wanted == "interpol" and db.startswith("interpol_"))
-
-
-def _hit_level(metric: str) -> int:
-    """0 for one database's hits, 1 for all INTERPOL databases', 2 for all hits."""
-    return {"hits": 2, "hits.interpol": 1}.get(metric, 0)
-
-
-def _ceiling(result: dict[str, Any], *, tolerance: bool = True) -> float:
-    """The most a figure allows: its value, or the top of an about figure's tolerance."""
-    if result["rule"] == "about" and tolerance:
-        return float(result["value"]) * (1 + float(result.get("tolerance", 0.0)))
-    return float(result["value"])
-
-
-def _figure(result: dict[str, Any]) -> str:
-    """A published figure as a reader would name it: ``hits.interpol exact 3``."""
-    return f"{result['metric']} {result['rule'].replace('_', ' ')} {result['value']:g}"
 
 
 class Planner:
@@ -461,51 +439,10 @@ class Planner:
     # --- filler traffic ----------------------------------------------------------------
 
     def hits_needed(self, storyline: Tally) -> list[str]:
-        """The database of each hit to plant so that every hits figure is met. Figures
-        are taken from the most specific up (hits.interpol_sltd, then hits.interpol, then
-        hits); each plants exactly its residual (its value less what the storylines and
-        the hits planted so far give) in databases of its scope where one more hit
-        pushes no ceiling over: an exact or at-most figure, or the top of an about
-        figure's tolerance (its value while another database has room), at any level.
-        The levels nest, so planting the least each figure needs, most specific first,
-        finds an allocation whenever one exists.
-        Raises ScenarioError when a figure short of its value has no liaison desk
-        answering from its databases, or when every such database is at a ceiling."""
-        have = storyline.totals()
-        desk_dbs = sorted({d for p in self.desks for d in p.databases})
-        figures = [r for r in self.s.results if r["metric"].split(".")[0] == "hits"]
-        ceilings = [r for r in figures if r["rule"] != "at_least"]
-        planted: list[str] = []
-
-        def count(metric: str) -> float:
-            return have.get(metric, 0.0) + sum(_counts_hit(metric, db) for db in planted)
-
-        def over(db: str, *, tolerance: bool = True) -> list[dict[str, Any]]:
-            """The ceilings one more hit in ``db`` would push over."""
-            return [r for r in ceilings if _counts_hit(r["metric"], db)
-                    and count(r["metric"]) + 1 > _ceiling(r, tolerance=tolerance) + 1e-9]
-
-        for r in sorted((r for r in figures if r["rule"] != "at_most"),
-                        key=lambda r: _hit_level(r["metric"])):
-            residual = math.ceil(round(r["value"] - count(r["metric"]), 6))
-            if residual <= 0:
-                continue
-            dbs = [db for db in desk_dbs if _counts_hit(r["metric"], db)]
-            if not dbs:
-                raise _cannot(self.s, f"{r['metric']} needs a liaison desk answering from "
-                              f"that database ({residual} hits beyond the storylines)")
-            for done in range(residual):
-                free = [db for db in dbs if not over(db)]
-                if not free:
-                    full = dict.fromkeys(_figure(f) for db in dbs for f in over(db))
-                    raise _cannot(self.s, f"{_figure(r)} needs {residual} hits beyond the "
-                                  f"storylines, but only {done} fit under "
-                                  f"{' and '.join(full)}")
-                # an about figure is aimed at its value; its tolerance is room of last resort
-                aimed = [db for db in free if not over(db, tolerance=False)]
-                planted.append(self.rng.choice(aimed or free))
-        # iARMS hits first: each costs a third message (its notification)
-        return sorted(planted, key=lambda d: d != "interpol_iarms")
+        """The database of each hit to plant (client/replay/plan_hits.py)."""
+        return plan_hits.needed(self.s.results, storyline.totals(),
+                                sorted({d for p in self.desks for d in p.databases}),
+                                self.rng, cannot=lambda reason: _cannot(self.s, reason))
 
     def filler(self, budget: int, hits: list[str],
                databases: dict[str, dict[str, dict[str, Any]]]) -> list[Event]:
@@ -678,11 +615,12 @@ def _check_plan(scenario: Scenario, events: list[Event], planted_hits: list[str]
         if r["metric"].split(".")[0] == "hits":
             observed = totals.get(r["metric"], 0.0)
             if not check(r, observed):
-                raise _cannot(scenario, f"{_figure(r)} cannot be generated: the planted "
-                              f"hits give {observed:g}")
+                raise _cannot(scenario, f"{plan_hits.figure(r)} cannot be generated: the "
+                              f"planted hits give {observed:g}")
         if r["metric"].split(".")[0] in _AT_RUN_TIME:
             continue
         observed = totals.get(r["metric"], 0.0)
         if not check(r, observed):
-            raise _cannot(scenario, f"{_figure(r)} cannot be generated: the plan gives "
-                          f"{observed:g} (carry it in storylines, or see docs/scenarios.md)")
+            raise _cannot(scenario, f"{plan_hits.figure(r)} cannot be generated: the plan "
+                          f"gives {observed:g} (carry it in storylines, or see "
+                          f"docs/scenarios.md)")

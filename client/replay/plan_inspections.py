@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from protocol.errors import ScenarioError
+
+T = TypeVar("T")
 
 #: heads of the figures this filler fills
 HEADS = ("inspections", "offence", "investigations", "entity", "fines", "assets")
@@ -39,10 +41,9 @@ def residuals(results: Iterable[Mapping[str, Any]], have: Mapping[str, float]
     return out
 
 
-def _spread(names: Mapping[str, float], total: float, fallback: str | None
-            ) -> list[str | None]:
+def _spread(names: Mapping[str, float], total: float, fallback: T) -> list[str | T]:
     """One name per unit: each named one its count, then ``fallback`` up to ``total``."""
-    out: list[str | None] = [name for name, n in names.items() for _ in range(int(n))]
+    out: list[str | T] = [name for name, n in names.items() for _ in range(int(n))]
     return out + [fallback] * max(0, int(total) - len(out))
 
 
