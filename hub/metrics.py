@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,4 +52,25 @@ class Metrics:
                  f'{{code="{code}"}}')
         for name, (help_, read) in sorted(self.gauges.items()):
             emit(name, "gauge", help_, read())
+        # The process, so that a load test of a hub it did not start sees its cost too.
+        emit("process_cpu_seconds_total", "counter",
+             "User and system CPU time of the hub process (all threads), seconds.",
+             round(time.process_time(), 3))
+        emit("process_resident_memory_bytes", "gauge", "Resident memory of the hub process.",
+             _resident_bytes())
+        emit("process_peak_resident_memory_bytes", "gauge",
+             "Peak resident memory of the hub process.", _peak_resident_bytes())
         return "\n".join(lines) + "\n"
+
+
+def _peak_resident_bytes() -> float:
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # KiB on Linux
+
+
+def _resident_bytes() -> float:
+    """Now, from /proc (Linux); elsewhere the peak, which is all getrusage knows."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return float(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, IndexError, ValueError):
+        return _peak_resident_bytes()

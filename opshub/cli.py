@@ -26,8 +26,8 @@ FAILED_TO_RUN = 2
 
 DESCRIPTION = """\
 Run a simulated secure inter-agency messaging hub and the agents that use it: replay
-documented enforcement operations as end-to-end encrypted traffic, benchmark the hub,
-check message files.
+documented enforcement operations as end-to-end encrypted traffic, benchmark and
+load-test the hub, check message files.
 """
 
 EXIT_STATUS = """
@@ -129,6 +129,18 @@ def _emit(result: dict[str, Any], path: Path | None) -> None:
     print(text)
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from opshub.load.command import cmd_load as load
+
+    return load(args)
+
+
+def cmd_load_merge(args: argparse.Namespace) -> int:
+    from opshub.load.command import cmd_merge
+
+    return cmd_merge(args)
+
+
 def cmd_bench_hub(args: argparse.Namespace) -> int:
     from opshub.bench import BenchOptions, median_of, run_bench
 
@@ -223,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _validate(sub)
     _schemas(sub)
     _bench(sub)
+    _load(sub)
     _demo(sub)
     return p
 
@@ -523,6 +536,18 @@ def _bench(sub: Any) -> None:
     bm.add_argument("--runs", type=int, default=5, help="rounds; medians are reported")
     bm.add_argument("--json", type=Path, default=None, metavar="FILE",
                     help="write the result here too")
+
+
+def _load(sub: Any) -> None:
+    from opshub.load import command
+
+    lp = _command(sub, "load", command.SUMMARY, command.DESCRIPTION, *command.EXAMPLES,
+                  func=cmd_load)
+    command.add_arguments(lp)
+    tools = lp.add_subparsers(dest="load_tool", metavar="<tool>")
+    mp = _command(tools, "load merge", command.MERGE_SUMMARY, command.MERGE_DESCRIPTION,
+                  *command.MERGE_EXAMPLES, func=cmd_load_merge)
+    command.add_merge_arguments(mp)
 
 
 def _demo(sub: Any) -> None:

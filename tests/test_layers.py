@@ -32,6 +32,7 @@ CORE = (
     "client/replay/yaml_nodes.py",
     "client/replay/cases.py",
     "client/replay/plan_inspections.py",
+    "client/replay/plan_hits.py",
     "client/exercise/clock.py",
     "client/exercise/engine.py",
     "client/exercise/expectations.py",
@@ -44,6 +45,16 @@ CORE = (
     "client/teach/lesson.py",
     "client/teach/explanations.py",
     "client/teach/view.py",
+    # opshub load: what it sends, measures and judges, apart from its processes and sockets
+    "opshub/load/spec.py",
+    "opshub/load/thresholds.py",
+    "opshub/load/traffic.py",
+    "opshub/load/plan.py",
+    "opshub/load/messages.py",
+    "opshub/load/recorder.py",
+    "opshub/load/series.py",
+    "opshub/load/results.py",
+    "opshub/load/histograms.py",
 )
 FORBIDDEN_IN_CORE = frozenset({"asyncio", "aiohttp", "sqlite3", "socket", "time"})
 

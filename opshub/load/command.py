@@ -1,0 +1,242 @@
+"""``opshub load`` and ``opshub load merge`` on the command line: the options, their checks
+(every mistake is refused before anything runs, naming the option and what is accepted),
+and the run's output. cli.py builds the parsers with these; nothing heavy is imported
+until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from protocol.errors import UsageError
+
+SUMMARY = "load-test a hub: open-loop rates, HDR percentiles, thresholds"
+DESCRIPTION = """\
+Load-test a hub. Publishers send at a constant or stepped rate (open loop: latency is
+measured from each message's intended send time, so a publisher that falls behind has the
+delay counted: no coordinated omission), or keep a window in flight (closed loop).
+Subscribers in separate processes verify that every delivery arrives once, in order,
+and resume when the hub closes them (1013 slow consumer, dropped connection), as agents
+do. Latency goes into HdrHistograms merged across processes: p50, p90, p99, p99.9, p99.99
+and max; the hub's CPU, memory, connections and queues are sampled from /metrics.
+
+Shape: --operations x --publishers x --subscribers per operation, --directed share,
+--size distribution; or --profile FILE.yaml mixing shapes:
+
+  shapes:
+    - name: fanout            # default shape-1, shape-2 ...
+      operations: 1
+      publishers: 1
+      subscribers: 30
+      rate: 2000              # per publisher; or START:STOP:STEP; or window: N instead
+      size: lognormal:1024:0.5
+      directed: 0.1           # share sent to one member instead of the operation
+
+The hub is started here (its own process, removed afterwards) unless --hub names a
+running one; each run then uses operations of its own, LOAD-<run>-<i>, which stay there.
+--find-max raises the rate step by step (--rate START:STOP:STEP, or R, 2R, 3R ...) until
+the --slo objective breaks or deliveries fall behind, and reports the highest
+sustainable rate. Thresholds (k6 style) decide the exit status: 0 all passed and every
+delivery arrived; 1 a threshold failed or a delivery was lost; 2 could not run."""
+EXAMPLES = (
+    "--operations 1 --subscribers 30 --rate 2000 --duration 10",
+    "--rate 500:5000:500 --step-seconds 5 --csv series.csv",
+    "--find-max --rate 1000:20000:1000 --slo 'p99<50ms'",
+    "--profile mixed.yaml --threshold 'p99<50ms' --threshold 'errors==0' --json out.json",
+    "--hub ws://127.0.0.1:8765/v1/ws --keys keys --window 64 --histogram run1.hlog",
+)
+MERGE_SUMMARY = "merge histogram files of load runs and print the percentiles"
+MERGE_DESCRIPTION = """\
+Merge the latency histograms that `opshub load --histogram FILE` wrote (HdrHistogram
+interval logs; any HdrHistogram log with microsecond values works) and print the
+percentiles of all their samples together, in milliseconds."""
+MERGE_EXAMPLES = ("run1.hlog run2.hlog run3.hlog", "runs/*.hlog --json merged.json")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    shape = p.add_argument_group("shape (per operation; or --profile)")
+    shape.add_argument("--operations", type=int, default=None, metavar="N",
+                       help="operations, each a closed user group (default: 1)")
+    shape.add_argument("--publishers", type=int, default=None, metavar="P",
+                       help="publishing units per operation (default: 1)")
+    shape.add_argument("--subscribers", type=int, default=None, metavar="S",
+                       help="subscribed units per operation (default: 30)")
+    shape.add_argument("--rate", default=None, metavar="R|START:STOP:STEP",
+                       help="open loop: messages/s per publisher, constant or stepped "
+                       "(default: 1000)")
+    shape.add_argument("--window", type=int, default=None, metavar="W",
+                       help="closed loop instead: messages in flight per publisher")
+    shape.add_argument("--directed", type=float, default=None, metavar="SHARE",
+                       help="share (0 to 1) of the messages sent as directed messages to "
+                       "one member (default: 0)")
+    shape.add_argument("--size", default=None, metavar="SPEC",
+                       help="payload bytes: N, A-B (uniform) or lognormal:MEDIAN:SIGMA "
+                       "(default: 1024)")
+    shape.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                       help="YAML file of shapes run together (format above)")
+    run = p.add_argument_group("time and objectives")
+    run.add_argument("--duration", type=float, default=10.0,
+                     help="measured seconds (a stepped rate runs steps x --step-seconds)")
+    run.add_argument("--warmup", type=float, default=1.0,
+                     help="seconds of traffic before the measurement")
+    run.add_argument("--step-seconds", type=int, default=5,
+                     help="seconds of each step of a stepped rate or of --find-max")
+    run.add_argument("--find-max", action="store_true",
+                     help="climb the rate until --slo breaks; report the highest that held")
+    run.add_argument("--slo", action="append", default=None, metavar="EXPR",
+                     help="objective of --find-max, as a threshold (repeat; default: "
+                     "p99<50ms)")
+    run.add_argument("--threshold", action="append", default=None, metavar="EXPR",
+                     help="pass/fail rule judged at the end, e.g. 'p99<50ms', 'errors==0', "
+                     "'rate>=1000' (repeat); any failure exits 1")
+    hub = p.add_argument_group("hub")
+    hub.add_argument("--hub", default=None, metavar="URL",
+                     help="load this running hub (ws://HOST:PORT/v1/ws) instead of "
+                     "starting one; needs --keys")
+    hub.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                     help="with --hub: the key folder of that hub's authority")
+    hub.add_argument("--keep", action="store_true",
+                     help="keep the temporary folder (keys, the started hub's database)")
+    procs = p.add_argument_group("load processes")
+    procs.add_argument("--pub-procs", type=int, default=1,
+                       help="processes the publishers are spread over")
+    procs.add_argument("--sub-procs", type=int, default=2,
+                       help="processes the subscribers are spread over")
+    procs.add_argument("--max-inflight", type=int, default=10_000,
+                       help="open loop: unanswered messages per publisher before it waits "
+                       "(the wait counts in the latency)")
+    procs.add_argument("--drain-timeout", type=float, default=60.0,
+                       help="seconds to wait at the end for every delivery")
+    procs.add_argument("--seed", type=int, default=1,
+                       help="seed of sizes and directed recipients")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", type=Path, default=None, metavar="FILE",
+                     help="write the full result as JSON")
+    out.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                     help="write the per-second series (sent, acked, delivered, errors, "
+                     "p99, hub gauges)")
+    out.add_argument("--histogram", type=Path, default=None, metavar="FILE",
+                     help="write the latency HdrHistogram (interval log) for `opshub load "
+                     "merge`")
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress line (the summary is still printed)")
+
+
+def add_merge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                   help="histogram files written by --histogram")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="write the merged percentiles as JSON too")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="write the merged histogram as a histogram file too")
+
+
+SHAPE_FLAGS = ("operations", "publishers", "subscribers", "rate", "window", "directed",
+               "size")
+
+
+def options(args: argparse.Namespace) -> Any:
+    """LoadOptions from the command line. Raises UsageError naming the option."""
+    from opshub.load.profile import load_profile
+    from opshub.load.spec import LoadOptions, Shape, parse_rate, parse_size
+    from opshub.load.thresholds import parse_thresholds
+
+    thresholds = tuple(parse_thresholds(args.threshold or []))
+    slo = tuple(parse_thresholds(args.slo or ["p99<50ms"], "--slo"))
+    for t in slo:
+        if t.metric.startswith("ack_") or t.metric in ("lost", "gaps", "duplicates"):
+            raise UsageError(f"--slo {t.text!r}: a step is judged on delivery latency, "
+                             f"errors, closes, resumes, rate and deliveries; {t.metric} is "
+                             f"for --threshold (judged on the whole run)")
+    if args.slo and not args.find_max:
+        raise UsageError("--slo is the objective of --find-max; for a pass/fail rule use "
+                         "--threshold")
+    if args.profile is not None:
+        given = [f"--{n}" for n in SHAPE_FLAGS if getattr(args, n) is not None]
+        if given:
+            raise UsageError(f"--profile describes the shapes: drop {', '.join(given)}")
+        shapes = tuple(load_profile(args.profile))
+    else:
+        rate = None if args.window is not None and args.rate is None else parse_rate(
+            args.rate or "1000")
+        shapes = (Shape(name="load", operations=_or(args.operations, 1),
+                        publishers=_or(args.publishers, 1),
+                        subscribers=_or(args.subscribers, 30), rate=rate, window=args.window,
+                        directed=_or(args.directed, 0.0), size=parse_size(args.size or "1024"),
+                        where="--"),)
+    if args.find_max and any(s.rate is None for s in shapes):
+        raise UsageError("--find-max climbs a rate: give --rate (open loop), not --window")
+    for name, low in (("duration", 0.1), ("warmup", 0.0), ("step_seconds", 1),
+                      ("pub_procs", 1), ("sub_procs", 1), ("max_inflight", 1),
+                      ("drain_timeout", 1.0)):
+        if getattr(args, name) < low:
+            raise UsageError(f"--{name.replace('_', '-')}: must be at least {low:g}, got "
+                             f"{getattr(args, name)!r}")
+    for name in ("json", "csv", "histogram"):
+        path: Path | None = getattr(args, name)
+        if path is not None and not path.resolve().parent.is_dir():
+            raise UsageError(f"--{name}: no folder {path.parent} to write {path.name} in")
+    if args.hub is not None and args.keys is None:
+        raise UsageError("--hub needs --keys: the key folder of that hub's authority")
+    return LoadOptions(shapes=shapes, duration=args.duration, warmup=args.warmup,
+                       step_seconds=args.step_seconds, find_max=args.find_max, slo=slo,
+                       thresholds=thresholds, hub_url=args.hub, keys=args.keys,
+                       keep=args.keep, pub_procs=args.pub_procs, sub_procs=args.sub_procs,
+                       max_inflight=args.max_inflight, drain_timeout=args.drain_timeout,
+                       seed=args.seed)
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from opshub.load import histograms
+    from opshub.load.report import ProgressLine, summary, write_csv, write_json
+    from opshub.load.runner import run_load
+
+    opts = options(args)
+    line = ProgressLine() if not args.quiet else None
+    try:
+        result = run_load(opts, line)
+    finally:
+        if line is not None:
+            line.done()
+    if args.json is not None:
+        write_json(args.json, result)
+    if args.csv is not None:
+        write_csv(args.csv, result["series"])
+    if args.histogram is not None:
+        histograms.write_log(args.histogram, [(0.0, result["measured_s"],
+                                              histograms.decode(result["histogram"]))],
+                             f"opshub load: delivery latency, {', '.join(result['shapes'])}")
+    print(summary(result))
+    if result.get("kept"):
+        print(f"  kept: {result['kept']}")
+    failed = not result["thresholds_passed"] or not result["delivery"]["complete"]
+    return 1 if failed else 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from opshub.load import histograms
+
+    hists = [h for path in args.files for h in histograms.read_log(path)]
+    merged = histograms.merge(hists)
+    figures = histograms.summary_ms(merged)
+    print(f"{len(args.files)} file(s), {len(hists)} histogram(s), "
+          f"{int(figures['count']):,} samples")
+    for key, value in figures.items():
+        if key != "count":
+            print(f"  {key:<8} {value:>12,.3f} ms")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"files": [str(p) for p in args.files],
+                                         "latency_ms": figures}, indent=2) + "\n")
+    if args.out is not None:
+        histograms.write_log(args.out, [(0.0, 0.0, merged)],
+                             f"opshub load merge of {len(args.files)} file(s)")
+    sys.stdout.flush()
+    return 0
