@@ -47,6 +47,12 @@ class Metrics:
              self.counts.deliveries)
         emit("slow_consumers_total", "counter", "Connections closed for reading too slowly.",
              self.slow_consumers)
+        emit("subscribers_fell_behind_total", "counter", "Live subscriptions that left the "
+             "live path for the store (their queue was full).", self.counts.fell_behind)
+        emit("subscribers_caught_up_total", "counter", "Subscriptions that read the store up "
+             "to the head and went live again.", self.counts.caught_up)
+        emit("catchup_pages_total", "counter", "Pages of the log read from the store for "
+             "subscriptions catching up.", self.counts.catchup_pages)
         for code, n in sorted(self.counts.errors.items()):
             emit("errors_total", "counter", "Error frames sent, by code.", n,
                  f'{{code="{code}"}}')

@@ -145,6 +145,7 @@ class Fanout:
             else:
                 # Its queue is full (or it missed entries): it reads from the store at its
                 # own pace instead, so the hub's memory stays bounded.
+                self.counts.fell_behind += 1
                 self._catch_up(sub)
 
     # --- subscribe ----------------------------------------------------------------------
@@ -178,6 +179,7 @@ class Fanout:
         if sub.ended or sub.reading or sub.backlog:
             return
         sub.reading = True
+        self.counts.catchup_pages += 1
         self._actions.append(ReadLog(sub, sub.next_seq - 1, self.config.catchup_page))
 
     def log_read(self, read: ReadLog, rows: Sequence[LogEntry] | StoreError) -> None:
@@ -220,6 +222,7 @@ class Fanout:
         # the head here means caught up; nothing can commit between this check and the flag.
         if sub.next_seq > self.heads.get(sub.op, 0):
             sub.live = True
+            self.counts.caught_up += 1
         else:
             self._catch_up(sub)
 

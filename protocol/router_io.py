@@ -51,6 +51,13 @@ class Counts:
     messages_in: int = 0
     duplicates: int = 0
     deliveries: int = 0
+    #: live subscriptions whose queue refused a frame: they left the live path to read
+    #: the log from the store at their own pace
+    fell_behind: int = 0
+    #: subscriptions that read the store up to the head and went live again
+    caught_up: int = 0
+    #: pages of the log read from the store for subscriptions catching up
+    catchup_pages: int = 0
     background_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 

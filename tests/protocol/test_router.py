@@ -615,6 +615,27 @@ def test_router_full_peer_catches_up_from_the_store_on_writable(hub):
     assert len(jm.delivers(OP)[-1].items) == 1  # live again: the transaction's own frame
 
 
+def test_router_counts_subscribers_that_fall_behind_and_catch_up(hub):
+    """The hub's metrics say how many live subscribers fell behind (their queue refused a
+    frame, so they left the live path for the store) and how many caught up again, and
+    how many store pages that took: a load test reports them (issue 14)."""
+    ocu = _opened(hub)
+    jm = _joined(hub, "JM-CUSTOMS")
+    counts = hub.router.counts
+    before = (counts.fell_behind, counts.caught_up, counts.catchup_pages)
+    jm.room = 1
+    for cid in range(1, 5):
+        hub.publish(ocu, OP, cid)
+        hub.settle()
+    assert counts.fell_behind == before[0] + 1
+    assert counts.caught_up == before[1]
+    hub.writable(jm)
+    hub.settle()
+    assert jm.seqs(OP) == [2, 3, 4, 5]
+    assert counts.caught_up == before[1] + 1
+    assert counts.catchup_pages > before[2]
+
+
 def test_router_full_peer_does_not_hold_back_other_subscribers(hub):
     """While one subscriber's queue is full, the others keep getting the live frames."""
     ocu = _opened(hub)
