@@ -141,6 +141,12 @@ def cmd_load_merge(args: argparse.Namespace) -> int:
     return cmd_merge(args)
 
 
+def cmd_load_report(args: argparse.Namespace) -> int:
+    from opshub.load.command import cmd_report
+
+    return cmd_report(args)
+
+
 def cmd_bench_hub(args: argparse.Namespace) -> int:
     from opshub.bench import BenchOptions, median_of, run_bench
 
@@ -548,6 +554,9 @@ def _load(sub: Any) -> None:
     mp = _command(tools, "load merge", command.MERGE_SUMMARY, command.MERGE_DESCRIPTION,
                   *command.MERGE_EXAMPLES, func=cmd_load_merge)
     command.add_merge_arguments(mp)
+    rp = _command(tools, "load report", command.REPORT_SUMMARY, command.REPORT_DESCRIPTION,
+                  *command.REPORT_EXAMPLES, func=cmd_load_report)
+    command.add_report_arguments(rp)
 
 
 def _demo(sub: Any) -> None:

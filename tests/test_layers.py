@@ -55,6 +55,9 @@ CORE = (
     "opshub/load/series.py",
     "opshub/load/results.py",
     "opshub/load/histograms.py",
+    "opshub/load/e2ee_traffic.py",
+    "opshub/load/cpu.py",
+    "opshub/load/report_html.py",
 )
 FORBIDDEN_IN_CORE = frozenset({"asyncio", "aiohttp", "sqlite3", "socket", "time"})
 

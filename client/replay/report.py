@@ -535,10 +535,10 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def html_page(title: str, lines: Sequence[str], verdicts: Sequence[tuple[str, str]],
-              sections: Iterable[Section]) -> str:
+              sections: Iterable[Section], *, css: str = "") -> str:
     """A page of sections as one HTML file that works offline (inline style and SVG, no
     scripts, nothing fetched): the title, its lines, each verdict (class ok, fail or
-    partial, and its sentence), then every section."""
+    partial, and its sentence), then every section. ``css`` is added to the style."""
     body = [f"<h1>{escape(title)}</h1>", *(f'<p class="meta">{escape(x)}</p>' for x in lines)]
     body += [f'<p class="verdict {kind}">{escape(sentence)}.</p>' for kind, sentence in verdicts]
     for s in sections:
@@ -553,7 +553,7 @@ def html_page(title: str, lines: Sequence[str], verdicts: Sequence[tuple[str, st
             body.append(f'<ol class="timeline">{"".join(map(_html_event, s.events))}</ol>')
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{_PAGE_CSS}{CHART_CSS}</style></head>"
+            f"<title>{escape(title)}</title><style>{_PAGE_CSS}{CHART_CSS}{css}</style></head>"
             f"<body>\n{chr(10).join(body)}\n</body></html>\n")
 
 

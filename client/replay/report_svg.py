@@ -1,4 +1,5 @@
-"""Inline SVG charts for the after-action report: bars, columns, grouped bars, a heatmap.
+"""Inline SVG charts for the after-action report (bars, columns, grouped bars, a heatmap)
+and the load report (lines over time, a latency spectrum).
 
 Pure string building. Every text goes through ``html.escape``; charts load no fonts,
 images or scripts, so the page they are pasted into works offline and prints. Text widths
@@ -33,6 +34,13 @@ svg.chart .s1 { fill: #3182ce; }
 svg.chart .s2 { fill: #1a365d; }
 svg.chart .empty { fill: #f7fafc; stroke: #e2e8f0; }
 svg.chart text.on-dark { fill: #fff; }
+svg.chart .line { fill: none; stroke-width: 1.6; stroke-linejoin: round; }
+svg.chart .l0 { stroke: #2b6cb0; }
+svg.chart .l1 { stroke: #dd6b20; }
+svg.chart .l2 { stroke: #2f855a; }
+svg.chart .l3 { stroke: #805ad5; }
+svg.chart .tip { fill: transparent; }
+svg.chart .tip:hover { fill: #1a202c; fill-opacity: 0.35; }
 """
 
 
@@ -186,6 +194,68 @@ def heatmap(title: str, rows: Sequence[str], columns: Sequence[str],
                 parts.append(f'<text{dark} x="{_c(x + cell / 2)}" y="{_c(y + cell / 2 + 4)}" '
                              f'text-anchor="middle" font-size="10">{escape(shown)}</text>')
     return _svg(title, width, top + len(rows) * cell + 8, parts)
+
+
+#: One line of a line chart: its name and its (x, y) points; a None y breaks the line.
+Line = tuple[str, Sequence[tuple[float, float | None]]]
+#: Points in a line chart above which they get no hover tooltip (the page would grow).
+MAX_TIPS = 2000
+LINE_COLOURS = 4
+
+
+def line_chart(title: str, lines: Sequence[Line], fmt: Fmt, *, x_fmt: Fmt,
+               x_ticks: Sequence[tuple[float, str]] = (), width: float = WIDTH) -> str:
+    """Lines over one x axis from 0, each point joined to the next in the order given, with
+    a legend naming the lines. The x axis has ``x_ticks`` (value, label) if given, else
+    ticks spaced by nice_ticks labelled with ``x_fmt``; ``x_fmt`` and ``fmt`` label each
+    point's tooltip."""
+    xs = [x for _, points in lines for x, _ in points]
+    ys = [y for _, points in lines for _, y in points if y is not None]
+    y_ticks = nice_ticks(max(ys, default=0.0))
+    ticks = list(x_ticks) or [(t, x_fmt(t)) for t in nice_ticks(max(xs, default=0.0))]
+    x_top = max(max(xs, default=0.0), max(t for t, _ in ticks)) or 1.0
+    # a fixed least margin lines up the plots of charts one above the other
+    x0 = max(max(text_width(fmt(t)) for t in y_ticks) + 12, 56.0)
+    right = width - max(12.0, text_width(ticks[-1][1]) / 2 + 2)
+    top, plot_h = 26.0, 180.0
+    base = top + plot_h
+    sx, sy = (right - x0) / x_top, plot_h / y_ticks[-1]
+    parts: list[str] = []
+    for t in y_ticks:
+        at = base - t * sy
+        parts.append(_line("grid", x0, at, right, at))
+        parts.append(f'<text class="tick" x="{_c(x0 - 6)}" y="{_c(at + 4)}" '
+                     f'text-anchor="end">{escape(fmt(t))}</text>')
+    for t, label in ticks:
+        at = x0 + t * sx
+        parts.append(_line("grid", at, top, at, base))
+        parts.append(f'<text class="tick" x="{_c(at)}" y="{_c(base + 16)}" '
+                     f'text-anchor="middle">{escape(label)}</text>')
+    parts += [_line("axis", x0, top, x0, base), _line("axis", x0, base, right, base)]
+    lx = x0
+    tips = len(xs) <= MAX_TIPS
+    for k, (name, points) in enumerate(lines):
+        colour = f"line l{k % LINE_COLOURS}"
+        parts.append(f'{_line(colour, lx, 12, lx + 16, 12)}'
+                     f'<text x="{_c(lx + 20)}" y="16">{escape(name)}</text>')
+        lx += 20 + text_width(name) + 18
+        run: list[str] = []
+        for x, y in [*points, (0.0, None)]:  # the sentinel ends the last run
+            if y is not None:
+                run.append(f"{_c(x0 + x * sx)},{_c(base - y * sy)}")
+                continue
+            if len(run) == 1:  # a lone point: a dot, since a line of one point is not drawn
+                cx, cy = run[0].split(",")
+                parts.append(f'<circle class="{colour}" cx="{cx}" cy="{cy}" r="1.5"/>')
+            if run:
+                parts.append(f'<polyline class="{colour}" points="{" ".join(run)}">'
+                             f"<title>{escape(name)}</title></polyline>")
+            run = []
+        if tips:
+            parts += [f'<circle class="tip" cx="{_c(x0 + x * sx)}" cy="{_c(base - y * sy)}" '
+                      f'r="4"><title>{escape(name)}, {escape(x_fmt(x))}: {escape(fmt(y))}'
+                      f"</title></circle>" for x, y in points if y is not None]
+    return _svg(title, width, base + 24, parts)
 
 
 def _x_axis(ticks: Sequence[float], x0: float, scale: float, top: float, bottom: float,

@@ -48,6 +48,7 @@ EXAMPLES = (
     "--find-max --rate 1000:20000:1000 --slo 'p99<50ms'",
     "--profile mixed.yaml --threshold 'p99<50ms' --threshold 'errors==0' --json out.json",
     "--hub ws://127.0.0.1:8765/v1/ws --keys keys --window 64 --histogram run1.hlog",
+    "--rate 2000 --json out.json --html report.html",
 )
 MERGE_SUMMARY = "merge histogram files of load runs and print the percentiles"
 MERGE_DESCRIPTION = """\
@@ -55,6 +56,13 @@ Merge the latency histograms that `opshub load --histogram FILE` wrote (HdrHisto
 interval logs; any HdrHistogram log with microsecond values works) and print the
 percentiles of all their samples together, in milliseconds."""
 MERGE_EXAMPLES = ("run1.hlog run2.hlog run3.hlog", "runs/*.hlog --json merged.json")
+REPORT_SUMMARY = "report a load run from its JSON: the summary, and an HTML page"
+REPORT_DESCRIPTION = """\
+Print the summary of a load run from the result `opshub load --json FILE` wrote, and
+with --html write its report: one HTML file that works offline (no scripts, nothing
+fetched) with the figures, throughput and latency over time, the latency distribution
+and the hub's CPU and memory; the same page `opshub load --html FILE` writes."""
+REPORT_EXAMPLES = ("out.json --html report.html", "run1.json")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +86,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        "(default: 1024)")
     shape.add_argument("--profile", type=Path, default=None, metavar="FILE",
                        help="YAML file of shapes run together (format above)")
+    shape.add_argument("--scenario", default=None, metavar="NAME|FILE",
+                       help="one operation shaped like a scenario (seeds/NAME.yaml or a "
+                       "file): its participants publish their share of its traffic (as a "
+                       "replay of --seed sends it) at the sizes of its messages, and all "
+                       "read; --rate is then the total (default: 100)")
+    e2ee = p.add_argument_group("end-to-end encryption")
+    e2ee.add_argument("--e2ee", action="store_true",
+                      help="run every unit as a SecureAgent: publishers sign and encrypt, "
+                      "readers decrypt and verify (latency until then), each operation's "
+                      "OCU creates its channel, reads it and rotates its keys; reports the "
+                      "agents' CPU per message beside the hub's")
+    e2ee.add_argument("--rotate-messages", type=int, default=None, metavar="N",
+                      help="with --e2ee: the OCU rotates the keys after N messages of an "
+                      "epoch (default: the SecureAgent's, 10000)")
     run = p.add_argument_group("time and objectives")
     run.add_argument("--duration", type=float, default=10.0,
                      help="measured seconds (a stepped rate runs steps x --step-seconds)")
@@ -112,7 +134,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     procs.add_argument("--drain-timeout", type=float, default=60.0,
                        help="seconds to wait at the end for every delivery")
     procs.add_argument("--seed", type=int, default=1,
-                       help="seed of sizes and directed recipients")
+                       help="seed of sizes and directed recipients, and of the traffic "
+                       "--scenario takes from its scenario")
     out = p.add_argument_group("output")
     out.add_argument("--json", type=Path, default=None, metavar="FILE",
                      help="write the full result as JSON")
@@ -122,6 +145,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--histogram", type=Path, default=None, metavar="FILE",
                      help="write the latency HdrHistogram (interval log) for `opshub load "
                      "merge`")
+    out.add_argument("--html", type=Path, default=None, metavar="FILE",
+                     help="write the report as one offline HTML page (charts included)")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="no progress line (the summary is still printed)")
 
@@ -133,6 +158,13 @@ def add_merge_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the merged percentiles as JSON too")
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
                    help="write the merged histogram as a histogram file too")
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("result", type=Path, metavar="RESULT.json",
+                   help="the result `opshub load --json FILE` wrote")
+    p.add_argument("--html", type=Path, default=None, metavar="FILE",
+                   help="write the report as one offline HTML page")
 
 
 SHAPE_FLAGS = ("operations", "publishers", "subscribers", "rate", "window", "directed",
@@ -155,7 +187,18 @@ def options(args: argparse.Namespace) -> Any:
     if args.slo and not args.find_max:
         raise UsageError("--slo is the objective of --find-max; for a pass/fail rule use "
                          "--threshold")
-    if args.profile is not None:
+    if args.scenario is not None:
+        from opshub.load.scenario_shape import load_mix, scenario_shape
+
+        given = [f"--{n}" for n in SHAPE_FLAGS if n != "rate" and getattr(args, n) is not None]
+        given += ["--profile"] if args.profile is not None else []
+        if given:
+            raise UsageError(f"--scenario takes the operation's participants, traffic and "
+                             f"sizes from the scenario (--rate is the total): drop "
+                             f"{', '.join(given)}")
+        shapes: tuple[Shape, ...] = (scenario_shape(load_mix(args.scenario, args.seed),
+                                                    parse_rate(args.rate or "100")),)
+    elif args.profile is not None:
         given = [f"--{n}" for n in SHAPE_FLAGS if getattr(args, n) is not None]
         if given:
             raise UsageError(f"--profile describes the shapes: drop {', '.join(given)}")
@@ -176,18 +219,27 @@ def options(args: argparse.Namespace) -> Any:
         if getattr(args, name) < low:
             raise UsageError(f"--{name.replace('_', '-')}: must be at least {low:g}, got "
                              f"{getattr(args, name)!r}")
-    for name in ("json", "csv", "histogram"):
+    for name in ("json", "csv", "histogram", "html"):
         path: Path | None = getattr(args, name)
         if path is not None and not path.resolve().parent.is_dir():
             raise UsageError(f"--{name}: no folder {path.parent} to write {path.name} in")
     if args.hub is not None and args.keys is None:
         raise UsageError("--hub needs --keys: the key folder of that hub's authority")
+    if args.rotate_messages is not None and not args.e2ee:
+        raise UsageError("--rotate-messages: keys are rotated by the operations' OCUs as "
+                         "SecureAgents: add --e2ee")
+    if args.rotate_messages is not None and args.rotate_messages < 1:
+        raise UsageError(f"--rotate-messages: must be at least 1, got {args.rotate_messages}")
+    if args.e2ee:
+        from opshub.load.e2ee_traffic import check_e2ee
+
+        check_e2ee(shapes)
     return LoadOptions(shapes=shapes, duration=args.duration, warmup=args.warmup,
                        step_seconds=args.step_seconds, find_max=args.find_max, slo=slo,
                        thresholds=thresholds, hub_url=args.hub, keys=args.keys,
                        keep=args.keep, pub_procs=args.pub_procs, sub_procs=args.sub_procs,
                        max_inflight=args.max_inflight, drain_timeout=args.drain_timeout,
-                       seed=args.seed)
+                       seed=args.seed, e2ee=args.e2ee, rotate_messages=args.rotate_messages)
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -214,6 +266,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         histograms.write_log(args.histogram, [(0.0, result["measured_s"],
                                               histograms.decode(result["histogram"]))],
                              f"opshub load: delivery latency, {', '.join(result['shapes'])}")
+    if args.html is not None:
+        from opshub.load.report_html import write_html
+
+        write_html(args.html, result)
     print(summary(result))
     if result.get("kept"):
         print(f"  kept: {result['kept']}")
@@ -239,4 +295,19 @@ def cmd_merge(args: argparse.Namespace) -> int:
         histograms.write_log(args.out, [(0.0, 0.0, merged)],
                              f"opshub load merge of {len(args.files)} file(s)")
     sys.stdout.flush()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Exit status 0 once reported, whatever the run's verdict (the run had its own)."""
+    from opshub.load.report import summary
+    from opshub.load.report_html import read_result, write_html
+
+    result = read_result(args.result)
+    if args.html is not None:
+        if not args.html.resolve().parent.is_dir():
+            raise UsageError(f"--html: no folder {args.html.parent} to write "
+                             f"{args.html.name} in")
+        write_html(args.html, result)
+    print(summary(result))
     return 0

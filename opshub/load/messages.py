@@ -3,7 +3,10 @@ dataclass per kind, pickled by multiprocessing.
 
 A run, as the parent drives it::
 
-    worker -> Ready            every unit connected (and subscribed)
+    worker -> Ready            every unit connected (and subscribed; --e2ee: its agent
+                               started, its key packages on the hub)
+    parent -> Join             --e2ee only: the OCUs create the channels, all wait for keys
+    worker -> Joined           every agent holds its operation's first epoch
     parent -> Start            the clock: warm-up from t0, measured from t_measure
     parent -> Phase ...        publishers: a rate per shape from start to end (a step)
     worker -> Tick ...         every second from t_measure: counts and a latency histogram
@@ -42,6 +45,16 @@ RESUMES = "resumes"
 class Ready:
     worker: int
     pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    within: float
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    worker: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,9 @@ class Finished:
     #: recipient unit -> directed messages the hub accepted for it
     directed: dict[str, int]
     unanswered: int
+    #: op -> publishing unit -> its messages the hub acknowledged (what --e2ee readers
+    #: count off, sender by sender)
+    senders: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,7 @@ class Drain:
     heads: dict[str, int]
     directed: dict[str, int]
     within: float
+    senders: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +143,15 @@ class Result:
     missing_directed: int = 0
     #: subscribers that ended short of their heads
     short_subscribers: list[str] = field(default_factory=list)
+    #: the process's role ("publishers" or "subscribers"), and its CPU seconds
+    #: (time.process_time) from Start until Stop
+    role: str = ""
+    cpu_s: float = 0.0
+    wall_s: float = 0.0  # from Start until Stop
+    #: --e2ee: seconds and messages (or calls) in the agents' crypto, by kind (e2ee.py
+    #: CryptoMeter), and op -> the epoch its OCU ended at (0: never rotated)
+    crypto: dict[str, tuple[float, int]] = field(default_factory=dict)
+    epochs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,5 +160,5 @@ class Failed:
     reason: str
 
 
-ToWorker = Start | Phase | Finish | Drain | Stop
-FromWorker = Ready | Tick | Finished | Drained | Result | Failed
+ToWorker = Join | Start | Phase | Finish | Drain | Stop
+FromWorker = Ready | Joined | Tick | Finished | Drained | Result | Failed

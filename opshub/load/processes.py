@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from opshub.load import messages as m
 from opshub.load.channel import Channel, ChannelClosed
+from opshub.load.e2ee import E2eeConfig
 from opshub.load.plan import Assignment
 from opshub.load.series import Series
 from opshub.load.target import Target
@@ -26,7 +27,7 @@ class Workers:
     """The load processes and their channels."""
 
     def __init__(self, url: str, assignments: list[Assignment], target: Target,
-                 max_inflight: int) -> None:
+                 max_inflight: int, e2ee: E2eeConfig | None = None) -> None:
         ctx = mp.get_context("spawn")
         self.assignments = assignments
         self.procs: list[mp.process.BaseProcess] = []
@@ -39,7 +40,8 @@ class Workers:
         ids = target.cast.identities
         for a in assignments:
             parent, child = ctx.Pipe()
-            config = WorkerConfig(url, a, {u: ids[u].to_json() for u in a.units}, max_inflight)
+            config = WorkerConfig(url, a, {u: ids[u].to_json() for u in a.units}, max_inflight,
+                                  None if e2ee is None else e2ee.for_units(a.units))
             proc = ctx.Process(target=worker_main, args=(config, child), daemon=True,
                                name=f"opshub-load-{a.role}-{a.index}")
             proc.start()
@@ -48,7 +50,10 @@ class Workers:
             self.chans.append(Channel(parent))
 
     def indexes(self, role: str) -> list[int]:
-        return [a.index for a in self.assignments if a.role == role]
+        """The processes that run publishers (``role`` "publishers") or subscribers; with
+        --e2ee a subscriber process may publish too (a unit that does both)."""
+        return [a.index for a in self.assignments
+                if (a.publishers if role == "publishers" else a.subscribers)]
 
     def send(self, message: m.ToWorker, to: list[int] | None = None) -> None:
         for i in range(len(self.chans)) if to is None else to:

@@ -18,7 +18,6 @@ import time
 from collections import Counter
 
 from client.connection import AgentConnection, ConnectionClosed
-from client.identity import UnitIdentity
 from opshub.load import messages as m
 from opshub.load.plan import PublisherSpec
 from opshub.load.recorder import Recorder
@@ -30,15 +29,18 @@ BATCH = 256
 
 
 class Publisher:
-    def __init__(self, spec: PublisherSpec, identity: UnitIdentity, url: str, rec: Recorder,
-                 *, max_inflight: int) -> None:
+    """Opaque payloads over ``conn``; e2ee.SecurePublisher encrypts them (``_publish``)."""
+
+    def __init__(self, spec: PublisherSpec, conn: AgentConnection, rec: Recorder, *,
+                 max_inflight: int) -> None:
         self.spec = spec
         self.rec = rec
-        self.conn = AgentConnection(url, identity)
+        self.conn = conn
         self.traffic = Traffic(spec.size, spec.directed, spec.recipients,
                                random.Random(spec.seed))
         self.max_inflight = max_inflight
         self.head = 0  # the highest seq acknowledged
+        self.acked = 0  # published messages acknowledged
         self.directed: Counter[str] = Counter()  # recipient -> sends the hub accepted
         self.inflight = 0
         self.lag_ns = 0
@@ -101,20 +103,25 @@ class Publisher:
 
     def _send(self, intended: int, now: int, tasks: asyncio.TaskGroup) -> None:
         size, to = self.traffic.next()
-        payload = self.traffic.payload(size, intended, now)
         if to is not None:
             self.inflight += 1
             self.rec.count(m.DIRECTED_SENT)
-            tasks.create_task(self._direct(to, payload, intended))
+            tasks.create_task(self._direct(to, self.traffic.payload(size, intended, now),
+                                           intended))
             return
         try:
-            fut = self.conn.publish_nowait(self.spec.op, payload)
+            fut = self._publish(size, intended, now)
         except (OpshubError, ConnectionError, ConnectionClosed) as exc:
             self.rec.error(f"publish: {getattr(exc, 'code', type(exc).__name__)}")
             return
         self.inflight += 1
         self.rec.count(m.SENT)
         fut.add_done_callback(functools.partial(self._published, intended))
+
+    def _publish(self, size: int, intended: int, now: int) -> asyncio.Future[int]:
+        """Queue one message; its future resolves to the seq. Raises what
+        AgentConnection.publish_nowait raises."""
+        return self.conn.publish_nowait(self.spec.op, self.traffic.payload(size, intended, now))
 
     def _published(self, intended: int, fut: asyncio.Future[int]) -> None:
         self.inflight -= 1
@@ -124,6 +131,7 @@ class Publisher:
             self.rec.error(f"publish: {getattr(exc, 'code', type(exc).__name__)}")
         else:
             self.head = max(self.head, fut.result())
+            self.acked += 1
             self.rec.count(m.ACKED)
             self.rec.count(m.EXPECTED, self.spec.fanout)
             self.rec.acked(intended, time.monotonic_ns())

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from opshub.load import cpu
 from opshub.load.runner import Progress, RunInfo
 
 PLAIN_EVERY = 5
@@ -73,7 +74,8 @@ def summary(result: dict[str, Any]) -> str:
     """The table printed at the end of a run."""
     msg, dl, subs, hub = (result["messages"], result["delivery"], result["subscribers"],
                           result["hub"])
-    lines = [f"opshub load: {result['mode']}, {result['measured_s']:g} s measured "
+    e2ee = ", end to end encrypted (SecureAgents)" if result.get("options", {}).get("e2ee") else ""
+    lines = [f"opshub load: {result['mode']}{e2ee}, {result['measured_s']:g} s measured "
              f"(+{result['warmup_s']:g} s warm-up)"]
     lines += [f"  shape  {s}" for s in result["shapes"]]
     lines.append("")
@@ -117,6 +119,8 @@ def summary(result: dict[str, Any]) -> str:
                  f"{_n(hub.get('queue_bytes_max_peak'))} B), store backlog peak "
                  f"{_n(hub.get('store_pending_peak'))}, slow-consumer closes "
                  f"{hub.get('slow_consumer_closes', 0)}")
+    if result.get("cpu"):  # (results written before it had one have none)
+        lines += cpu.lines(result["cpu"])
     if result["steps"]:
         lines.append("")
         lines.append(f"  {'step':<6}{'rate/pub':>12}{'offered/s':>12}{'in/s':>12}"

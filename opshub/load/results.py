@@ -10,12 +10,12 @@ import os
 import platform
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from opshub.load import histograms
+from opshub.load import cpu, histograms
 from opshub.load import messages as m
 from opshub.load.spec import LoadOptions
 from opshub.load.thresholds import Threshold, Verdict, evaluate
@@ -35,6 +35,8 @@ class Merged:
     missing: int = 0
     missing_directed: int = 0
     short: list[str] = field(default_factory=list)
+    #: the Results themselves (cpu.py reads each process's CPU and crypto)
+    processes: list[m.Result] = field(default_factory=list)
 
     @classmethod
     def of(cls, results: Sequence[m.Result]) -> Merged:
@@ -50,6 +52,7 @@ class Merged:
             out.missing += r.missing
             out.missing_directed += r.missing_directed
             out.short += r.short_subscribers
+        out.processes = list(results)
         return out
 
 
@@ -104,6 +107,22 @@ def lookup(t: Threshold, *, latency: HdrHistogram, ack: HdrHistogram,
     return histograms.percentile_ms(hist, p)
 
 
+def options_json(opts: LoadOptions) -> dict[str, Any]:
+    """The run's options but its shapes (those are described), JSON-ready: thresholds as
+    written, paths and anything else unusual as text."""
+    out: dict[str, Any] = {}
+    for f in fields(opts):
+        value = getattr(opts, f.name)
+        if f.name == "shapes":
+            continue
+        if isinstance(value, tuple):
+            value = [getattr(v, "text", str(v)) for v in value]
+        elif not isinstance(value, bool | int | float | str | None):
+            value = str(value)
+        out[f.name] = value
+    return out
+
+
 def _verdict(v: Verdict) -> dict[str, Any]:
     return {"threshold": v.threshold.text, "actual": v.actual, "passed": v.passed}
 
@@ -123,6 +142,8 @@ def build(opts: LoadOptions, merged: Merged, *, heads: dict[str, int],
     """The run's result. ``measured`` holds the counts of the measured seconds."""
     c = merged.counts
     expected_log = sum(max(0, heads.get(op, 1) - 1) * n for op, n in subscribers_of.items())
+    if opts.e2ee:  # the log holds commits too, and an agent skips its own: count the acks
+        expected_log = c[m.EXPECTED]
     received = c[m.DELIVERED] + c[m.DIRECTED_DELIVERED]
     lost = merged.missing + merged.missing_directed
     errors = c[m.ERRORS] + unanswered
@@ -142,6 +163,7 @@ def build(opts: LoadOptions, merged: Merged, *, heads: dict[str, int],
         "thresholds_passed": all(v.passed for v in verdicts),
         "mode": "closed loop" if all(s.rate is None for s in opts.shapes) else "open loop",
         "shapes": [s.describe() for s in opts.shapes],
+        "options": options_json(opts),
         "operations": operations,
         "measured_s": round(measured_s, 3), "warmup_s": opts.warmup,
         "messages": {"sent": c[m.SENT], "acked": c[m.ACKED],
@@ -163,10 +185,16 @@ def build(opts: LoadOptions, merged: Merged, *, heads: dict[str, int],
                                            sorted(merged.closes_by_code.items())},
                         "resumes": c[m.RESUMES], "catchup": _catchup(merged.catchup_s)},
         "hub": hub,
+        "cpu": cpu.summary(merged.processes, hub=hub,
+                           acked=measured[m.ACKED] + measured[m.DIRECTED_ACKED],
+                           delivered=measured[m.DELIVERED] + measured[m.DIRECTED_DELIVERED]),
         "thresholds": [_verdict(v) for v in verdicts],
         # the delivery latency histogram (HdrHistogram V2, base64; microseconds), for
         # merging with other runs' (``opshub load merge``)
         "histogram": histograms.encode(merged.latency).decode(),
+        # the other two, for the report's latency spectrum
+        "histogram_uncorrected": histograms.encode(merged.uncorrected).decode(),
+        "histogram_ack": histograms.encode(merged.ack_latency).decode(),
         "steps": [s.to_json() for s in steps],
         "series": rows,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

@@ -17,10 +17,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from opshub.load import histograms
 from opshub.load import messages as m
+from opshub.load.e2ee import E2eeConfig, channels
 from opshub.load.plan import ADMIN, Assignment, Plan, make_plan
 from opshub.load.processes import Workers
 from opshub.load.results import Merged, StepOutcome, build, lookup
@@ -72,7 +74,8 @@ def units_of(opts: LoadOptions) -> Plan:
     """The plan with placeholder operation ids: who takes part, before the hub names the
     operations."""
     count = sum(s.operations for s in opts.shapes)
-    return make_plan(opts.shapes, [f"PLAN-{i}" for i in range(count)], opts.seed)
+    return make_plan(opts.shapes, [f"PLAN-{i}" for i in range(count)], opts.seed,
+                     e2ee=opts.e2ee)
 
 
 def run_load(opts: LoadOptions, observer: Observer | None = None) -> dict[str, Any]:
@@ -104,13 +107,16 @@ class LoadRun:
 
     async def run(self) -> dict[str, Any]:
         opts = self.opts
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
         specs = units_of(opts).unit_specs()
         async with open_target(specs, sum(s.operations for s in opts.shapes),
                                hub_url=opts.hub_url, keys=opts.keys, keep=opts.keep) as target:
-            plan = make_plan(opts.shapes, target.operations, opts.seed)
-            await create_operations(target, ADMIN, plan.operations)
-            assignments = plan.split(opts.pub_procs, opts.sub_procs)
-            with self._workers(target, assignments) as workers:
+            plan = make_plan(opts.shapes, target.operations, opts.seed, e2ee=opts.e2ee)
+            e2ee = channels(plan, target.cast, opts.rotate_messages) if opts.e2ee else None
+            if e2ee is None:  # with --e2ee, each operation's OCU creates its channel
+                await create_operations(target, ADMIN, plan.operations)
+            assignments = plan.split(opts.pub_procs, opts.sub_procs, together=opts.e2ee)
+            with self._workers(target, assignments, e2ee) as workers:
                 result = await self._load(target, plan, workers)
             if target.hub is not None:
                 result["hub"]["peak_rss_mb"] = round(target.hub.peak_rss_mb(), 1)
@@ -119,11 +125,13 @@ class LoadRun:
             result["ok"] = result["ok"] and target.hub.proc.returncode == 0
         if opts.keep:
             result["kept"] = str(target.folder)
+        result["started_at"] = started_at  # the report dates the run by it
         return result
 
     @contextlib.contextmanager
-    def _workers(self, target: Target, assignments: list[Assignment]) -> Iterator[Workers]:
-        workers = Workers(target.url, assignments, target, self.opts.max_inflight)
+    def _workers(self, target: Target, assignments: list[Assignment],
+                 e2ee: E2eeConfig | None) -> Iterator[Workers]:
+        workers = Workers(target.url, assignments, target, self.opts.max_inflight, e2ee)
         try:
             yield workers
         finally:
@@ -155,6 +163,11 @@ class LoadRun:
             target.url, target.operations, target.hub.pid if target.hub else None,
             [workers.pids[i] for i in pubs], [workers.pids[i] for i in subs],
             opts.planned_seconds))
+        if opts.e2ee:  # every agent's key packages are up: the OCUs create the channels
+            within = READY_WITHIN + READY_PER_UNIT * units
+            workers.send(m.Join(within))
+            await workers.collect(m.Joined, list(range(len(workers.chans))), within + 10,
+                                  "join the operations' channels")
         t0 = time.monotonic_ns() + int(LEAD * 1e9)
         self.t_measure = t0 + int(opts.warmup * 1e9)
         workers.send(m.Start(t0, self.t_measure))
@@ -168,11 +181,14 @@ class LoadRun:
             finished = await workers.collect(m.Finished, pubs, FINISH_WITHIN + 10, "finish")
             heads: dict[str, int] = {op: 1 for op in plan.operations}
             directed: Counter[str] = Counter()
+            senders: dict[str, dict[str, int]] = {}
             for f in finished:
                 for op, seq in f.heads.items():
                     heads[op] = max(heads[op], seq)
                 directed.update(f.directed)
-            workers.send(m.Drain(heads, dict(directed), opts.drain_timeout), subs)
+                for op, acked in f.senders.items():
+                    senders.setdefault(op, {}).update(acked)
+            workers.send(m.Drain(heads, dict(directed), opts.drain_timeout, senders), subs)
             await workers.collect(m.Drained, subs, opts.drain_timeout + 10, "drain")
             watcher.cancel()
         workers.send(m.Stop())
@@ -265,7 +281,7 @@ class LoadRun:
         """A step's figures, judged against the --find-max objective if ``judge``."""
         opts = self.opts
         rates = opts.rates_at(w.index)
-        offered = sum((rates[s.name] or 0) * s.publishers * s.operations for s in opts.shapes)
+        offered = sum(s.offered(rates[s.name] or 0) for s in opts.shapes)
         figures = {"errors": float(w.counts[m.ERRORS]), "lost": 0.0, "gaps": 0.0,
                    "duplicates": 0.0, "closes": float(w.counts[m.CLOSES]),
                    "resumes": float(w.counts[m.RESUMES]),
@@ -314,6 +330,7 @@ class LoadRun:
         cpu = [r["cpu_s"] for r in rows if "cpu_s" in r]
         out["cpu_per_s"] = (round((cpu[-1] - cpu[0]) / max(1, len(cpu) - 1), 3)
                             if len(cpu) > 1 else None)
+        out["cpu_s"] = round(cpu[-1] - cpu[0], 3) if len(cpu) > 1 else None
         for key in ("rss_mb", "connections", "queue_bytes", "queue_bytes_max",
                     "store_pending"):
             out[f"{key}_peak"] = peak(key)

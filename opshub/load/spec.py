@@ -10,9 +10,13 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opshub.load.thresholds import Threshold
 from protocol.errors import UsageError
+
+if TYPE_CHECKING:
+    from opshub.load.scenario_shape import ScenarioMix
 
 #: Each payload starts with two 8-byte times (intended and actual send, traffic.STAMP).
 MIN_SIZE = 16
@@ -28,17 +32,21 @@ RATE_FORMS = ("R (messages/s per publisher) or START:STOP:STEP (stepped, e.g. "
 
 @dataclass(frozen=True, slots=True)
 class SizeSpec:
-    """Payload sizes in bytes: fixed, uniform in [low, high], or log-normal."""
+    """Payload sizes in bytes: fixed, uniform in [low, high], log-normal, or drawn from
+    ``samples`` (kind "sample": the sizes of a scenario's messages)."""
 
     text: str
-    kind: str  # "fixed", "uniform" or "lognormal"
+    kind: str  # "fixed", "uniform", "lognormal" or "sample"
     low: float
     high: float = 0.0
+    samples: tuple[int, ...] = ()
 
     def sample(self, rng: random.Random) -> int:
         """One size, within MIN_SIZE .. MAX_SIZE."""
         if self.kind == "fixed":
             return int(self.low)
+        if self.kind == "sample":
+            return min(MAX_SIZE, max(MIN_SIZE, self.samples[rng.randrange(len(self.samples))]))
         if self.kind == "uniform":
             return rng.randint(int(self.low), int(self.high))
         # low: the median, high: sigma of the underlying normal
@@ -152,6 +160,9 @@ class Shape:
     directed: float = 0.0
     size: SizeSpec = field(default=DEFAULT_SIZE)
     where: str = field(default="", compare=False, repr=False)
+    #: the scenario shape (scenario_shape.py): its participants are the publishers (each
+    #: at its share of ``rate``, which is then the operation's total) and the subscribers
+    scenario: ScenarioMix | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> UsageError:
@@ -181,7 +192,15 @@ class Shape:
             return None
         return self.rate.rates[min(step, len(self.rate.rates) - 1)]
 
+    def offered(self, rate: float) -> float:
+        """Messages/s this shape offers at ``rate`` (per publisher; a scenario's total)."""
+        if self.scenario is not None:
+            return rate * self.operations
+        return rate * self.publishers * self.operations
+
     def describe(self) -> str:
+        if self.scenario is not None:
+            return self.scenario.describe(self)
         load = (f"window {self.window}" if self.rate is None
                 else f"{self.rate.text} msg/s per publisher")
         extra = f", {self.directed:.0%} directed" if self.directed else ""
@@ -209,6 +228,10 @@ class LoadOptions:
     max_inflight: int = 10_000
     drain_timeout: float = 60.0
     seed: int = 1
+    #: real SecureAgents publish and read (e2ee.py); the OCU of each operation rotates
+    #: its keys every ``rotate_messages`` messages (None: SecureAgent's default)
+    e2ee: bool = False
+    rotate_messages: int | None = None
 
     @property
     def steps(self) -> int:

@@ -188,10 +188,15 @@ class Subscriber:
                 and len(self.directed_seen) >= self.directed_owed):
             self.done.set()
 
-    def drain(self, head: int, directed: int) -> None:
-        """From now on, ``done`` is set once ``head`` and ``directed`` messages are in."""
-        self.head, self.directed_owed = head, directed
+    def drain(self, msg: m.Drain) -> None:
+        """From now on, ``done`` is set once the head of this subscriber's operation and
+        the directed messages owed to it are in."""
+        self.head = msg.heads.get(self.spec.op, 0)
+        self.directed_owed = msg.directed.get(self.spec.unit, 0)
         self._check(time.monotonic_ns())
+
+    async def close(self) -> None:
+        """Nothing to do: ``run`` closes its connection when it is cancelled."""
 
     @property
     def missing(self) -> tuple[int, int]:

@@ -1,7 +1,8 @@
-"""A load process: runs the publishers or the subscribers of its Assignment and answers the
-parent's messages (see messages.py for the order), with a Tick every second from
-t_measure. Started by the runner with the ``spawn`` method, so it shares nothing with the
-parent but its pipe and CLOCK_MONOTONIC.
+"""A load process: runs the publishers or the subscribers of its Assignment (opaque, or as
+SecureAgents with --e2ee: e2ee.py) and answers the parent's messages (see messages.py for
+the order), with a Tick every second from t_measure, and its CPU time in its Result.
+Started by the runner with the ``spawn`` method, so it shares nothing with the parent but
+its pipe and CLOCK_MONOTONIC.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 
 import aiohttp
 
+from client.connection import AgentConnection
 from client.identity import UnitIdentity
 from hub.app import tune_gc
 from opshub.load import messages as m
 from opshub.load.channel import Channel, ChannelClosed
-from opshub.load.plan import Assignment
+from opshub.load.e2ee import CryptoMeter, E2eeConfig, SecureUnit, epochs, join, secure_parts
+from opshub.load.plan import Assignment, SubscriberSpec
 from opshub.load.publisher import Publisher
 from opshub.load.recorder import Recorder
 from opshub.load.subscriber import Subscriber
@@ -44,6 +47,22 @@ class WorkerConfig:
     assignment: Assignment
     identities: dict[str, dict[str, Any]]
     max_inflight: int
+    #: --e2ee: the units are SecureAgents (e2ee.py)
+    e2ee: E2eeConfig | None = None
+
+
+class Reader(Protocol):
+    """A subscribed unit, as the worker drives it: Subscriber, or e2ee.SecureReader."""
+
+    spec: SubscriberSpec
+    done: asyncio.Event
+
+    async def connect(self, http: aiohttp.ClientSession) -> Any: ...
+    async def run(self, http: aiohttp.ClientSession, link: Any) -> None: ...
+    def drain(self, msg: m.Drain) -> None: ...
+    async def close(self) -> None: ...
+    @property
+    def missing(self) -> tuple[int, int]: ...
 
 
 def worker_main(config: WorkerConfig, conn: Connection) -> None:
@@ -96,9 +115,22 @@ class Worker:
         self.rec = Recorder(config.assignment.index)
         ident = {u: UnitIdentity.from_json(d) for u, d in config.identities.items()}
         a = config.assignment
-        self.pubs = [Publisher(p, ident[p.unit], config.url, self.rec,
-                               max_inflight=config.max_inflight) for p in a.publishers]
-        self.subs = [Subscriber(s, ident[s.unit], config.url, self.rec) for s in a.subscribers]
+        self.units: dict[str, SecureUnit] = {}
+        self.meter = CryptoMeter()
+        self.pubs: list[Publisher]
+        self.subs: list[Reader]
+        if config.e2ee is None:
+            self.pubs = [Publisher(p, AgentConnection(config.url, ident[p.unit]), self.rec,
+                                   max_inflight=config.max_inflight) for p in a.publishers]
+            self.subs = [Subscriber(s, ident[s.unit], config.url, self.rec)
+                         for s in a.subscribers]
+        else:
+            self.units, self.pubs, readers = secure_parts(
+                config.url, a, ident, config.e2ee, self.rec, max_inflight=config.max_inflight,
+                meter=self.meter)
+            self.subs = list(readers)
+        self.cpu_at_start = 0.0
+        self.wall_at_start = 0.0
         self.phases: list[m.Phase] = []
         self.more = asyncio.Event()  # a phase was added, or Finish came
         self.finishing = False
@@ -108,6 +140,7 @@ class Worker:
         # limit=0: the connector's default pool (100) would cap the subscribers
         async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
                     asyncio.TaskGroup() as tg):
+            await _bounded([u.start() for u in self.units.values()], CONNECT_AT_ONCE)
             await _bounded([p.connect() for p in self.pubs], CONNECT_AT_ONCE)
             sockets = await _bounded([s.connect(http) for s in self.subs], CONNECT_AT_ONCE)
             readers = [tg.create_task(s.run(http, ws)) for s, ws in zip(self.subs, sockets,
@@ -119,7 +152,13 @@ class Worker:
             while True:
                 msg: m.ToWorker = await self.chan.recv()
                 match msg:
+                    case m.Join():
+                        if self.config.e2ee is not None:
+                            await join(self.units, self.config.e2ee, msg.within)
+                        self.chan.send(m.Joined(self.config.assignment.index))
                     case m.Start():
+                        self.cpu_at_start = time.process_time()
+                        self.wall_at_start = time.monotonic()
                         self.rec.start(msg.t_measure_ns)
                         ticker = tg.create_task(self._ticks(msg.t_measure_ns, second))
                         drivers = [tg.create_task(self._drive(p, tg)) for p in self.pubs]
@@ -134,15 +173,24 @@ class Worker:
                         break
                     case _:
                         assert_never(msg)
+            cpu_s = time.process_time() - self.cpu_at_start
+            wall_s = time.monotonic() - self.wall_at_start
             for task in [*readers, *drivers, *([ticker] if ticker else [])]:
                 task.cancel()
-            await asyncio.gather(*(p.close() for p in self.pubs))
+            await asyncio.gather(*(p.close() for p in self.pubs),
+                                 *(s.close() for s in self.subs))
+            for unit in self.units.values():
+                unit.note_errors(self.rec)
+            ops = epochs(self.units, self.config.e2ee) if self.config.e2ee else {}
+            await asyncio.gather(*(u.close() for u in self.units.values()))
         self._update_gauges()
         self.chan.send(self.rec.tick(second[0]))  # what the last second had so far
         missing = [(s.spec.unit, *s.missing) for s in self.subs]
-        self.chan.send(self.rec.result(
+        self.chan.send(replace(self.rec.result(
             missing=sum(x[1] for x in missing), missing_directed=sum(x[2] for x in missing),
-            short=[u for u, a, b in missing if a or b][:NAMED_SHORT]))
+            short=[u for u, a, b in missing if a or b][:NAMED_SHORT]),
+            role=self.config.assignment.role, cpu_s=round(cpu_s, 3), wall_s=round(wall_s, 3),
+            crypto=self.meter.snapshot(), epochs=ops))
 
     async def _drive(self, pub: Publisher, tg: asyncio.TaskGroup) -> None:
         """Run the phases in order as they come, until Finish."""
@@ -155,7 +203,9 @@ class Worker:
                 await self.more.wait()
             phase = self.phases[done]
             done += 1
-            await pub.run(phase.rates.get(pub.spec.shape), phase.start_ns, phase.end_ns, tg)
+            rate = phase.rates.get(pub.spec.shape)
+            await pub.run(None if rate is None else rate * pub.spec.share, phase.start_ns,
+                          phase.end_ns, tg)
 
     async def _ticks(self, t_measure_ns: int, second: list[int]) -> None:
         await asyncio.sleep(max(0.0, (t_measure_ns - time.monotonic_ns()) / 1e9))
@@ -184,15 +234,17 @@ class Worker:
         left = [await p.settle(max(0.0, deadline - time.monotonic())) for p in self.pubs]
         heads: dict[str, int] = {}
         directed: Counter[str] = Counter()
+        senders: dict[str, dict[str, int]] = {}
         for p in self.pubs:
             heads[p.spec.op] = max(heads.get(p.spec.op, 0), p.head)
             directed.update(p.directed)
+            senders.setdefault(p.spec.op, {})[p.spec.unit] = p.acked
         self.chan.send(m.Finished(self.config.assignment.index, heads, dict(directed),
-                                  sum(left)))
+                                  sum(left), senders))
 
     async def _drain(self, msg: m.Drain) -> None:
         for s in self.subs:
-            s.drain(msg.heads.get(s.spec.op, 0), msg.directed.get(s.spec.unit, 0))
+            s.drain(msg)
         waits: list[Callable[[], Awaitable[Any]]] = [s.done.wait for s in self.subs]
         complete = True
         try:
