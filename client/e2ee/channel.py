@@ -622,6 +622,8 @@ class Admin(Member):
                          signatures=signatures)
         self.suite = suite
         self._admins: dict[str, OperationAdmin] = {}
+        #: op -> the proposal sent to the hub and not yet installed (``accepted``)
+        self._in_flight: dict[str, Proposal] = {}
 
     def packages_needed(self, op: str, *, add: Sequence[str] = (),
                         remove: Sequence[str] = ()) -> list[str]:
@@ -646,7 +648,9 @@ class Admin(Member):
                                                  packages=packages, creds=creds)
         body, sig = admin.create(name, members, key_material=km)
         assert admin._proposed is not None
-        return Proposal(op, body, sig, welcomes, admin._proposed, epoch, creds)
+        p = self._in_flight[op] = Proposal(op, body, sig, welcomes, admin._proposed, epoch,
+                                           creds)
+        return p
 
     def propose_change(self, op: str, *, add: Sequence[SignedCredential] = (),
                        remove: Sequence[str] = (), rejoin: Sequence[str] = (),
@@ -674,11 +678,25 @@ class Admin(Member):
             packages=packages, creds=creds)
         body, sig = admin.change(add=add, remove=remove, key_material=km)
         assert admin._proposed is not None
-        return Proposal(op, body, sig, welcomes, admin._proposed, epoch,
-                        {u: c for u, c in creds.items() if u in members})
+        p = self._in_flight[op] = Proposal(op, body, sig, welcomes, admin._proposed, epoch,
+                                           {u: c for u, c in creds.items() if u in members})
+        return p
+
+    def on_commit(self, op: str, body: bytes, signature: bytes, *, now: float) -> CommitApplied:
+        """As a member's; and the admin's own proposal, read from the log before the
+        hub's ok arrived (the two race), is accepted there: the log has it, so the hub
+        stored it, and members may already send in its epoch."""
+        p = self._in_flight.get(op)
+        if p is not None and p.body == body:
+            self.accepted(p, now=now)
+        return super().on_commit(op, body, signature, now=now)
 
     def accepted(self, p: Proposal, *, now: float) -> None:
-        """The hub stored the commit: move to its epoch."""
+        """The hub stored the commit: move to its epoch (once: the ok and the log entry
+        may each say so, in either order)."""
+        if self._in_flight.get(p.op) is not p:
+            return
+        del self._in_flight[p.op]
         ch = self.channel(p.op)
         self._admins[p.op].state = p.state
         ch.chain = p.state
