@@ -21,7 +21,7 @@ from client.connection import AgentConnection, ConnectionClosed
 from opshub.load import messages as m
 from opshub.load.plan import PublisherSpec
 from opshub.load.recorder import Recorder
-from opshub.load.traffic import Schedule, Traffic
+from opshub.load.traffic import Schedule, Traffic, phase_of
 from protocol.errors import OpshubError
 
 #: Messages queued per loop tick at most (AgentSession splits frames at max_batch).
@@ -59,7 +59,8 @@ class Publisher:
         if rate is None:
             await self._closed_loop(self.spec.window or 1, end_ns, tasks)
         else:
-            await self._open_loop(Schedule(start_ns, end_ns, rate), tasks)
+            await self._open_loop(Schedule(start_ns, end_ns, rate,
+                                           phase=phase_of(self.spec.seed)), tasks)
 
     async def _open_loop(self, schedule: Schedule, tasks: asyncio.TaskGroup) -> None:
         self._low = self.max_inflight - 1

@@ -118,7 +118,9 @@ def summary(result: dict[str, Any]) -> str:
                  f"{_n(hub.get('queue_bytes_peak'))} B (one connection "
                  f"{_n(hub.get('queue_bytes_max_peak'))} B), store backlog peak "
                  f"{_n(hub.get('store_pending_peak'))}, slow-consumer closes "
-                 f"{hub.get('slow_consumer_closes', 0)}")
+                 f"{hub.get('slow_consumer_closes', 0)}, subscriptions that fell behind "
+                 f"and read the store {hub.get('fell_behind', 0):,} (caught up "
+                 f"{hub.get('caught_up', 0):,})")
     if result.get("cpu"):  # (results written before it had one have none)
         lines += cpu.lines(result["cpu"])
     if result["steps"]:

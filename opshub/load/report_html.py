@@ -289,6 +289,8 @@ def _hub(r: Mapping[str, Any]) -> Section:
             ("Queued bytes peak, one connection", n("queue_bytes_max_peak", " B")),
             ("Store backlog peak", n("store_pending_peak")),
             ("Slow-consumer closes", n("slow_consumer_closes")),
+            ("Subscriptions that fell behind and read the store", n("fell_behind")),
+            ("Subscriptions that caught up from the store", n("caught_up")),
             ("Failed /metrics reads", n("metrics_failures"))]
     if "exit_status" in hub:
         rows.append(("Exit status", n("exit_status")))

@@ -334,8 +334,11 @@ class LoadRun:
         for key in ("rss_mb", "connections", "queue_bytes", "queue_bytes_max",
                     "store_pending"):
             out[f"{key}_peak"] = peak(key)
-        slow = [r["slow_consumers"] for r in rows if "slow_consumers" in r]
-        out["slow_consumer_closes"] = int(slow[-1] - slow[0]) if len(slow) > 1 else 0
+        # counters: what moved between the first and the last sample of the run
+        for key, name in (("slow_consumers", "slow_consumer_closes"),
+                          ("fell_behind", "fell_behind"), ("caught_up", "caught_up")):
+            seen = [r[key] for r in rows if key in r]
+            out[name] = int(seen[-1] - seen[0]) if len(seen) > 1 else 0
         return out
 
 

@@ -37,6 +37,8 @@ SAMPLED = {
     "queue_bytes_max": "opshub_outbound_queue_bytes_max",
     "store_pending": "opshub_store_pending_commands",
     "slow_consumers": "opshub_slow_consumers_total",
+    "fell_behind": "opshub_subscribers_fell_behind_total",
+    "caught_up": "opshub_subscribers_caught_up_total",
 }
 
 

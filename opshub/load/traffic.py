@@ -32,20 +32,35 @@ def read_stamp(payload: bytes) -> tuple[int, int] | None:
     return intended, sent
 
 
-class Schedule:
-    """One publisher's intended send times in ``[start_ns, end_ns)``: one every 1/rate s.
+#: The golden ratio's fraction: phases k * PHI mod 1 of consecutive publishers spread
+#: evenly over an interval, however many there are.
+PHI = 0.6180339887498949
 
+
+def phase_of(seed: int) -> float:
+    """A publisher's phase, in intervals (0 to 1), from its seed."""
+    return (seed * PHI) % 1.0
+
+
+class Schedule:
+    """One publisher's intended send times in ``[start_ns, end_ns)``: one every 1/rate s,
+    the first ``phase`` of an interval after the start.
+
+    Publishers of one run are given different phases (``phase_of``): at 1 msg/s each,
+    100 publishers all due at the same instant are a burst of 100 every second, not the
+    steady 100/s the rate says, and the burst's queueing is all the latency measured.
     ``take`` hands out the times that are due; what it has not handed out by the time
     they were due is the publisher's lag behind its schedule."""
 
-    def __init__(self, start_ns: int, end_ns: int, rate: float) -> None:
+    def __init__(self, start_ns: int, end_ns: int, rate: float, phase: float = 0.0) -> None:
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.interval_ns = 1e9 / rate
+        self.phase = phase
         self.taken = 0
 
     def _at(self, i: int) -> int:
-        return self.start_ns + round(i * self.interval_ns)
+        return self.start_ns + round((i + self.phase) * self.interval_ns)
 
     @property
     def next_ns(self) -> int | None:

@@ -75,6 +75,8 @@ def test_run_resumes_a_subscriber_the_hub_closed(served_hub: ServedHub) -> None:
     assert subs["resumes"] >= 1, subs
     assert subs["catchup"]["count"] >= 1, subs
     assert result["hub"]["slow_consumer_closes"] >= 1, result["hub"]
+    # before it was closed its queue filled: the hub took it off the live path (/metrics)
+    assert result["hub"]["fell_behind"] >= 1, result["hub"]
     assert result["delivery"]["duplicates"] == 0
 
 
