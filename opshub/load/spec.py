@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from opshub.load.thresholds import Threshold
 from protocol.errors import UsageError
-
-if TYPE_CHECKING:
-    from opshub.load.scenario_shape import ScenarioMix
 
 #: Each payload starts with two 8-byte times (intended and actual send, traffic.STAMP).
 MIN_SIZE = 16
@@ -261,3 +258,58 @@ class LoadOptions:
             else:
                 out[s.name] = s.rate_at(step)
         return out
+
+
+# --- the scenario shape's participants (built by scenario_shape.py) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MixUnit:
+    unit: str  # its name on the hub: PREFIX + the scenario's
+    role: str  # "ocu", "unit" or "liaison"
+    #: messages it sends in a replay of the seed
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioMix:
+    """Who takes part in a scenario's operation, what share of its messages each sends,
+    and how large those messages are."""
+
+    code: str
+    source: str
+    seed: int
+    units: tuple[MixUnit, ...]  # the OCU first
+    #: role -> encoded sizes of the planned messages it draws from
+    sizes: tuple[tuple[str, tuple[int, ...]], ...]
+
+    @property
+    def ocu(self) -> MixUnit:
+        return self.units[0]
+
+    @property
+    def total(self) -> int:
+        return sum(u.messages for u in self.units)
+
+    @property
+    def publishers(self) -> list[MixUnit]:
+        return [u for u in self.units if u.messages]
+
+    def share(self, unit: MixUnit) -> float:
+        return unit.messages / self.total
+
+    def size_for(self, role: str | None) -> SizeSpec:
+        """The sizes ``role`` draws from (None: every planned message's)."""
+        chosen = dict(self.sizes).get(role or "", ()) or dict(self.sizes)[""]
+        return SizeSpec(f"{self.code} {role or 'all'} messages", "sample", min(chosen),
+                        max(chosen), chosen)
+
+    def describe(self, shape: Shape) -> str:
+        rate = (f"{shape.rate.text} msg/s in all" if shape.rate is not None
+                else f"window {shape.window}")
+        every = self.size_for(None).samples
+        return (f"{shape.name}: scenario {self.code} (seed {self.seed}), 1 op x "
+                f"{len(self.units)} participants ({len(self.publishers)} publish, the OCU "
+                f"{self.share(self.ocu):.1%}; all read), {rate}, sizes of its "
+                f"{len(every):,} planned messages (median {statistics.median(every):,.0f} B, "
+                f"{min(every):,}-{max(every):,} B)")
