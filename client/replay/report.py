@@ -206,8 +206,8 @@ def report_sections(report: Mapping[str, Any]) -> Iterator[Section]:
         yield Section("Published figures", tables=[_checks_table(checks)])
     if cases := _rows(report, "cases"):
         yield Section("Documented cases", paragraphs=[
-            "Each seizure the sources describe, looked for in the seizure reports the OCU "
-            "read: who reported it, what, how much, where."], tables=[_cases_table(cases)])
+            "Each seizure or arrest the sources describe, looked for in the seizure reports "
+            "the OCU read: who reported it, what, how much, where."], tables=[_cases_table(cases)])
     if totals := _mapping(report, "totals"):
         sources = {str(k): str(v) for k, v in _mapping(report, "sources").items()}
         yield Section("Totals", paragraphs=["Every figure of the OCU's tally, from the "
