@@ -21,7 +21,6 @@ import logging
 import math
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 from client.exercise import engine as e
 from client.exercise.exercise_file import Exercise
 from client.exercise.expectations import OpenExpectation, meets
+from client.exercise.feed import Feed
 from client.exercise.forms import FILLED_IN
 from client.exercise.model import CONTROL, ExpectationState, Inject, Status
 from client.exercise.review import ReviewInputs, duration, replay_report, write_review
@@ -127,10 +127,10 @@ class ExerciseRun:
         self._reset_runs()
 
     def _reset_runs(self) -> None:
-        self.traffic: deque[tuple[float, dict[str, Any]]] = deque(maxlen=TRAFFIC_SHOWN)
+        #: what the console shows: the latest messages by exercise time
+        self.traffic = Feed(TRAFFIC_SHOWN)
         self._read_at: dict[str, float] = {}
         self._sent_by: dict[str, dict[str, dict[str, Any]]] = {}  # seat -> id -> message
-        self._shown = 0  # seq of the oldest message in ``traffic``
         #: id(message) -> (message, its rendering); the message is kept so the id stays its
         self._rendered: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._log_seen = 0
@@ -329,9 +329,7 @@ class ExerciseRun:
         self._notify("traffic")
 
     def _show(self, at: float, message: dict[str, Any]) -> None:
-        if len(self.traffic) == self.traffic.maxlen:
-            self._shown += 1  # the oldest shown falls off: seqs stay unique
-        self.traffic.append((at, message))
+        self.traffic.show(at, message)
 
     def _open_expectations(self) -> list[OpenExpectation]:
         out = []
@@ -549,9 +547,9 @@ class ExerciseRun:
                        "open": open_by_seat.get(s.unit, 0)} for s in self.seats.values()],
             "tally": {k: int(totals.get(k, 0)) for k in ("messages", "reports", "arrests",
                                                         "hits")},
-            "traffic": [{**self._render(at, m), "seq": self._shown + i,
+            "traffic": [{**self._render(at, m), "seq": seq,
                          "read_at": self._read_at.get(m.get("id", ""))}
-                        for i, (at, m) in reversed(list(enumerate(self.traffic)))],
+                        for seq, at, m in self.traffic],
         }
 
     def seat_state(self, unit: str) -> dict[str, Any]:
