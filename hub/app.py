@@ -26,6 +26,7 @@ from hub.broker import Broker
 from hub.config import HubConfig
 from hub.connection import ServerConnection
 from hub.metrics import Metrics
+from hub.store.jetstream import JetStreamStore
 from hub.store.sqlite import SQLiteStore
 from hub.store.worker import StoreWorker
 from protocol.credentials import SignedCredential
@@ -46,10 +47,17 @@ class Hub:
         self.now = now
         self.token_bytes = token_bytes
         self.metrics = Metrics()
-        self.store = SQLiteStore(config.db)
+        self.store: SQLiteStore | JetStreamStore
+        if config.store:
+            self.store = JetStreamStore([u.strip() for u in config.store.split(",")],
+                                        name=config.hub_id)
+        else:
+            self.store = SQLiteStore(config.db)
         self.worker = StoreWorker(self.store)
         self.broker = Broker(config, self.worker, now=now, metrics=self.metrics)
-        self.broker.load()
+        self._opened = isinstance(self.store, SQLiteStore)
+        if self._opened:
+            self.broker.load()
         self.connections: set[ServerConnection] = set()
         self._cursor_task: asyncio.Task[None] | None = None
         m = self.metrics
@@ -71,6 +79,12 @@ class Hub:
             lambda: self.worker.commit_seconds)
         m.gauges["operations"] = ("Operations on this hub.",
                                   lambda: float(len(self.broker.router.ops)))
+
+    async def open(self) -> None:
+        """Connect to a JetStream store and load what it holds (SQLite loads at once)."""
+        if not self._opened:
+            await self.broker.open()
+            self._opened = True
 
     def preload(self, credentials: list[SignedCredential]) -> None:
         """Enroll a roster of credentials (``opshub serve --roster``)."""
@@ -140,7 +154,7 @@ class Hub:
         await self.worker.drain()
         self.broker.flush_cursors()
         await self.worker.drain()
-        self.worker.close()
+        await self.worker.close()
 
 
 class RunningHub:
@@ -160,6 +174,7 @@ class RunningHub:
         return f"http://{self.hub.config.host}:{self.port}"
 
     async def start(self) -> RunningHub:
+        await self.hub.open()
         self._runner = web.AppRunner(self.hub.app(), handle_signals=False, access_log=None,
                                      shutdown_timeout=5.0)
         await self._runner.setup()
@@ -200,13 +215,14 @@ async def serve(config: HubConfig, roster: list[SignedCredential] | None = None,
                 ready: Callable[[RunningHub], None] | None = None) -> None:
     """Run a hub until SIGINT or SIGTERM, then shut it down cleanly."""
     running = RunningHub(config)
-    if roster:
-        running.hub.preload(roster)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await running.hub.open()
+        if roster:
+            running.hub.preload(roster)
         await running.start()  # inside: a port in use still closes the store
         tune_gc()
         if ready is not None:

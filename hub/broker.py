@@ -15,13 +15,15 @@ from typing import Any, Protocol, assert_never, cast
 
 from hub.config import HubConfig
 from hub.metrics import Metrics
+from hub.store.jetstream import JetStreamStore
+from hub.store.sqlite import SQLiteStore
 from hub.store.worker import StoreWorker
 from protocol.credentials import AuthorityRing, SignedCredential
 from protocol.errors import StoreError
 from protocol.router import Router
 from protocol.router_io import Peer, ReadDirected, ReadLog, RouterConfig, Write
 from protocol.session import Event
-from protocol.store import Result
+from protocol.store import DirectedEntry, LogEntry, Result
 
 
 class Outbox(Peer, Protocol):
@@ -43,14 +45,39 @@ class Broker:
             config=RouterConfig(max_batch=config.limits.max_batch,
                                 max_operations_per_unit=config.max_operations_per_unit,
                                 catchup_page=config.catchup_page,
-                                per_delivery=config.fanout == "per-delivery"))
+                                per_delivery=config.fanout == "per-delivery",
+                                shared=isinstance(worker.store, JetStreamStore)))
         self.metrics = metrics or Metrics()
         self.metrics.counts = self.router.counts
         worker.after_commit = self._after_commit
 
     def load(self) -> None:
-        """Give the router what the store kept (blocking; at start-up)."""
+        """Give the router what the SQLite store kept (blocking; at start-up)."""
+        assert isinstance(self.worker.store, SQLiteStore)
         self.router.load(self.worker.store.load())
+
+    async def open(self) -> None:
+        """Give the router what the JetStream store holds, then follow what any node stores
+        from there on (at start-up)."""
+        assert isinstance(self.worker.store, JetStreamStore)
+        self.router.load(await self.worker.store.open())
+        await self.worker.store.follow(self)
+
+    # --- a shared store's feed (hub/store/jetstream.py Listener) -----------------------
+
+    def entries(self, op: str, entries: list[LogEntry]) -> None:
+        self.router.observed(op, entries)
+        self.router.flush()
+        self._run()
+
+    def directed(self, recipient: str, entry: DirectedEntry) -> None:
+        self.router.directed_elsewhere(recipient, entry)
+
+    def enrolled(self, body: bytes, signature: bytes) -> None:
+        self.router.enrolled_elsewhere(SignedCredential(body, signature))
+
+    def cursor(self, unit: str, op: str, seq: int) -> None:
+        self.router.cursor_elsewhere(unit, op, seq)
 
     def lookup(self, unit: str) -> SignedCredential | None:
         return self.router.lookup(unit)
@@ -77,6 +104,7 @@ class Broker:
 
     def flush_cursors(self) -> None:
         self.router.flush_cursors()
+        self.router.expire()
         self._run()
 
     # --- running the router's store work ---------------------------------------------

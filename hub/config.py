@@ -15,6 +15,10 @@ class HubConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     db: Path = Path("opshub.db")
+    #: Where the hub keeps its state: "" for the SQLite file ``db`` (one hub node), or
+    #: NATS server URLs "nats://host:port[,nats://host:port...]" for the JetStream store
+    #: that several hub nodes share (hub/store/jetstream.py, docs/scale.md).
+    store: str = ""
     hub_id: str = "opshub"
     #: Raw Ed25519 public keys of the operation authorities this hub trusts.
     authorities: tuple[bytes, ...] = ()

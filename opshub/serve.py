@@ -26,7 +26,11 @@ from protocol.errors import UsageError
 def hub_config(args: argparse.Namespace) -> HubConfig:
     """The hub's settings from the command line and ``--config``. Raises UsageError."""
     folder = open_folder(args.keys, authority_key=False)
-    config = HubConfig(host=args.host, port=args.port, db=args.db,
+    store = getattr(args, "store", "") or ""
+    if store and not all(u.strip().startswith("nats://") for u in store.split(",")):
+        raise UsageError(f"--store {store!r}: give NATS server URLs, "
+                         f"nats://HOST:PORT[,nats://HOST:PORT...]")
+    config = HubConfig(host=args.host, port=args.port, db=args.db, store=store,
                        authorities=(folder.authority_public(),),
                        open_enrollment=args.open_enrollment, fanout=args.fanout)
     if args.config is not None:

@@ -48,7 +48,14 @@ from protocol.router_io import (
     Write,
 )
 from protocol.session import Authenticated, Event
-from protocol.statements import OperationState, Statement, log_payload, statement_hash
+from protocol.statements import (
+    OperationState,
+    Statement,
+    fold,
+    from_log,
+    log_payload,
+    statement_hash,
+)
 from protocol.store import (
     AckDirected,
     Appended,
@@ -93,6 +100,14 @@ class Router:
         #: one at a time, so that a statement never builds on one whose write then fails
         self._in_flight: set[str] = set()
         self._held: dict[str, deque[tuple[Peer, f.Commit]]] = {}
+        #: shared store: each operation's state as its log has it (``ops`` may be ahead by
+        #: a statement of this node's in flight)
+        self._logged: dict[str, OperationState] = {}
+        #: shared store: requests about an operation waiting for its feed, by operation:
+        #: (deadline, peer, event)
+        self._waiting: dict[str, list[tuple[float, Peer, Event]]] = defaultdict(list)
+        #: the deadline of the request being handled again (None: a new request)
+        self._retry_until: float | None = None
         self._actions: list[Action] = []
         self.fanout = Fanout(self.config, self.counts, self._actions)
         #: last seq of each operation's log, as far as delivered
@@ -115,6 +130,7 @@ class Router:
                 op=rec.op, name=rec.name, admin=rec.admin, admin_key=rec.admin_key,
                 epoch=rec.epoch, head=rec.head, members=rec.members)
             self.heads[rec.op] = rec.last_seq
+        self._logged = dict(self.ops)
         self.directory = {u: SignedCredential(b, s) for u, (b, s) in snap.directory.items()}
         self.cursors = dict(snap.cursors)
 
@@ -218,7 +234,8 @@ class Router:
                 try:
                     self._member_state(unit, item.op)
                 except RequestError as exc:
-                    self._error(peer, exc.code, exc.message, op=item.op, cid=item.cid)
+                    if not self._wait(item.op, peer, f.Publish(items=(item,)), exc):
+                        self._error(peer, exc.code, exc.message, op=item.op, cid=item.cid)
                 continue
             cmds.append(AppendMessage(item.op, unit, item.cid, f.KIND_MESSAGE,
                                       item.header, item.payload, at_ms))
@@ -240,8 +257,9 @@ class Router:
                 self.counts.duplicates += 1
             else:
                 self.counts.messages_in += 1
-                self.fanout.appended(cmd.op, LogEntry(res.seq, cmd.sender, cmd.kind,
-                                                      cmd.header, cmd.payload, cmd.at_ms))
+                if not self.config.shared:  # else the store's feed brings it (observed)
+                    self.fanout.appended(cmd.op, LogEntry(res.seq, cmd.sender, cmd.kind,
+                                                          cmd.header, cmd.payload, cmd.at_ms))
         peer.send(f.Acks(items=tuple(acks)))
 
     # --- results from the store -------------------------------------------------------
@@ -275,7 +293,12 @@ class Router:
     # --- subscriptions: the fan-out decides what goes where ------------------------------
 
     def _subscribe(self, peer: Peer, frame: f.Subscribe) -> None:
-        self._member_state(peer.unit, frame.op)
+        try:
+            self._member_state(peer.unit, frame.op)
+        except RequestError as exc:
+            if self._wait(frame.op, peer, frame, exc):
+                return
+            raise
         after = frame.after
         if after is None:
             after = self.cursors.get((peer.unit, frame.op), 0)
@@ -402,11 +425,12 @@ class Router:
         assert isinstance(res, Appended)
         if not res.duplicate:
             e = then.entry
-            self.fanout.appended(
-                stmt.op, LogEntry(res.seq, e.sender, e.kind, e.header, e.payload, e.at_ms))
             self.counts.messages_in += 1
-            if stmt.removes:
-                self.fanout.removed(stmt.op, res.seq, frozenset(stmt.removes))
+            if not self.config.shared:  # else the store's feed brings it (observed)
+                self.fanout.appended(
+                    stmt.op, LogEntry(res.seq, e.sender, e.kind, e.header, e.payload, e.at_ms))
+                if stmt.removes:
+                    self.fanout.removed(stmt.op, res.seq, frozenset(stmt.removes))
         then.peer.send(f.Ok(rid=then.rid, info={
             "op": stmt.op, "epoch": after.epoch, "seq": res.seq}))
         for peer, rid in retries:
@@ -416,10 +440,15 @@ class Router:
     # --- directed messages --------------------------------------------------------------
 
     def _send_directed(self, peer: Peer, frame: f.SendDirected) -> None:
-        st = self._member_state(peer.unit, frame.op)
-        if frame.to not in st.members:
-            raise RequestError(f"recipient {frame.to!r} is not a member of {frame.op!r}",
-                               code=Code.NOT_MEMBER)
+        try:
+            st = self._member_state(peer.unit, frame.op)
+            if frame.to not in st.members:
+                raise RequestError(f"recipient {frame.to!r} is not a member of {frame.op!r}",
+                                   code=Code.NOT_MEMBER)
+        except RequestError as exc:
+            if self._wait(frame.op, peer, frame, exc):
+                return
+            raise
         at_ms = int(self.now() * 1000)
         cmd = StoreDirected(frame.op, peer.unit, frame.to, frame.payload, at_ms, frame.cid)
         self._write([cmd], SendingDirected(peer, frame, at_ms))
@@ -429,7 +458,9 @@ class Router:
         stored = self._first(then.peer, then.frame.rid, results)
         assert isinstance(stored, DirectedStored)
         frame = then.frame
-        if not stored.duplicate:  # a retry: the recipient has (or will get) the first copy
+        # a retry: the recipient has (or will get) the first copy; on a shared store the
+        # store's feed brings it to whichever node the recipient is on (directed_elsewhere)
+        if not stored.duplicate and not self.config.shared:
             item = f.DirectedItem(id=stored.id, op=frame.op, sender=then.peer.unit,
                                   payload=frame.payload, at_ms=then.at_ms)
             out = f.Directed(items=(item,))
@@ -502,3 +533,102 @@ class Router:
         missing = [u for u in dict.fromkeys(then.units) if u not in claimed.packages]
         then.peer.send(f.Ok(rid=then.rid, info={"packages": claimed.packages,
                                                 "missing": missing}))
+
+    # --- a store shared with other hub nodes (JetStream) ---------------------------------
+
+    def _wait(self, op: str, peer: Peer, event: Event, exc: RequestError) -> bool:
+        """Shared store: keep a request about an operation (or a membership) this node has
+        not heard of yet, for the store's feed to bring the statement; False: refuse now."""
+        if not self.config.shared or exc.code not in (Code.UNKNOWN_OPERATION, Code.NOT_MEMBER):
+            return False
+        now = self.now()
+        until = self._retry_until if self._retry_until is not None else (
+            now + self.config.catch_up_wait)
+        if now >= until:
+            return False
+        self._waiting[op].append((until, peer, event))
+        return True
+
+    def _wake(self, op: str) -> None:
+        """The operation's state moved: handle again what waited for it."""
+        waiting = self._waiting.pop(op, None)
+        for until, peer, event in waiting or ():
+            if self.fanout.is_connected(peer):
+                self._retry_until = until
+                try:
+                    self.handle(peer, event)
+                finally:
+                    self._retry_until = None
+
+    def expire(self) -> None:
+        """Refuse the waiting requests whose time is up (the pump calls it now and then)."""
+        now = self.now()
+        for op in list(self._waiting):
+            due = [w for w in self._waiting[op] if w[0] <= now]
+            if not due:
+                continue
+            self._waiting[op] = [w for w in self._waiting[op] if w[0] > now]
+            if not self._waiting[op]:
+                del self._waiting[op]
+            for _, peer, event in due:
+                if self.fanout.is_connected(peer):
+                    self._retry_until = now  # refused, not kept again
+                    try:
+                        self.handle(peer, event)
+                    finally:
+                        self._retry_until = None
+
+    def observed(self, op: str, entries: Sequence[LogEntry]) -> None:
+        """Shared store: the next entries of ``op``'s log, whichever node stored them, in
+        order. Statements move the operation's state here too (a statement of this
+        node's was applied when it was accepted); then everything goes to the fan-out."""
+        moved = False
+        for entry in entries:
+            self.fanout.appended(op, entry)
+            if entry.kind != f.KIND_COMMIT:
+                continue
+            body, signature = from_log(entry.payload)
+            stmt = Statement.from_bytes(body)
+            for cbody, csig in stmt.credentials:  # enrolled by the node that accepted it
+                self.enrolled_elsewhere(SignedCredential(cbody, csig))
+            try:
+                logged = fold(self._logged.get(op), body, signature, self.directory.get)
+            except RequestError as exc:  # cannot happen unless the stores' nodes disagree
+                log.error("operation %r: statement at seq %d does not apply here: %s",
+                          op, entry.seq, exc.message)
+                continue
+            self._logged[op] = logged
+            if self.ops.get(op) is None or self.ops[op].head != logged.head:
+                self.ops[op] = logged  # another node's (and this node's in flight lost)
+            if stmt.removes:
+                self.fanout.removed(op, entry.seq, frozenset(stmt.removes))
+            moved = True
+        if moved or (op in self._waiting and op in self.ops):
+            self._wake(op)
+
+    def directed_elsewhere(self, recipient: str, entry: DirectedEntry) -> None:
+        """Shared store: a directed message stored by any node; this node hands it to the
+        recipient's connections here, if any."""
+        targets = self.by_unit.get(recipient)
+        if targets:
+            out = f.Directed(items=(f.DirectedItem(id=entry.id, op=entry.op,
+                                                   sender=entry.sender,
+                                                   payload=entry.payload,
+                                                   at_ms=entry.at_ms),))
+            for target in targets:
+                target.send(out)
+
+    def enrolled_elsewhere(self, signed: SignedCredential) -> None:
+        """Shared store: a credential another node enrolled (no write: it is stored)."""
+        try:
+            newer = check_replaces(signed, self.directory.get(signed.credential.unit))
+        except AuthError:
+            return
+        if newer:
+            self.directory[signed.credential.unit] = signed
+
+    def cursor_elsewhere(self, unit: str, op: str, seq: int) -> None:
+        """Shared store: a cursor saved by another node (the unit moved, or is on both)."""
+        key = (unit, op)
+        if seq > self.cursors.get(key, 0):
+            self.cursors[key] = seq

@@ -42,6 +42,14 @@ class RouterConfig:
     catchup_page: int = 512
     #: One frame per entry per subscriber: the naive design, the benchmark's reference.
     per_delivery: bool = False
+    #: The store is shared with other hub nodes (JetStream): what is stored reaches this
+    #: node's subscribers through ``Router.observed`` and the other ``*_elsewhere`` inputs,
+    #: whichever node stored it, never straight from a write's result.
+    shared: bool = False
+    #: Shared store: seconds a request about an operation this node has not heard of yet
+    #: (or a membership it has not seen yet) waits for the store's feed before it is
+    #: refused. Another node may have stored the statement a moment ago.
+    catch_up_wait: float = 5.0
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocol import frames
+from protocol.credentials import SignedCredential
 from protocol.errors import Code, RequestError
 
 STATEMENT_CONTEXT = b"opshub/statement/v1\x00"
@@ -123,6 +125,32 @@ def log_payload(body: bytes, signature: bytes) -> bytes:
     """How an accepted statement appears in the operation's log: the payload of a
     KIND_COMMIT entry is the msgpack array [statement, signature]."""
     return msgpack.packb([body, signature], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def from_log(payload: bytes) -> tuple[bytes, bytes]:
+    """(statement, signature) from a KIND_COMMIT entry's payload (``log_payload``)."""
+    body, signature = msgpack.unpackb(payload)
+    return bytes(body), bytes(signature)
+
+
+def fold(state: OperationState | None, body: bytes, signature: bytes,
+         directory: Callable[[str], SignedCredential | None]) -> OperationState:
+    """The state after a statement read back from a log (a hub node replaying what it or
+    another node stored): the same checks as when it was accepted. The creating
+    statement's signer is its admin, whose credential it carries or ``directory`` has.
+    Raises RequestError."""
+    stmt = Statement.from_bytes(body)
+    if state is not None:
+        return state.apply(stmt, body, signature)
+    carried = {c.credential.unit: c for c in (SignedCredential(b, s) for b, s in
+                                                  stmt.credentials)}
+    admin = carried.get(stmt.admin) or directory(stmt.admin)
+    if admin is None:
+        raise RequestError(f"statement creating {stmt.op!r}: its admin {stmt.admin!r} is "
+                           f"neither carried nor enrolled", code=Code.UNKNOWN_UNIT)
+    cred = admin.credential
+    return OperationState.create(stmt, body, signature, signer_key=cred.identity_key,
+                                 signer_role=cred.role)
 
 
 def sign(key: Ed25519PrivateKey, stmt: Statement) -> tuple[bytes, bytes]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from protocol.errors import StoreError
 from protocol.frames import Delivery
 
 
@@ -180,3 +181,18 @@ class Store(Protocol):
         """Directed messages not yet acknowledged by ``recipient``, oldest first."""
 
     def close(self) -> None: ...
+
+
+class AsyncStore(Protocol):
+    """A store on the event loop (hub/store/jetstream.py: several hub nodes share it). The
+    same commands and results; ``apply`` may fail single commands (a StoreError in that
+    command's place) since it has no transaction across them, which is safe because
+    every command is idempotent: the agents retry what failed."""
+
+    async def apply(self, commands: list[Command]) -> list[Result | StoreError]: ...
+
+    async def read_log(self, op: str, after: int, limit: int) -> list[LogEntry]: ...
+
+    async def pending_directed(self, recipient: str, limit: int) -> list[DirectedEntry]: ...
+
+    async def close(self) -> None: ...

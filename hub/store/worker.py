@@ -1,22 +1,26 @@
-"""Runs a blocking Store off the event loop, with group commit.
+"""Runs a Store with group commit: a blocking one (SQLite) off the event loop, an async
+one (JetStream) on it.
 
-Commands submitted while a transaction is in flight wait and go together in the
-next one: under load each transaction (and fsync) carries hundreds of appends,
-with no per-message commit; when idle, a lone command commits at once. Results
-come back on the event loop, in commit order, through each submitter's callback.
+Commands submitted while a batch is in flight wait and go together in the next one:
+under load each batch (and fsync) carries hundreds of appends, with no per-message
+commit; when idle, a lone command goes at once. Results come back on the event loop,
+in order, through each submitter's callback. An async store may fail single commands
+of a batch (it has no transaction across them): each submitter then hears of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 from protocol.errors import StoreError
-from protocol.store import Command, DirectedEntry, LogEntry, Result, Store
+from protocol.store import AsyncStore, Command, DirectedEntry, LogEntry, Result, Store
 
 log = logging.getLogger("opshub.store")
 
@@ -26,8 +30,10 @@ OnDone = Callable[[list[Result] | StoreError], None]
 class StoreWorker:
     """One writer thread (group commit) and one reader thread around a Store."""
 
-    def __init__(self, store: Store, *, max_batch: int = 8192, max_pending: int = 65536) -> None:
+    def __init__(self, store: Store | AsyncStore, *, max_batch: int = 8192,
+                 max_pending: int = 65536) -> None:
         self.store = store
+        self.is_async = inspect.iscoroutinefunction(store.apply)
         self.max_batch = max_batch
         self.max_pending = max_pending
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="opshub-writer")
@@ -82,11 +88,16 @@ class StoreWorker:
         self._inflight = True
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        fut = loop.run_in_executor(self._writer, self.store.apply, commands)
+        fut: asyncio.Future[list[Result | StoreError]]
+        if self.is_async:
+            fut = asyncio.ensure_future(cast(AsyncStore, self.store).apply(commands))
+        else:
+            apply = cast(Callable[[list[Command]], list[Result | StoreError]], self.store.apply)
+            fut = loop.run_in_executor(self._writer, apply, commands)
         fut.add_done_callback(lambda f: self._finish(batch, f, started))
 
     def _finish(self, batch: list[tuple[list[Command], OnDone]],
-                fut: asyncio.Future[list[Result]], started: float) -> None:
+                fut: asyncio.Future[list[Result | StoreError]], started: float) -> None:
         self._inflight = False
         self.transactions += 1
         self.commit_seconds += time.perf_counter() - started
@@ -96,7 +107,9 @@ class StoreWorker:
             self.commands += len(results)
             i = 0
             for cmds, on_done in batch:
-                self._call(on_done, results[i : i + len(cmds)])
+                mine = results[i : i + len(cmds)]
+                failed = next((r for r in mine if isinstance(r, StoreError)), None)
+                self._call(on_done, failed if failed is not None else mine)  # type: ignore[arg-type]
                 i += len(cmds)
         else:
             err = exc if isinstance(exc, StoreError) else StoreError(f"store failed: {exc}")
@@ -125,15 +138,23 @@ class StoreWorker:
             log.exception("after-commit hook failed")
 
     async def read_log(self, op: str, after: int, limit: int) -> list[LogEntry]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, self.store.read_log, op, after, limit)
-
-    async def pending_directed(self, recipient: str, limit: int) -> list[DirectedEntry]:
+        if self.is_async:
+            return await cast(AsyncStore, self.store).read_log(op, after, limit)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._reader, self.store.pending_directed, recipient, limit)
+            self._reader, cast(Store, self.store).read_log, op, after, limit)
 
-    def close(self) -> None:
+    async def pending_directed(self, recipient: str, limit: int) -> list[DirectedEntry]:
+        if self.is_async:
+            return await cast(AsyncStore, self.store).pending_directed(recipient, limit)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._reader, cast(Store, self.store).pending_directed, recipient, limit)
+
+    async def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
-        self.store.close()
+        if self.is_async:
+            await cast(AsyncStore, self.store).close()
+        else:
+            cast(Store, self.store).close()

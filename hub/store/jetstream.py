@@ -1,0 +1,665 @@
+"""The JetStream store: the hub's state in a NATS JetStream cluster that several hub nodes
+share (``opshub serve --store nats://...``; docs/scale.md has the topology and why).
+
+Where each part of the state lives (every stream and bucket replicated R3 on a cluster,
+R1 on a lone server; the servers fsync before they acknowledge, ``sync_interval: always``):
+
+- an operation's log: a stream of its own, ``OPSHUB_OP_<hex id>``, subjects
+  ``opshub.op.<hex>.m`` (messages) and ``.c`` (membership statements). The stream's
+  sequence is the operation's seq: one contiguous order whichever node a publish reaches.
+  Retries are stored once through ``Nats-Msg-Id`` (sender, kind, cid) within
+  ``DEDUP_WINDOW``; a statement is accepted only if the last ``.c`` entry is still the one
+  it builds on (``Nats-Expected-Last-Subject-Sequence``), so two admins racing on two nodes
+  cannot both take an epoch.
+- the operations there are: ``OPSHUB_OPERATIONS``, one entry per operation created, which
+  every node follows to learn of operations created on another node.
+- directed messages: ``OPSHUB_DIRECTED``, subject ``opshub.dir.<hex recipient>``; the id is
+  the stream sequence, an acknowledgement deletes the entry.
+- key packages: ``OPSHUB_KEYPACKAGES``, one subject per package; a claim deletes the
+  package, and a deletion succeeds once, so a package is handed out once across nodes.
+- the directory and the cursors: key-value buckets ``opshub_directory``,
+  ``opshub_cursors``.
+
+Every node follows each operation's log (an ordered consumer), the directed stream and both
+buckets, and hands what it sees to its ``Listener`` (the broker), which fans out to its own
+connections: no round trip to NATS per delivery. Async throughout, on the hub's own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import msgpack
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js import errors as jse
+from nats.js.kv import KeyValue
+
+from protocol import frames as f
+from protocol.credentials import SignedCredential
+from protocol.errors import Code, StoreError
+from protocol.keypackages import MAX_STORED_PER_UNIT
+from protocol.statements import OperationState, fold, from_log
+from protocol.store import (
+    AckDirected,
+    Appended,
+    AppendMessage,
+    ApplyStatement,
+    ClaimKeyPackages,
+    Command,
+    DirectedEntry,
+    DirectedStored,
+    Enroll,
+    KeyPackagesClaimed,
+    KeyPackagesStored,
+    LogEntry,
+    OperationRecord,
+    PutKeyPackages,
+    Result,
+    SaveCursor,
+    Snapshot,
+    StoreDirected,
+)
+
+log = logging.getLogger("opshub.store.jetstream")
+
+#: How long a retried publish is recognised as the same message (``Nats-Msg-Id``). An agent
+#: retries an unacknowledged publish on every reconnect; past this window a retry would be
+#: stored a second time (under a new seq), which the agents' replay check then drops.
+DEDUP_WINDOW = 3600.0
+#: Seconds a command may wait for the cluster (a leader election takes a few) before the
+#: batch fails with a store error: the agents retry, and the retry is deduplicated.
+PUBLISH_TIMEOUT = 10.0
+#: Ordered consumers' idle heartbeat: a consumer whose server died is recreated after
+#: about two of these (nats-py's ordered consumer does it).
+HEARTBEAT = 1.0
+OPS_STREAM = "OPSHUB_OPERATIONS"
+DIRECTED_STREAM = "OPSHUB_DIRECTED"
+KP_STREAM = "OPSHUB_KEYPACKAGES"
+DIRECTORY_BUCKET = "opshub_directory"
+CURSOR_BUCKET = "opshub_cursors"
+#: the server's error code for a failed Nats-Expected-Last-Subject-Sequence check
+WRONG_LAST_SEQUENCE = 10071
+
+
+def _hex(name: str) -> str:
+    """Stream names and subject tokens cannot hold every character of an id ('.', ':');
+    hex can, and stays readable enough in `nats stream ls`."""
+    return name.encode().hex()
+
+
+def op_stream(op: str) -> str:
+    return f"OPSHUB_OP_{_hex(op)}"
+
+
+def _op_subject(op: str, kind: int) -> str:
+    return f"opshub.op.{_hex(op)}.{'c' if kind == f.KIND_COMMIT else 'm'}"
+
+
+class Listener(Protocol):
+    """What a node does with what it sees in the cluster (hub/broker.py)."""
+
+    def entries(self, op: str, entries: list[LogEntry]) -> None:
+        """The next entries of ``op``'s log, in order, from seq head + 1."""
+
+    def directed(self, recipient: str, entry: DirectedEntry) -> None: ...
+
+    def enrolled(self, body: bytes, signature: bytes) -> None: ...
+
+    def cursor(self, unit: str, op: str, seq: int) -> None: ...
+
+
+@dataclass(slots=True)
+class _Feed:
+    """One operation's log as this node follows it."""
+
+    sub: JetStreamContext.PushSubscription | None = None
+    head: int = 0  # last seq handed to the listener
+    pending: list[LogEntry] | None = None
+
+
+class JetStreamStore:
+    """The hub's store over NATS JetStream. ``open`` connects and loads, ``follow`` starts
+    the feeds; the rest is the store contract (protocol/store.py), async."""
+
+    def __init__(self, servers: list[str], *, name: str = "opshub",
+                 timeout: float = PUBLISH_TIMEOUT) -> None:
+        if not servers:
+            raise StoreError("the JetStream store needs at least one nats:// URL")
+        self.servers = servers
+        self.name = name
+        self.timeout = timeout
+        self.replicas = 1
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._directory: KeyValue | None = None
+        self._cursors: KeyValue | None = None
+        self._listener: Listener | None = None
+        self._feeds: dict[str, _Feed] = {}
+        #: op -> stream seq of its last statement (the next statement's expected value)
+        self._last_commit: dict[str, int] = {}
+        self._known_streams: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subs: list[Any] = []
+        self._flush_scheduled = False
+        self._closing = False
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise StoreError("the JetStream store is not open")
+        return self._js
+
+    # --- start-up ---------------------------------------------------------------------
+
+    async def open(self) -> Snapshot:
+        """Connect, create what is missing, and read the state the hub keeps in memory."""
+        try:
+            self._nc = await nats.connect(
+                servers=self.servers, name=self.name, max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True,
+                error_cb=self._nats_error, disconnected_cb=self._disconnected,
+                reconnected_cb=self._reconnected)
+        except Exception as exc:
+            raise StoreError(f"cannot reach NATS at {','.join(self.servers)}: "
+                             f"{exc or type(exc).__name__}") from None
+        # a lone server keeps one copy; a cluster three (a quorum survives one loss)
+        self.replicas = 3 if self._nc._server_info.get("cluster") else 1
+        self._js = self._nc.jetstream(timeout=self.timeout, publish_async_max_pending=65536)
+        try:
+            await self._ensure_streams()
+            return await self._load()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot load state from JetStream: {exc!r}") from None
+
+    async def _ensure_streams(self) -> None:
+        common = {"num_replicas": self.replicas, "storage": api.StorageType.FILE}
+        await self._add_stream(name=OPS_STREAM, subjects=["opshub.ops.*"],
+                               duplicate_window=DEDUP_WINDOW, **common)
+        await self._add_stream(name=DIRECTED_STREAM, subjects=["opshub.dir.*"],
+                               duplicate_window=DEDUP_WINDOW, **common)
+        await self._add_stream(name=KP_STREAM, subjects=["opshub.kp.*.*.*"],
+                               max_msgs_per_subject=1, **common)
+        self._directory = await self.js.create_key_value(
+            bucket=DIRECTORY_BUCKET, history=1, replicas=self.replicas,
+            storage=api.StorageType.FILE)
+        self._cursors = await self.js.create_key_value(
+            bucket=CURSOR_BUCKET, history=1, replicas=self.replicas,
+            storage=api.StorageType.FILE)
+
+    async def _add_stream(self, **config: Any) -> None:
+        """Create a stream, or accept the one there (created by another node)."""
+        try:
+            await self.js.add_stream(api.StreamConfig(**config))
+        except jse.BadRequestError as exc:
+            if exc.err_code != 10058:  # "stream name already in use" with another config
+                raise
+            info = await self.js.stream_info(config["name"])
+            log.info("stream %s exists with other settings (%s); using it as it is",
+                     config["name"], info.config.num_replicas)
+        self._known_streams.add(config["name"])
+
+    async def _load(self) -> Snapshot:
+        snap = Snapshot()
+        assert self._directory is not None
+        assert self._cursors is not None
+        for key in await _keys(self._directory):
+            entry = await self._directory.get(key)
+            if entry.value:
+                body, sig, _ = msgpack.unpackb(entry.value)
+                snap.directory[bytes.fromhex(key).decode()] = (body, sig)
+        for key in await _keys(self._cursors):
+            entry = await self._cursors.get(key)
+            unit_hex, op_hex = key.split(".")
+            if entry.value:
+                snap.cursors[(bytes.fromhex(unit_hex).decode(),
+                              bytes.fromhex(op_hex).decode())] = int(entry.value)
+        for op in await self._operations():
+            record = await self._load_operation(op, snap.directory)
+            if record is not None:
+                snap.operations[op] = record
+        return snap
+
+    async def _operations(self) -> list[str]:
+        """Every operation created so far, from OPSHUB_OPERATIONS."""
+        info = await self.js.stream_info(OPS_STREAM, subjects_filter="opshub.ops.*")
+        subjects = info.state.subjects or {}
+        return sorted(bytes.fromhex(s.rsplit(".", 1)[1]).decode() for s in subjects)
+
+    async def _load_operation(self, op: str, directory: dict[str, tuple[bytes, bytes]]
+                              ) -> OperationRecord | None:
+        """An operation's state up to the log's last entry now, folded from its statements
+        (a handful per operation); its feed starts after that entry."""
+        stream = op_stream(op)
+        try:
+            info = await self.js.stream_info(stream)
+        except jse.NotFoundError:
+            return None  # announced, then its stream was never made (a node died between)
+        self._known_streams.add(stream)
+        head = info.state.last_seq
+        state: OperationState | None = None
+        last_commit = 0
+        for seq, entry in await self._read(stream, _op_subject(op, f.KIND_COMMIT), 1, 1 << 30):
+            if seq > head:
+                break  # the feed hands it over, in its place among the messages
+            body, sig = from_log(entry[3])
+            state = fold(state, body, sig, lambda u: _credential(directory, u))
+            last_commit = seq
+        if state is None:
+            return None
+        self._last_commit[op] = last_commit
+        self._feeds[op] = _Feed(head=head)
+        return OperationRecord(op=op, name=state.name, admin=state.admin,
+                               admin_key=state.admin_key, epoch=state.epoch, head=state.head,
+                               members=state.members, last_seq=head)
+
+    async def _read(self, stream: str, subject: str, start: int,
+                    limit: int) -> list[tuple[int, list[Any]]]:
+        """(stream seq, decoded data) of up to ``limit`` entries on ``subject`` from seq
+        ``start``, through an ephemeral pull consumer."""
+        sub = await self.js.pull_subscribe(
+            subject, stream=stream, config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                ack_policy=api.AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True,
+                num_replicas=1))
+        out: list[tuple[int, list[Any]]] = []
+        info = await sub.consumer_info()
+        try:
+            pending = info.num_pending or 0
+            while pending > 0 and len(out) < limit:
+                msgs = await sub.fetch(min(limit - len(out), 1024, pending),
+                                       timeout=self.timeout)
+                for msg in msgs:
+                    assert msg.metadata.sequence is not None
+                    out.append((msg.metadata.sequence.stream, msgpack.unpackb(msg.data)))
+                pending -= len(msgs)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await self.js.delete_consumer(stream, info.name)
+        return out
+
+    # --- following the cluster --------------------------------------------------------
+
+    async def follow(self, listener: Listener) -> None:
+        """Hand ``listener`` everything stored from now on, by any node: each operation's
+        log after the head loaded, directed messages, enrolments and cursors."""
+        self._listener = listener
+        for op in list(self._feeds):
+            await self._follow_log(op)
+        info = await self.js.stream_info(OPS_STREAM)
+        self._subs.append(await self.js.subscribe(
+            "opshub.ops.*", stream=OPS_STREAM, cb=self._on_operation, ordered_consumer=True,
+            idle_heartbeat=HEARTBEAT, deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            config=api.ConsumerConfig(opt_start_seq=1)))
+        info = await self.js.stream_info(DIRECTED_STREAM)
+        self._subs.append(await self.js.subscribe(
+            "opshub.dir.*", stream=DIRECTED_STREAM, cb=self._on_directed,
+            ordered_consumer=True, idle_heartbeat=HEARTBEAT,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            config=api.ConsumerConfig(opt_start_seq=info.state.last_seq + 1)))
+        assert self._directory is not None
+        assert self._cursors is not None
+        self._spawn(self._watch(self._directory, self._on_enrolled))
+        self._spawn(self._watch(self._cursors, self._on_cursor))
+
+    async def _on_operation(self, msg: Msg) -> None:
+        op = bytes.fromhex(msg.subject.rsplit(".", 1)[1]).decode()
+        if op not in self._feeds:
+            self._feeds[op] = _Feed()
+            await self._follow_log(op)
+
+    async def _follow_log(self, op: str) -> None:
+        feed = self._feeds[op]
+        stream = op_stream(op)
+        for attempt in range(50):  # the announcing node creates the stream just before
+            try:
+                feed.sub = await self.js.subscribe(
+                    f"opshub.op.{_hex(op)}.*", stream=stream,
+                    cb=partial(self._on_entry, op), ordered_consumer=True,
+                    idle_heartbeat=HEARTBEAT,
+                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                    config=api.ConsumerConfig(opt_start_seq=feed.head + 1),
+                    pending_msgs_limit=1 << 20, pending_bytes_limit=1 << 30)
+                return
+            except jse.NotFoundError:
+                await asyncio.sleep(0.1 * (attempt + 1))
+        log.error("operation %r was announced but its stream %s never appeared", op, stream)
+
+    async def _restart_log(self, op: str) -> None:
+        feed = self._feeds[op]
+        sub, feed.sub = feed.sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        await self._follow_log(op)
+
+    async def _on_entry(self, op: str, msg: Msg) -> None:
+        feed = self._feeds[op]
+        meta = msg.metadata
+        assert meta.sequence is not None
+        seq = meta.sequence.stream
+        if seq <= feed.head:
+            return  # an ordered consumer restarted a little before where it was
+        if seq != feed.head + 1:
+            log.error("operation %r: entry %d follows %d; the feed restarts", op, seq, feed.head)
+            self._spawn(self._restart_log(op))
+            return
+        sender, kind, header, payload, at_ms = msgpack.unpackb(msg.data)
+        entry = LogEntry(seq, sender, kind, header, payload, at_ms)
+        feed.head = seq
+        if kind == f.KIND_COMMIT:
+            self._last_commit[op] = max(self._last_commit.get(op, 0), seq)
+        if feed.pending is None:
+            feed.pending = []
+        feed.pending.append(entry)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_feeds)
+
+    def _flush_feeds(self) -> None:
+        """Everything the feeds received since the last loop turn, one call per operation:
+        the node's fan-out then writes once per connection, as after a SQLite batch."""
+        self._flush_scheduled = False
+        if self._listener is None:
+            return
+        for op, feed in self._feeds.items():
+            if feed.pending:
+                entries, feed.pending = feed.pending, None
+                self._listener.entries(op, entries)
+
+    async def _on_directed(self, msg: Msg) -> None:
+        if self._listener is None:
+            return
+        assert msg.metadata.sequence is not None
+        op, sender, payload, at_ms = msgpack.unpackb(msg.data)
+        recipient = bytes.fromhex(msg.subject.rsplit(".", 1)[1]).decode()
+        self._listener.directed(recipient, DirectedEntry(
+            msg.metadata.sequence.stream, op, sender, payload, at_ms))
+
+    def _on_enrolled(self, key: str, value: bytes) -> None:
+        if self._listener is not None:
+            body, sig, _ = msgpack.unpackb(value)
+            self._listener.enrolled(body, sig)
+
+    def _on_cursor(self, key: str, value: bytes) -> None:
+        if self._listener is not None:
+            unit_hex, op_hex = key.split(".")
+            self._listener.cursor(bytes.fromhex(unit_hex).decode(),
+                                  bytes.fromhex(op_hex).decode(), int(value))
+
+    async def _watch(self, kv: KeyValue, on: Callable[[str, bytes], None]) -> None:
+        """Follow a bucket's changes from now on (the snapshot has what was there)."""
+        while not self._closing:
+            try:
+                watcher = await kv.watchall(include_history=False, ignore_deletes=True)
+                initial = True
+                async for entry in watcher:
+                    if entry is None:
+                        initial = False
+                        continue
+                    if not initial and entry.value:
+                        on(entry.key, entry.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watching %s stopped (%s); watching again", kv._name, exc)
+                await asyncio.sleep(HEARTBEAT)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the write path ---------------------------------------------------------------
+
+    async def apply(self, commands: list[Command]) -> list[Result | StoreError]:
+        """Run ``commands``; one result per command, in order, or the StoreError of that
+        command. JetStream has no transaction across streams: each command is durable on
+        its own and idempotent, so a failed command is retried safely. Appends go out
+        pipelined (no wait between them) and the batch waits for their acks at once."""
+        results: list[Result | StoreError] = [None] * len(commands)
+        waits: dict[asyncio.Future[Any], tuple[int, Callable[[Any], Result]]] = {}
+        for i, cmd in enumerate(commands):
+            try:
+                match cmd:
+                    case AppendMessage():
+                        waits[await self._publish_entry(cmd)] = (i, _appended(cmd.op))
+                    case StoreDirected():
+                        waits[await self._publish_directed(cmd)] = (i, _directed)
+                    case Enroll():
+                        assert self._directory is not None
+                        waits[asyncio.ensure_future(self._directory.put(
+                            _hex(cmd.unit), msgpack.packb(
+                                [cmd.body, cmd.signature, cmd.issued_at])))] = (i, _none)
+                    case SaveCursor():
+                        assert self._cursors is not None
+                        waits[asyncio.ensure_future(self._cursors.put(
+                            f"{_hex(cmd.unit)}.{_hex(cmd.op)}",
+                            str(cmd.seq).encode()))] = (i, _none)
+                    case ApplyStatement():
+                        results[i] = await self._apply_statement(cmd)
+                    case AckDirected():
+                        for d in cmd.ids:
+                            with contextlib.suppress(jse.NotFoundError, jse.BadRequestError):
+                                await self.js.delete_msg(DIRECTED_STREAM, d)
+                    case PutKeyPackages():
+                        results[i] = await self._put_key_packages(cmd)
+                    case ClaimKeyPackages():
+                        results[i] = await self._claim_key_packages(cmd)
+            except Exception as exc:
+                results[i] = _store_error(exc, type(cmd).__name__)
+        if waits:
+            done, late = await asyncio.wait(waits, timeout=self.timeout)
+            for fut in late:
+                fut.cancel()
+            for fut, (i, make) in waits.items():
+                if fut in done and fut.exception() is None:
+                    results[i] = make(fut.result())
+                else:
+                    why = fut.exception() if fut in done else TimeoutError()
+                    results[i] = _store_error(why or TimeoutError(), type(commands[i]).__name__)
+        return results
+
+    async def _publish_entry(self, cmd: AppendMessage) -> asyncio.Future[api.PubAck]:
+        data = msgpack.packb([cmd.sender, cmd.kind, cmd.header, cmd.payload, cmd.at_ms],
+                             use_bin_type=True)
+        return await self.js.publish_async(
+            _op_subject(cmd.op, cmd.kind), data, wait_stall=self.timeout,
+            headers={"Nats-Msg-Id": f"{cmd.sender}|{cmd.kind}|{cmd.cid}"})
+
+    async def _apply_statement(self, cmd: ApplyStatement) -> Appended:
+        """Append the statement to the operation's log only if the last statement there
+        is the one it builds on; a new operation gets its stream and is announced."""
+        op = cmd.op
+        stream = op_stream(op)
+        if stream not in self._known_streams:
+            await self._add_stream(
+                name=stream, subjects=[f"opshub.op.{_hex(op)}.*"],
+                num_replicas=self.replicas, storage=api.StorageType.FILE,
+                duplicate_window=DEDUP_WINDOW)
+        entry = cmd.message
+        data = msgpack.packb([entry.sender, entry.kind, entry.header, entry.payload,
+                              entry.at_ms], use_bin_type=True)
+        expected = self._last_commit.get(op, 0)
+        try:
+            ack = await self.js.publish(
+                _op_subject(op, f.KIND_COMMIT), data, headers={
+                    "Nats-Msg-Id": f"{entry.sender}|{entry.kind}|{entry.cid}|{cmd.head.hex()}",
+                    "Nats-Expected-Last-Subject-Sequence": str(expected)})
+        except jse.APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                if cmd.epoch == 0:
+                    raise StoreError(f"operation {op!r} was created meanwhile on another "
+                                     f"hub node", code=Code.OPERATION_EXISTS) from None
+                raise StoreError(f"another statement took epoch {cmd.epoch} of {op!r} first "
+                                 f"(on another hub node): read the log and build on it",
+                                 code=Code.WRONG_EPOCH) from None
+            raise
+        self._last_commit[op] = max(expected, ack.seq)
+        if cmd.epoch == 0:  # announce it, so that every node follows its log
+            await self.js.publish(f"opshub.ops.{_hex(op)}", b"",
+                                  headers={"Nats-Msg-Id": f"op|{op}"})
+        return Appended(op, ack.seq, duplicate=bool(ack.duplicate))
+
+    async def _publish_directed(self, cmd: StoreDirected) -> asyncio.Future[api.PubAck]:
+        headers = None
+        if cmd.cid is not None:  # protocol.md 7.1: a cid names one message
+            headers = {"Nats-Msg-Id": f"{cmd.op}|{cmd.sender}|{cmd.recipient}|{cmd.cid}"}
+        data = msgpack.packb([cmd.op, cmd.sender, cmd.payload, cmd.at_ms], use_bin_type=True)
+        return await self.js.publish_async(f"opshub.dir.{_hex(cmd.recipient)}", data,
+                                           wait_stall=self.timeout, headers=headers)
+
+    async def _put_key_packages(self, cmd: PutKeyPackages) -> KeyPackagesStored:
+        unit = _hex(cmd.unit)
+        if cmd.replace:
+            await self.js.purge_stream(KP_STREAM, subject=f"opshub.kp.{unit}.*.*")
+        for kp_id, body, last_resort in cmd.packages:
+            kind = "r" if last_resort else "o"
+            if last_resort:
+                await self.js.purge_stream(KP_STREAM, subject=f"opshub.kp.{unit}.r.*")
+            try:  # a known id is ignored: the subject must still be empty
+                await self.js.publish(f"opshub.kp.{unit}.{kind}.{kp_id.hex()}", body,
+                                      headers={"Nats-Expected-Last-Subject-Sequence": "0"})
+            except jse.APIError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+        held = await self._one_time(unit)
+        for seq in held[:max(0, len(held) - MAX_STORED_PER_UNIT)]:  # keep the newest
+            with contextlib.suppress(jse.NotFoundError, jse.BadRequestError):
+                await self.js.delete_msg(KP_STREAM, seq)
+        return KeyPackagesStored(min(len(held), MAX_STORED_PER_UNIT))
+
+    async def _one_time(self, unit_hex: str) -> list[int]:
+        """Stream seqs of a unit's one-time packages, oldest first."""
+        info = await self.js.stream_info(KP_STREAM, subjects_filter=f"opshub.kp.{unit_hex}.o.*")
+        if not info.state.subjects:
+            return []
+        return [seq for seq, _ in await self._read_raw(KP_STREAM, f"opshub.kp.{unit_hex}.o.*")]
+
+    async def _read_raw(self, stream: str, subject: str) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        seq = 0
+        while True:
+            try:
+                msg = await self.js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
+            except jse.NotFoundError:
+                return out
+            assert msg.seq is not None
+            seq = msg.seq
+            out.append((seq, msg.data or b""))
+
+    async def _claim_key_packages(self, cmd: ClaimKeyPackages) -> KeyPackagesClaimed:
+        """The oldest one-time package of each unit, deleted as it is handed out (a delete
+        succeeds once, so two nodes never hand out the same package); else the unit's
+        last-resort package, kept."""
+        out: dict[str, bytes] = {}
+        for unit in dict.fromkeys(cmd.units):
+            u = _hex(unit)
+            for seq, body in await self._read_raw(KP_STREAM, f"opshub.kp.{u}.o.*"):
+                try:
+                    await self.js.delete_msg(KP_STREAM, seq)
+                except (jse.NotFoundError, jse.BadRequestError):
+                    continue  # claimed meanwhile through another node
+                out[unit] = body
+                break
+            else:
+                last = await self._read_raw(KP_STREAM, f"opshub.kp.{u}.r.*")
+                if last:
+                    out[unit] = last[-1][1]
+        return KeyPackagesClaimed(out)
+
+    # --- reads while serving ----------------------------------------------------------
+
+    async def read_log(self, op: str, after: int, limit: int) -> list[LogEntry]:
+        try:
+            rows = await self._read(op_stream(op), f"opshub.op.{_hex(op)}.*", after + 1, limit)
+        except jse.NotFoundError:
+            return []
+        except Exception as exc:
+            raise _store_error(exc, f"reading the log of {op!r}") from None
+        return [LogEntry(seq, *data) for seq, data in rows]
+
+    async def pending_directed(self, recipient: str, limit: int) -> list[DirectedEntry]:
+        try:
+            rows = await self._read(DIRECTED_STREAM, f"opshub.dir.{_hex(recipient)}", 1, limit)
+        except Exception as exc:
+            raise _store_error(exc, f"reading directed messages of {recipient!r}") from None
+        return [DirectedEntry(seq, *data) for seq, data in rows]
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    # --- the connection's events ------------------------------------------------------
+
+    async def _nats_error(self, exc: Exception) -> None:
+        log.warning("NATS: %s", exc or type(exc).__name__)
+
+    async def _disconnected(self) -> None:
+        if not self._closing:
+            log.warning("NATS: disconnected from %s; reconnecting", self._url())
+
+    async def _reconnected(self) -> None:
+        log.warning("NATS: reconnected to %s", self._url())
+
+    def _url(self) -> str:
+        nc = self._nc
+        url = nc.connected_url if nc is not None else None
+        return f"{url.hostname}:{url.port}" if url is not None else "?"
+
+
+def _appended(op: str) -> Callable[[api.PubAck], Result]:
+    return lambda ack: Appended(op, ack.seq, duplicate=bool(ack.duplicate))
+
+
+def _none(_: Any) -> Result:
+    return None
+
+
+def _directed(ack: api.PubAck) -> Result:
+    return DirectedStored(ack.seq, duplicate=bool(ack.duplicate))
+
+
+def _store_error(exc: BaseException, what: str) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        why = "the cluster did not answer in time (a leader election?)"
+    else:
+        why = str(exc) or type(exc).__name__
+    return StoreError(f"{what} not stored in JetStream: {why}")
+
+
+def _credential(directory: dict[str, tuple[bytes, bytes]],
+                unit: str) -> SignedCredential | None:
+    pair = directory.get(unit)
+    return None if pair is None else SignedCredential(*pair)
+
+
+async def _keys(kv: KeyValue) -> list[str]:
+    try:
+        return list(await kv.keys())
+    except jse.NoKeysError:
+        return []
+
