@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import msgpack
@@ -60,11 +60,79 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def hub(keys: Keys, db_path: Path) -> AsyncIterator[RunningHub]:
-    running = RunningHub(keys.config(db_path))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The hub's store, as ``HubConfig.store`` has it: "" for SQLite (the default), NATS
+    URLs for JetStream. Tests of the store contract run on both:
+    ``pytest.mark.parametrize("store", STORES, indirect=True)``; JetStream then gets a
+    NATS server of its own (one, R1: the cluster's own tests are in tests/cluster/)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield ""
+        return
+    from opshub.cluster import NatsCluster
+
+    with NatsCluster(tmp_path / "nats", servers=1) as cluster:
+        yield ",".join(cluster.urls)
+
+
+#: The stores every contract test runs on.
+STORES = ["sqlite", "jetstream"]
+
+
+@pytest.fixture
+def hub_config(keys: Keys, db_path: Path, store: str) -> Callable[..., HubConfig]:
+    """Settings of a hub on this test's store."""
+    return lambda **kw: keys.config(db_path, store=store, **kw)
+
+
+@pytest.fixture
+async def hub(keys: Keys, hub_config: Callable[..., HubConfig]) -> AsyncIterator[RunningHub]:
+    running = RunningHub(hub_config())
+    await running.hub.open()
     running.hub.preload([u.signed for u in keys.units.values()])
     async with running:
         yield running
+
+
+@pytest.fixture
+def stored(store: str, db_path: Path) -> Callable[[str], Awaitable[list[int]]]:
+    """The seqs of an operation's log as the store holds them (SQLite: read from the file;
+    JetStream: read from the operation's stream by a connection of its own)."""
+
+    async def seqs(op: str) -> list[int]:
+        if not store:
+            return stored_seqs(db_path, op)
+        from hub.store.jetstream import JetStreamStore
+
+        js = JetStreamStore(store.split(","))
+        await js.open()
+        try:
+            return [e.seq for e in await js.read_log(op, 0, 1 << 20)]
+        finally:
+            await js.close()
+
+    return seqs
+
+
+@pytest.fixture
+def stored_directed(store: str, db_path: Path) -> Callable[[str], Awaitable[list[int]]]:
+    """The ids of the directed messages the store holds for a recipient, acked or not
+    (SQLite) or not yet acked (JetStream deletes what is acknowledged)."""
+
+    async def ids(recipient: str) -> list[int]:
+        if not store:
+            with sqlite3.connect(db_path) as conn:
+                return [r[0] for r in conn.execute(
+                    "SELECT id FROM directed WHERE recipient = ?", (recipient,))]
+        from hub.store.jetstream import JetStreamStore
+
+        js = JetStreamStore(store.split(","))
+        await js.open()
+        try:
+            return [e.id for e in await js.pending_directed(recipient, 1 << 16)]
+        finally:
+            await js.close()
+
+    return ids
 
 
 @pytest.fixture

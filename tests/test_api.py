@@ -25,7 +25,9 @@ from hub.app import RunningHub
 from protocol.credentials import SignedCredential
 from protocol.errors import AuthError, Code, RequestError
 from protocol.frames import PROTOCOL_VERSION
-from tests.conftest import UNITS, Keys, create_operation
+from tests.conftest import STORES, UNITS, Keys, create_operation
+
+pytestmark = pytest.mark.parametrize("store", STORES, indirect=True)
 
 OP = "OP-REEF"
 MEMBERS = ["JM-CUSTOMS", "TT-POLICE"]
@@ -159,6 +161,10 @@ async def test_operation_follows_membership_and_log(hub, agents, keys, http):
     await admin.send(ocu, admin.change(remove=["TT-POLICE"], add=[keys["DM-CUSTOMS"].signed]))
     async with asyncio.timeout(TIMEOUT):
         seq = await ocu.publish(OP, b"situation report")
+        # on a shared store (JetStream) the node's head follows the cluster's feed: it
+        # reaches what was acknowledged a moment after the ack
+        while (await get_json(http, f"{hub.http}/v1/operations/{OP}"))[1]["head"] < seq:
+            await asyncio.sleep(0.01)
     status, body = await get_json(http, f"{hub.http}/v1/operations/{OP}")
     assert status == 200
     assert body == {"op": OP, "name": f"Operation {OP}", "admin": "OCU-BB", "epoch": 1,

@@ -1,14 +1,17 @@
-"""End-to-end delivery guarantees against a real hub on 127.0.0.1 with real agents."""
+"""End-to-end delivery guarantees against a real hub on 127.0.0.1 with real agents, on
+each store: SQLite, and JetStream (a NATS server of the test's own)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
+
+import pytest
 
 from client.connection import TIMEOUT, AgentConnection, Delivered
 from hub.app import RunningHub
-from tests.conftest import create_operation, stored_seqs
+from tests.conftest import STORES, create_operation
+
+pytestmark = pytest.mark.parametrize("store", STORES, indirect=True)
 
 MEMBERS = ["JM-CUSTOMS", "TT-POLICE", "DM-CUSTOMS", "INTERPOL-LO"]
 
@@ -24,8 +27,9 @@ async def _drain(conn: AgentConnection, op_heads: dict[str, int]) -> dict[str, l
     return got
 
 
-def _db_count(db: Path, op: str) -> int:
-    seqs = stored_seqs(db, op)
+async def _count(stored, op: str) -> int:
+    """Entries of op's log as the store holds them; they are numbered 1, 2, 3, ..."""
+    seqs = await stored(op)
     assert seqs == list(range(1, len(seqs) + 1))
     return len(seqs)
 
@@ -71,7 +75,7 @@ async def test_delivery_resumes_after_dropped_connection(hub, agents, keys):
     assert jm.connects == 2
 
 
-async def test_delivery_idempotent_retry_stores_one_copy(hub, agents, keys, db_path):
+async def test_delivery_idempotent_retry_stores_one_copy(hub, agents, keys, stored):
     """Publishing the same client id twice returns the original seq and stores one row."""
     ocu = await agents("OCU-BB")
     await create_operation(ocu, keys, "OP-I", MEMBERS)
@@ -79,10 +83,10 @@ async def test_delivery_idempotent_retry_stores_one_copy(hub, agents, keys, db_p
     again = await ocu.publish("OP-I", b"seizure report", cid=42)
     other = await ocu.publish("OP-I", b"another report", cid=43)
     assert (first, again, other) == (2, 2, 3)
-    assert _db_count(db_path, "OP-I") == 3  # commit + two messages
+    assert await _count(stored, "OP-I") == 3  # commit + two messages
 
 
-async def test_delivery_retry_after_reconnect_is_not_duplicated(hub, agents, keys, db_path):
+async def test_delivery_retry_after_reconnect_is_not_duplicated(hub, agents, keys, stored):
     """Unacked publishes re-sent after a reconnect keep their client ids: one copy each."""
     ocu = await agents("OCU-BB")
     await create_operation(ocu, keys, "OP-X", MEMBERS)
@@ -91,7 +95,7 @@ async def test_delivery_retry_after_reconnect_is_not_duplicated(hub, agents, key
     await ocu.drop()
     seqs = await asyncio.gather(*futs)
     assert sorted(seqs) == list(range(2, 302))
-    assert _db_count(db_path, "OP-X") == 301
+    assert await _count(stored, "OP-X") == 301
 
 
 async def test_delivery_subscribe_without_after_resumes_from_cursor(hub, agents, keys):
@@ -169,10 +173,11 @@ async def test_delivery_removal_as_last_entry_of_a_transaction_keeps_others_live
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
-async def test_delivery_hub_restart_loses_no_acknowledged_message(keys, db_path):
+async def test_delivery_hub_restart_loses_no_acknowledged_message(keys, hub_config, stored):
     """A hub stopped and restarted on the same database mid-stream keeps every acked
     message, and agents reconnect and resume on their own."""
-    first = RunningHub(keys.config(db_path))
+    first = RunningHub(hub_config())
+    await first.hub.open()
     first.hub.preload([u.signed for u in keys.units.values()])
     await first.start()
     port = first.port
@@ -194,7 +199,7 @@ async def test_delivery_hub_restart_loses_no_acknowledged_message(keys, db_path)
         while len(acked) < 100:
             await asyncio.sleep(0.005)
         await first.stop()
-        second = RunningHub(keys.config(db_path, port=port))
+        second = RunningHub(hub_config(port=port))
         await second.start()
         try:
             async with asyncio.timeout(TIMEOUT * 2):
@@ -211,12 +216,13 @@ async def test_delivery_hub_restart_loses_no_acknowledged_message(keys, db_path)
         await ocu.close()
         await jm.close()
         await first.stop()
-    assert _db_count(db_path, "OP-S") == 401
+    assert await _count(stored, "OP-S") == 401
 
 
-async def test_delivery_per_delivery_reference_mode_keeps_order(keys, db_path):
+async def test_delivery_per_delivery_reference_mode_keeps_order(keys, hub_config):
     """The benchmark's naive reference fan-out (one frame per entry) still delivers in order."""
-    running = RunningHub(keys.config(db_path, fanout="per-delivery"))
+    running = RunningHub(hub_config(fanout="per-delivery"))
+    await running.hub.open()
     running.hub.preload([u.signed for u in keys.units.values()])
     async with running:
         ocu = AgentConnection(running.url, keys["OCU-BB"])
@@ -254,7 +260,7 @@ async def test_delivery_commit_retry_in_flight_answered_after_it_is_durable(hub,
 
 
 async def test_delivery_directed_retry_after_reconnect_is_stored_once(hub, agents, keys,
-                                                                     db_path):
+                                                                     stored_directed):
     """A directed send whose answer is lost with the connection is re-sent with its cid and
     stored once."""
     ocu = await agents("OCU-BB")
@@ -263,9 +269,7 @@ async def test_delivery_directed_retry_after_reconnect_is_stored_once(hub, agent
     await asyncio.sleep(0)  # the frame is written; the answer is lost with the socket
     await ocu.drop()
     sent = await sending
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT id FROM directed WHERE recipient = 'INTERPOL-LO'").fetchall()
-    assert rows == [(sent,)]
+    assert await stored_directed("INTERPOL-LO") == [sent]
 
 
 async def _collect(conn, op: str, until_payload: bytes, within: float = 10.0) -> list:

@@ -9,6 +9,9 @@ import pytest
 from client.e2ee.suite import CLASSIC, HYBRID, KeyPackageKeys
 from protocol.errors import Code, RequestError
 from protocol.keypackages import KeyPackage, SignedKeyPackage
+from tests.conftest import STORES
+
+pytestmark = pytest.mark.parametrize("store", STORES, indirect=True)
 
 
 def _keys(keys, unit: str, suite=CLASSIC) -> KeyPackageKeys:

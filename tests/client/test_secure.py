@@ -25,7 +25,9 @@ from client.messages.content import load_file
 from client.secure import AgentStopped, SecureAgent
 from hub.app import RunningHub
 from protocol.errors import Code, CryptoError
-from tests.conftest import Keys
+from tests.conftest import STORES, Keys
+
+pytestmark = pytest.mark.parametrize("store", STORES, indirect=True)
 
 OP = "OP-SECURE"
 MEMBERS = ["JM-CUSTOMS", "TT-POLICE"]

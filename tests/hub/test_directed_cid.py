@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from client.connection import TIMEOUT, handshake
 from protocol import codec
 from protocol import frames as f
-from tests.conftest import create_operation
+from tests.conftest import STORES, create_operation
+
+pytestmark = pytest.mark.parametrize("store", STORES, indirect=True)
 
 MEMBERS = ["JM-CUSTOMS", "TT-POLICE", "INTERPOL-LO"]
 
