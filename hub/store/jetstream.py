@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -47,7 +48,7 @@ from protocol import frames as f
 from protocol.credentials import SignedCredential
 from protocol.errors import Code, StoreError
 from protocol.keypackages import MAX_STORED_PER_UNIT
-from protocol.statements import OperationState, fold, from_log
+from protocol.statements import OperationState, Statement, fold, from_log, statement_hash
 from protocol.store import (
     AckDirected,
     Appended,
@@ -78,6 +79,10 @@ DEDUP_WINDOW = 3600.0
 #: Seconds a command may wait for the cluster (a leader election takes a few) before the
 #: batch fails with a store error: the agents retry, and the retry is deduplicated.
 PUBLISH_TIMEOUT = 10.0
+#: Seconds a batch's pipelined publishes wait for their acks before those still missing
+#: are published again one by one (and the pause between such tries).
+FIRST_TRY = 2.0
+RETRY_PAUSE = 0.2
 #: Ordered consumers' idle heartbeat: a consumer whose server died is recreated after
 #: about two of these (nats-py's ordered consumer does it).
 HEARTBEAT = 1.0
@@ -88,6 +93,8 @@ DIRECTORY_BUCKET = "opshub_directory"
 CURSOR_BUCKET = "opshub_cursors"
 #: the server's error code for a failed Nats-Expected-Last-Subject-Sequence check
 WRONG_LAST_SEQUENCE = 10071
+#: ... and for deleting an entry that is not there (any more)
+NO_MESSAGE_FOUND = 10057
 
 
 def _hex(name: str) -> str:
@@ -144,8 +151,9 @@ class JetStreamStore:
         self._cursors: KeyValue | None = None
         self._listener: Listener | None = None
         self._feeds: dict[str, _Feed] = {}
-        #: op -> stream seq of its last statement (the next statement's expected value)
-        self._last_commit: dict[str, int] = {}
+        #: op -> {statement hash: its seq}: a statement may be appended only while the
+        #: last statement in the log is still the one it builds on (its ``prev``)
+        self._statement_seq: dict[str, dict[bytes, int]] = defaultdict(dict)
         self._known_streams: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subs: list[Any] = []
@@ -248,16 +256,14 @@ class JetStreamStore:
         self._known_streams.add(stream)
         head = info.state.last_seq
         state: OperationState | None = None
-        last_commit = 0
         for seq, entry in await self._read(stream, _op_subject(op, f.KIND_COMMIT), 1, 1 << 30):
             if seq > head:
                 break  # the feed hands it over, in its place among the messages
             body, sig = from_log(entry[3])
             state = fold(state, body, sig, lambda u: _credential(directory, u))
-            last_commit = seq
+            self._statement_seq[op][state.head] = seq
         if state is None:
             return None
-        self._last_commit[op] = last_commit
         self._feeds[op] = _Feed(head=head)
         return OperationRecord(op=op, name=state.name, admin=state.admin,
                                admin_key=state.admin_key, epoch=state.epoch, head=state.head,
@@ -360,7 +366,7 @@ class JetStreamStore:
         entry = LogEntry(seq, sender, kind, header, payload, at_ms)
         feed.head = seq
         if kind == f.KIND_COMMIT:
-            self._last_commit[op] = max(self._last_commit.get(op, 0), seq)
+            self._statement_seq[op][statement_hash(from_log(payload)[0])] = seq
         if feed.pending is None:
             feed.pending = []
         feed.pending.append(entry)
@@ -428,58 +434,89 @@ class JetStreamStore:
         """Run ``commands``; one result per command, in order, or the StoreError of that
         command. JetStream has no transaction across streams: each command is durable on
         its own and idempotent, so a failed command is retried safely. Appends go out
-        pipelined (no wait between them) and the batch waits for their acks at once."""
+        pipelined (no wait between them) and the batch waits for their acks at once; those
+        not acknowledged within ``FIRST_TRY`` (a leader election) are published again, one
+        by one, until ``timeout`` (``Nats-Msg-Id`` keeps a copy that did arrive from
+        counting twice)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         results: list[Result | StoreError] = [None] * len(commands)
-        waits: dict[asyncio.Future[Any], tuple[int, Callable[[Any], Result]]] = {}
+        sent: dict[asyncio.Future[Any], _Sent] = {}
+        puts: list[tuple[int, Awaitable[Any]]] = []
         for i, cmd in enumerate(commands):
             try:
                 match cmd:
                     case AppendMessage():
-                        waits[await self._publish_entry(cmd)] = (i, _appended(cmd.op))
+                        one = _entry(cmd, i)
+                        sent[await self._send(one)] = one
                     case StoreDirected():
-                        waits[await self._publish_directed(cmd)] = (i, _directed)
+                        one = _directed_message(cmd, i)
+                        sent[await self._send(one)] = one
                     case Enroll():
                         assert self._directory is not None
-                        waits[asyncio.ensure_future(self._directory.put(
-                            _hex(cmd.unit), msgpack.packb(
-                                [cmd.body, cmd.signature, cmd.issued_at])))] = (i, _none)
+                        puts.append((i, self._directory.put(_hex(cmd.unit), msgpack.packb(
+                            [cmd.body, cmd.signature, cmd.issued_at]))))
                     case SaveCursor():
                         assert self._cursors is not None
-                        waits[asyncio.ensure_future(self._cursors.put(
-                            f"{_hex(cmd.unit)}.{_hex(cmd.op)}",
-                            str(cmd.seq).encode()))] = (i, _none)
+                        puts.append((i, self._cursors.put(f"{_hex(cmd.unit)}.{_hex(cmd.op)}",
+                                                          str(cmd.seq).encode())))
                     case ApplyStatement():
-                        results[i] = await self._apply_statement(cmd)
+                        results[i] = await self._apply_statement(cmd, deadline)
                     case AckDirected():
                         for d in cmd.ids:
-                            with contextlib.suppress(jse.NotFoundError, jse.BadRequestError):
-                                await self.js.delete_msg(DIRECTED_STREAM, d)
+                            await self._delete(DIRECTED_STREAM, d)
                     case PutKeyPackages():
                         results[i] = await self._put_key_packages(cmd)
                     case ClaimKeyPackages():
                         results[i] = await self._claim_key_packages(cmd)
             except Exception as exc:
                 results[i] = _store_error(exc, type(cmd).__name__)
-        if waits:
-            done, late = await asyncio.wait(waits, timeout=self.timeout)
+        again: list[_Sent] = []
+        if sent:
+            done, late = await asyncio.wait(sent, timeout=FIRST_TRY)
             for fut in late:
                 fut.cancel()
-            for fut, (i, make) in waits.items():
-                if fut in done and fut.exception() is None:
-                    results[i] = make(fut.result())
+            for fut, one in sent.items():
+                why = fut.exception() if fut in done else TimeoutError()
+                if why is None:
+                    results[one.index] = one.result(fut.result())
+                elif _retryable(why):
+                    again.append(one)
                 else:
-                    why = fut.exception() if fut in done else TimeoutError()
-                    results[i] = _store_error(why or TimeoutError(), type(commands[i]).__name__)
+                    results[one.index] = _store_error(why, one.what)
+        retried = [self._publish(one.subject, one.data, one.headers, deadline) for one in again]
+        outcomes = await asyncio.gather(*retried, *(put for _, put in puts),
+                                        return_exceptions=True)
+        for one, ack in zip(again, outcomes, strict=False):
+            results[one.index] = (_store_error(ack, one.what) if isinstance(ack, BaseException)
+                                  else one.result(ack))
+        for (i, _), out in zip(puts, outcomes[len(again):], strict=True):
+            if isinstance(out, BaseException):
+                results[i] = _store_error(out, type(commands[i]).__name__)
         return results
 
-    async def _publish_entry(self, cmd: AppendMessage) -> asyncio.Future[api.PubAck]:
-        data = msgpack.packb([cmd.sender, cmd.kind, cmd.header, cmd.payload, cmd.at_ms],
-                             use_bin_type=True)
-        return await self.js.publish_async(
-            _op_subject(cmd.op, cmd.kind), data, wait_stall=self.timeout,
-            headers={"Nats-Msg-Id": f"{cmd.sender}|{cmd.kind}|{cmd.cid}"})
+    async def _send(self, one: _Sent) -> asyncio.Future[api.PubAck]:
+        return await self.js.publish_async(one.subject, one.data, wait_stall=self.timeout,
+                                           headers=one.headers)
 
-    async def _apply_statement(self, cmd: ApplyStatement) -> Appended:
+    async def _publish(self, subject: str, data: bytes, headers: dict[str, str] | None,
+                       deadline: float) -> api.PubAck:
+        """Publish and wait for the ack, again and again while the stream has no leader
+        (no responders, or no answer) until ``deadline`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError()
+            try:
+                return await self.js.publish(subject, data, timeout=min(left, FIRST_TRY),
+                                             headers=headers)
+            except Exception as exc:
+                if not _retryable(exc) or deadline - loop.time() <= RETRY_PAUSE:
+                    raise
+                await asyncio.sleep(RETRY_PAUSE)
+
+    async def _apply_statement(self, cmd: ApplyStatement, deadline: float) -> Appended:
         """Append the statement to the operation's log only if the last statement there
         is the one it builds on; a new operation gets its stream and is announced."""
         op = cmd.op
@@ -492,12 +529,15 @@ class JetStreamStore:
         entry = cmd.message
         data = msgpack.packb([entry.sender, entry.kind, entry.header, entry.payload,
                               entry.at_ms], use_bin_type=True)
-        expected = self._last_commit.get(op, 0)
+        prev = Statement.from_bytes(cmd.body).prev
+        expected = 0 if cmd.epoch == 0 else self._statement_seq[op].get(prev)
+        if expected is None:  # cannot happen: the router checked it against the log
+            raise StoreError(f"statement for epoch {cmd.epoch} of {op!r} builds on one this "
+                             f"node has not seen", code=Code.WRONG_EPOCH)
         try:
-            ack = await self.js.publish(
-                _op_subject(op, f.KIND_COMMIT), data, headers={
-                    "Nats-Msg-Id": f"{entry.sender}|{entry.kind}|{entry.cid}|{cmd.head.hex()}",
-                    "Nats-Expected-Last-Subject-Sequence": str(expected)})
+            ack = await self._publish(_op_subject(op, f.KIND_COMMIT), data, {
+                "Nats-Msg-Id": f"{entry.sender}|{entry.kind}|{entry.cid}|{cmd.head.hex()}",
+                "Nats-Expected-Last-Subject-Sequence": str(expected)}, deadline)
         except jse.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if cmd.epoch == 0:
@@ -507,19 +547,11 @@ class JetStreamStore:
                                  f"(on another hub node): read the log and build on it",
                                  code=Code.WRONG_EPOCH) from None
             raise
-        self._last_commit[op] = max(expected, ack.seq)
+        self._statement_seq[op][cmd.head] = ack.seq
         if cmd.epoch == 0:  # announce it, so that every node follows its log
-            await self.js.publish(f"opshub.ops.{_hex(op)}", b"",
-                                  headers={"Nats-Msg-Id": f"op|{op}"})
+            await self._publish(f"opshub.ops.{_hex(op)}", b"", {"Nats-Msg-Id": f"op|{op}"},
+                                deadline)
         return Appended(op, ack.seq, duplicate=bool(ack.duplicate))
-
-    async def _publish_directed(self, cmd: StoreDirected) -> asyncio.Future[api.PubAck]:
-        headers = None
-        if cmd.cid is not None:  # protocol.md 7.1: a cid names one message
-            headers = {"Nats-Msg-Id": f"{cmd.op}|{cmd.sender}|{cmd.recipient}|{cmd.cid}"}
-        data = msgpack.packb([cmd.op, cmd.sender, cmd.payload, cmd.at_ms], use_bin_type=True)
-        return await self.js.publish_async(f"opshub.dir.{_hex(cmd.recipient)}", data,
-                                           wait_stall=self.timeout, headers=headers)
 
     async def _put_key_packages(self, cmd: PutKeyPackages) -> KeyPackagesStored:
         unit = _hex(cmd.unit)
@@ -537,9 +569,18 @@ class JetStreamStore:
                     raise
         held = await self._one_time(unit)
         for seq in held[:max(0, len(held) - MAX_STORED_PER_UNIT)]:  # keep the newest
-            with contextlib.suppress(jse.NotFoundError, jse.BadRequestError):
-                await self.js.delete_msg(KP_STREAM, seq)
+            await self._delete(KP_STREAM, seq)
         return KeyPackagesStored(min(len(held), MAX_STORED_PER_UNIT))
+
+    async def _delete(self, stream: str, seq: int) -> bool:
+        """Delete one entry; False if it is gone already (another node deleted it: the
+        stream's leader orders the deletes, so exactly one of them succeeds)."""
+        try:
+            return await self.js.delete_msg(stream, seq)
+        except jse.APIError as exc:
+            if exc.err_code in (NO_MESSAGE_FOUND, 10037) or exc.code == 404:
+                return False
+            raise
 
     async def _one_time(self, unit_hex: str) -> list[int]:
         """Stream seqs of a unit's one-time packages, oldest first."""
@@ -568,9 +609,7 @@ class JetStreamStore:
         for unit in dict.fromkeys(cmd.units):
             u = _hex(unit)
             for seq, body in await self._read_raw(KP_STREAM, f"opshub.kp.{u}.o.*"):
-                try:
-                    await self.js.delete_msg(KP_STREAM, seq)
-                except (jse.NotFoundError, jse.BadRequestError):
+                if not await self._delete(KP_STREAM, seq):
                     continue  # claimed meanwhile through another node
                 out[unit] = body
                 break
@@ -629,16 +668,46 @@ class JetStreamStore:
         return f"{url.hostname}:{url.port}" if url is not None else "?"
 
 
-def _appended(op: str) -> Callable[[api.PubAck], Result]:
-    return lambda ack: Appended(op, ack.seq, duplicate=bool(ack.duplicate))
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """One publish of a batch, kept to publish it again if its ack does not come."""
+
+    index: int  # of its command in the batch
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None
+    result: Callable[[api.PubAck], Result]
+    what: str
 
 
-def _none(_: Any) -> Result:
-    return None
+def _entry(cmd: AppendMessage, index: int) -> _Sent:
+    data = msgpack.packb([cmd.sender, cmd.kind, cmd.header, cmd.payload, cmd.at_ms],
+                         use_bin_type=True)
+    op = cmd.op
+    return _Sent(index, _op_subject(op, cmd.kind), data,
+                 {"Nats-Msg-Id": f"{cmd.sender}|{cmd.kind}|{cmd.cid}"},
+                 lambda ack: Appended(op, ack.seq, duplicate=bool(ack.duplicate)),
+                 f"message {cmd.cid} of {cmd.sender} to {op!r}")
 
 
-def _directed(ack: api.PubAck) -> Result:
-    return DirectedStored(ack.seq, duplicate=bool(ack.duplicate))
+def _directed_message(cmd: StoreDirected, index: int) -> _Sent:
+    headers = None
+    if cmd.cid is not None:  # protocol.md 7.1: a cid names one message
+        headers = {"Nats-Msg-Id": f"{cmd.op}|{cmd.sender}|{cmd.recipient}|{cmd.cid}"}
+    data = msgpack.packb([cmd.op, cmd.sender, cmd.payload, cmd.at_ms], use_bin_type=True)
+    return _Sent(index, f"opshub.dir.{_hex(cmd.recipient)}", data, headers,
+                 lambda ack: DirectedStored(ack.seq, duplicate=bool(ack.duplicate)),
+                 f"directed message to {cmd.recipient}")
+
+
+def _retryable(exc: BaseException) -> bool:
+    """No leader (yet), no answer, or a lost connection: worth another try. A refusal
+    (bad request, wrong last sequence) is not."""
+    if isinstance(exc, jse.BadRequestError | jse.NotFoundError):
+        return False
+    return isinstance(exc, jse.NoStreamResponseError | jse.ServiceUnavailableError
+                      | jse.ServerError | TimeoutError | asyncio.TimeoutError
+                      | nats.errors.Error)
 
 
 def _store_error(exc: BaseException, what: str) -> StoreError:
