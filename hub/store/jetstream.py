@@ -76,9 +76,13 @@ log = logging.getLogger("opshub.store.jetstream")
 #: retries an unacknowledged publish on every reconnect; past this window a retry would be
 #: stored a second time (under a new seq), which the agents' replay check then drops.
 DEDUP_WINDOW = 3600.0
-#: Seconds a command may wait for the cluster (a leader election takes a few) before the
-#: batch fails with a store error: the agents retry, and the retry is deduplicated.
-PUBLISH_TIMEOUT = 10.0
+#: Seconds a command may wait for the cluster (a leader election takes a few) before it
+#: fails with a store error: under the agents' own 10 s, so that they hear of it and
+#: publish again (same cid: the retry is deduplicated) rather than give up.
+PUBLISH_TIMEOUT = 8.0
+#: Seconds a read (a subscriber catching up) keeps trying through an election before the
+#: subscription ends with "store failure, subscribe again".
+READ_TIMEOUT = 30.0
 #: Seconds a batch's pipelined publishes wait for their acks before those still missing
 #: are published again one by one (and the pause between such tries).
 FIRST_TRY = 2.0
@@ -182,13 +186,21 @@ class JetStreamStore:
         # a lone server keeps one copy; a cluster three (a quorum survives one loss)
         self.replicas = 3 if self._nc._server_info.get("cluster") else 1
         self._js = self._nc.jetstream(timeout=self.timeout, publish_async_max_pending=65536)
-        try:
-            await self._ensure_streams()
-            return await self._load()
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"cannot load state from JetStream: {exc!r}") from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_TIMEOUT
+        while True:  # a stream may be electing a leader (a server just died): wait for it
+            try:
+                await self._ensure_streams()
+                return await self._load()
+            except StoreError:
+                raise
+            except Exception as exc:
+                if not _retryable(exc) or loop.time() + RETRY_PAUSE >= deadline:
+                    raise StoreError(f"cannot load state from JetStream: "
+                                     f"{exc or type(exc).__name__}") from None
+                log.warning("loading state from JetStream: %s; trying again",
+                            exc or type(exc).__name__)
+                await asyncio.sleep(RETRY_PAUSE)
 
     async def _ensure_streams(self) -> None:
         common = {"num_replicas": self.replicas, "storage": api.StorageType.FILE}
@@ -284,7 +296,7 @@ class JetStreamStore:
             pending = info.num_pending or 0
             while pending > 0 and len(out) < limit:
                 msgs = await sub.fetch(min(limit - len(out), 1024, pending),
-                                       timeout=self.timeout)
+                                       timeout=FIRST_TRY)
                 for msg in msgs:
                     assert msg.metadata.sequence is not None
                     out.append((msg.metadata.sequence.stream, msgpack.unpackb(msg.data)))
@@ -623,7 +635,8 @@ class JetStreamStore:
 
     async def read_log(self, op: str, after: int, limit: int) -> list[LogEntry]:
         try:
-            rows = await self._read(op_stream(op), f"opshub.op.{_hex(op)}.*", after + 1, limit)
+            rows = await self._read_retrying(op_stream(op), f"opshub.op.{_hex(op)}.*",
+                                             after + 1, limit)
         except jse.NotFoundError:
             return []
         except Exception as exc:
@@ -632,10 +645,26 @@ class JetStreamStore:
 
     async def pending_directed(self, recipient: str, limit: int) -> list[DirectedEntry]:
         try:
-            rows = await self._read(DIRECTED_STREAM, f"opshub.dir.{_hex(recipient)}", 1, limit)
+            rows = await self._read_retrying(DIRECTED_STREAM,
+                                             f"opshub.dir.{_hex(recipient)}", 1, limit)
         except Exception as exc:
             raise _store_error(exc, f"reading directed messages of {recipient!r}") from None
         return [DirectedEntry(seq, *data) for seq, data in rows]
+
+    async def _read_retrying(self, stream: str, subject: str, start: int,
+                             limit: int) -> list[tuple[int, list[Any]]]:
+        """``_read``, tried again while the stream has no leader, up to ``timeout``: a
+        subscriber catching up during an election waits instead of being ended."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_TIMEOUT
+        while True:
+            try:
+                return await self._read(stream, subject, start, limit)
+            except Exception as exc:
+                if not _retryable(exc) or loop.time() + RETRY_PAUSE >= deadline:
+                    raise
+                log.info("reading %s: %s; trying again", stream, exc or type(exc).__name__)
+                await asyncio.sleep(RETRY_PAUSE)
 
     async def close(self) -> None:
         self._closing = True
