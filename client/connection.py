@@ -9,6 +9,11 @@ What it promises the application:
 - Publishes made in the same loop tick go out in one frame (pipelining).
 - Every wait for the hub's answer is under a timeout (``TIMEOUT`` unless told otherwise).
 
+Several hub URLs. Given the nodes of one cluster (hub nodes sharing one store, where any
+node serves any operation), it connects to the first; when the link drops or a connect
+attempt fails it tries the next in turn, pausing with the backoff only after a full round
+of failures, and resumes on the new node exactly as after any reconnect.
+
 Slow consumers. Deliveries and directed messages wait in bounded queues
 (``max_backlog``, ``max_directed``) until the application takes them. When the application
 does not read and a queue is full, the connection stops reading the socket: backpressure
@@ -33,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, assert_never
 
 import aiohttp
@@ -43,10 +48,10 @@ from protocol import agent_session as s
 from protocol import codec
 from protocol import frames as f
 from protocol.agent_session import AgentSession, Delivered, SubscriptionEnded
-from protocol.errors import AuthError, CloseCode, ProtocolError
+from protocol.errors import AuthError, CloseCode, ProtocolError, UsageError
 
-__all__ = ["TIMEOUT", "AgentConnection", "ConnectionClosed", "Delivered", "SubscriptionEnded",
-           "handshake"]
+__all__ = ["TIMEOUT", "AgentConnection", "ConnectionClosed", "Delivered", "HubUrls",
+           "SubscriptionEnded", "handshake", "hub_urls", "rotated"]
 
 log = logging.getLogger("opshub.agent")
 
@@ -56,6 +61,26 @@ TIMEOUT = 10.0
 RETRY_DELAY = 0.2
 
 _T = TypeVar("_T")
+
+#: A hub's WebSocket URL, or the URLs of several nodes of one cluster, tried in turn.
+HubUrls = str | Sequence[str]
+
+
+def hub_urls(url: HubUrls) -> tuple[str, ...]:
+    """``url`` as a tuple of URLs. Raises UsageError if there is none."""
+    urls = (url,) if isinstance(url, str) else tuple(url)
+    if not urls:
+        raise UsageError("no hub URL given")
+    return urls
+
+
+def rotated(url: HubUrls, index: int) -> tuple[str, ...]:
+    """The URLs for a tool's ``index``-th agent: the list rotated by ``index``, so agents
+    spread over the nodes round robin (agent i first tries URL i mod n) and each falls
+    back on the others in turn. Raises UsageError if there is no URL."""
+    urls = hub_urls(url)
+    k = index % len(urls)
+    return urls[k:] + urls[:k]
 
 
 class ConnectionClosed(Exception):
@@ -72,7 +97,7 @@ _STOPPED = _Stopped()
 class AgentConnection:
     def __init__(
         self,
-        url: str,
+        url: HubUrls,
         identity: UnitIdentity,
         *,
         reconnect: bool = True,
@@ -82,7 +107,10 @@ class AgentConnection:
         ack_interval: float = 0.05,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self.url = url
+        """``url``: the hub's WebSocket URL, or several nodes' (see "Several hub URLs"
+        above). Raises UsageError for an empty list."""
+        self.urls = hub_urls(url)
+        self._at = 0  # index in ``urls`` of the node connected to, or tried next
         self.identity = identity
         self.unit = identity.unit
         self.reconnect = reconnect
@@ -111,6 +139,16 @@ class AgentConnection:
         self._directed: asyncio.Queue[f.DirectedItem | _Stopped] = asyncio.Queue(max_directed)
         self.connects = 0
         self.last_close_code: int | None = None
+
+    @property
+    def current_url(self) -> str:
+        """The URL of the node this connection is on (or is trying to reach)."""
+        return self.urls[self._at]
+
+    @property
+    def url(self) -> str:
+        """The same as ``current_url`` (the name from before several URLs)."""
+        return self.current_url
 
     @property
     def positions(self) -> dict[str, int]:
@@ -146,7 +184,7 @@ class AgentConnection:
             raise
         fatal = self._fatal
         if fatal is None and not self._ready.is_set():
-            fatal = ConnectionError(f"could not connect to {self.url}")
+            fatal = ConnectionError(f"could not connect to {', '.join(self.urls)}")
         if fatal is not None:
             await self.close()
             raise fatal
@@ -196,33 +234,45 @@ class AgentConnection:
             self._fatal = exc
         finally:
             if self._fatal is None and not self._closing:
-                self._fatal = ConnectionError(f"connection of {self.unit} to {self.url} "
-                                              f"lost and reconnect is off")
+                self._fatal = ConnectionError(f"connection of {self.unit} to "
+                                              f"{self.current_url} lost and reconnect is off")
             self._ready.clear()
             self._settled.set()
             self._wake_waiters()
 
     async def _serve(self) -> None:
         backoff = 0.05
+        failed = 0  # URLs tried in a row without getting through the handshake
         while not self._closing:
+            connects = self.connects
             try:
                 assert self._http is not None
                 async with asyncio.timeout(TIMEOUT):
                     ws = await self._http.ws_connect(
-                        self.url, max_msg_size=2 * self.limits.max_frame, autoping=True,
-                        heartbeat=30.0, compress=0)
-                connects = self.connects
+                        self.current_url, max_msg_size=2 * self.limits.max_frame,
+                        autoping=True, heartbeat=30.0, compress=0)
                 await self._connection(ws)
-                if self.connects > connects:
-                    backoff = 0.05  # this connection got through the handshake
             except AuthError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
-                log.info("%s: connection lost (%s); reconnecting", self.unit, exc)
+                log.info("%s: connection to %s lost (%s); reconnecting", self.unit,
+                         self.current_url, exc)
             if not self.reconnect or self._closing:
                 return
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            if self.connects > connects:  # this connection got through the handshake
+                backoff, failed = 0.05, 0
+            failed += 1
+            self._next_url()
+            if failed >= len(self.urls):  # a full round: pause before the next one
+                await asyncio.sleep(backoff)
+                backoff, failed = min(backoff * 2, 2.0), 0
+
+    def _next_url(self) -> None:
+        """Move on to the next URL in turn (with one URL, stay on it)."""
+        if len(self.urls) > 1:
+            old = self.current_url
+            self._at = (self._at + 1) % len(self.urls)
+            log.info("%s: switching from %s to %s", self.unit, old, self.current_url)
 
     async def _connection(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """One socket until it drops: read here; write and send acks in two tasks of a

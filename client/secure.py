@@ -43,7 +43,7 @@ from typing import Any
 
 import msgpack
 
-from client.connection import TIMEOUT, AgentConnection, ConnectionClosed
+from client.connection import TIMEOUT, AgentConnection, ConnectionClosed, HubUrls
 from client.e2ee import message
 from client.e2ee.channel import APPLICATION, Admin, CommitApplied, Member, Received
 from client.e2ee.peer import commit_entry, directed_kind
@@ -102,7 +102,7 @@ class AgentStopped(Exception):
 
 
 class SecureAgent:
-    def __init__(self, url: str, identity: UnitIdentity, authority_keys: list[bytes], *,
+    def __init__(self, url: HubUrls, identity: UnitIdentity, authority_keys: list[bytes], *,
                  suite: CipherSuite = HYBRID, rand: Rand = os.urandom,
                  clock: Callable[[], float] = time.time, packages: int = 16,
                  rotate_messages: int = 10_000, rotate_seconds: float = 3600.0,

@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
     _keys(sub)
     _serve(sub)
+    _cluster(sub)
     _replay(sub)
     _exercise(sub)
     _teach(sub)
@@ -281,6 +282,10 @@ def _serve(sub: Any) -> None:
     s.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one")
     s.add_argument("--db", type=Path, default=Path("opshub.db"), metavar="FILE",
                    help="SQLite database (created if missing; -wal and -shm files beside it)")
+    s.add_argument("--store", default="", metavar="nats://HOST:PORT[,...]",
+                   help="keep the hub's state in a NATS JetStream cluster instead of --db: "
+                   "several hub nodes given the same servers serve the same operations "
+                   "(see docs/scale.md and opshub cluster)")
     s.add_argument("--keys", type=Path, default=Path("keys"), metavar="DIR",
                    help="key folder: authority.pub (trusted) and roster.json (preloaded)")
     s.add_argument("--config", type=Path, default=None, metavar="FILE",
@@ -296,6 +301,44 @@ def _serve(sub: Any) -> None:
     s.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",
                    help="per-delivery: one frame and one awaited send per delivery (a naive "
                    "design, for benchmark comparison only)")
+
+
+def cmd_cluster_up(args: argparse.Namespace) -> int:
+    from opshub.cluster_up import cmd_cluster_up as up
+
+    return up(args)
+
+
+def _cluster(sub: Any) -> None:
+    c = _command(sub, "cluster", "a local NATS JetStream cluster and hub nodes",
+                 "Tools for a local cluster: NATS servers with JetStream and hub nodes over "
+                 "them (see\ndocs/scale.md).")
+    csub = c.add_subparsers(dest="cluster", required=True, metavar="<tool>")
+    u = _command(
+        csub, "cluster up", "start NATS servers and hub nodes on 127.0.0.1 until Ctrl-C",
+        "Start NATS servers with JetStream, routed into one cluster (streams replicated "
+        "on three\nservers, each write on disk before it is acknowledged), and hub nodes "
+        "over them\n(opshub serve --store), all on 127.0.0.1. Prints the NATS URLs, each "
+        "node's WebSocket\nand HTTP URLs and the command that replays an operation over "
+        "them; Ctrl-C or SIGTERM\nstops everything it started (exit 0). Creates the key "
+        "folder if it does not exist.",
+        "", "--keys keys --ready-file cluster.json",
+        "--servers 5 --hubs 3 --data cluster-data    (data kept there)",
+        "--hubs 0    (NATS servers only)",
+        func=cmd_cluster_up)
+    u.add_argument("--servers", type=int, default=3, help="NATS servers")
+    u.add_argument("--hubs", type=int, default=2, help="hub nodes")
+    u.add_argument("--keys", type=Path, default=Path("keys"), metavar="DIR",
+                   help="key folder the hub nodes trust (created with the demo roster, as "
+                   "`opshub keys` does, if missing)")
+    u.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="folder of the servers' configuration, logs and JetStream data, "
+                   "kept (default: a temporary folder, removed at exit unless --keep)")
+    u.add_argument("--keep", action="store_true",
+                   help="keep the temporary data folder at exit (its path is printed)")
+    u.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
+                   help="once everything is up, write the URLs and pids here as JSON "
+                   "(atomically; removed when it stops)")
 
 
 def _replay(sub: Any) -> None:
@@ -338,9 +381,11 @@ def _replay(sub: Any) -> None:
     r.add_argument("--db", type=Path, default=None, metavar="FILE",
                    help="keep the database of the replay's own hub here (default: a temporary "
                    "file)")
-    r.add_argument("--hub", default=None, metavar="URL",
+    r.add_argument("--hub", action="append", default=None, metavar="URL[,URL...]",
                    help="replay over this running hub (ws://HOST:PORT/v1/ws) instead of "
-                   "starting one; needs --keys")
+                   "starting one; needs --keys. Several hub nodes of one cluster: a "
+                   "comma-separated list, or --hub repeated; the agents are spread over "
+                   "them round robin, each falling back on the others")
     r.add_argument("--keys", type=Path, default=None, metavar="DIR",
                    help="with --hub: the key folder of that hub's authority (authority.key "
                    "signs the participants it has no units/<UNIT>.json for)")
@@ -371,9 +416,11 @@ def _exercise(sub: Any) -> None:
     x.add_argument("--seed", type=int, default=1, help="seed of the background traffic")
     x.add_argument("--host", default="127.0.0.1", help="address the web app listens on")
     x.add_argument("--port", type=int, default=8800, help="port of the web app (0: any)")
-    x.add_argument("--hub", default=None, metavar="URL",
+    x.add_argument("--hub", action="append", default=None, metavar="URL[,URL...]",
                    help="run over this running hub (ws://HOST:PORT/v1/ws) instead of "
-                   "starting one; needs --keys")
+                   "starting one; needs --keys. Several hub nodes of one cluster: a "
+                   "comma-separated list, or --hub repeated; the agents are spread over "
+                   "them round robin, each falling back on the others")
     x.add_argument("--keys", type=Path, default=None, metavar="DIR",
                    help="with --hub: the key folder of that hub's authority")
     x.add_argument("--out", type=Path, default=Path("exercise-out"), metavar="DIR",

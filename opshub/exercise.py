@@ -1,7 +1,8 @@
 """``opshub exercise``: a tabletop exercise composed around its runtime
 (client/exercise/runtime.py): the hub (a child process of its own, or a running one at
-``--hub`` with its key folder), the participants' identities, the operation id of each
-run, and the web app on ``--host``:``--port``. Prints the director's link and each seat's;
+``--hub`` with its key folder, or the nodes of a cluster at several URLs, the agents
+spread over them), the participants' identities, the operation id of each run, and the
+web app on ``--host``:``--port``. Prints the director's link and each seat's;
 ``--ready-file`` writes them as JSON once everything listens (for tests and scripts).
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import dataclasses
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from client.exercise.runtime import ExerciseRun, links
 from client.exercise.web import make_app
 from client.identity import KeyFolder
 from client.replay.run import participants, pick_operation_id
-from opshub.hubapi import HubApi
+from opshub.hubapi import HubNodes
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
@@ -49,12 +51,15 @@ def load(name: str, seats: list[str] | None) -> Exercise:
 
 async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed: int = 1,
                        out: Path | None = None,
-                       hub_url: str | None = None, keys: Path | None = None,
+                       hub_url: str | Sequence[str] | None = None,
+                       keys: Path | None = None,
                        ready_file: Path | None = None,
                        stop: asyncio.Event | None = None,
                        say: Any = print) -> None:
-    """Serve the exercise until ``stop`` is set (or forever). Raises UsageError for a bad
-    key folder or hub, before anything listens."""
+    """Serve the exercise until ``stop`` is set (or forever); over a hub of its own, or
+    the one at ``hub_url`` (or the nodes of one cluster: several URLs, or one
+    comma-separated string). Raises UsageError for a bad key folder or hub, before
+    anything listens."""
     stop = stop or asyncio.Event()
     now = int(time.time())
     specs = participants(ex.scenario)
@@ -68,7 +73,7 @@ async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed
             hub = HubProcess(folder, Path(tmp) / "hub.db")
             try:
                 base = pick_operation_id(ex.scenario.code, (), None)
-                await _serve(ex, hub.url, chosen, base, host=host, port=port, speed=speed,
+                await _serve(ex, [hub.url], chosen, base, host=host, port=port, speed=speed,
                              seed=seed, out=out, ready_file=ready_file, stop=stop, say=say)
             finally:
                 hub.stop()
@@ -77,33 +82,34 @@ async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed
         raise UsageError("--hub needs --keys: the key folder of that hub's authority")
     kf = open_folder(keys, authority_key=True)
     own = own_identities(kf, specs)
-    async with HubApi(hub_url) as api:
-        on_file = {u: c.credential.issued_at for u, c in (await api.directory()).items()}
+    async with HubNodes(hub_url) as nodes:
+        on_file = {u: c.credential.issued_at for u, c in (await nodes.directory()).items()}
         chosen = cast(specs, now=now, folder=kf, own=own, on_file=on_file)
-        await api.enroll(chosen.identities.values())
-        base = pick_operation_id(ex.scenario.code, await api.operations(), None)
-    await _serve(ex, api.url, chosen, base, host=host, port=port, speed=speed, seed=seed,
+        await nodes.enroll(chosen.identities.values())
+        base = pick_operation_id(ex.scenario.code, await nodes.operations(), None)
+    await _serve(ex, nodes.urls, chosen, base, host=host, port=port, speed=speed, seed=seed,
                  out=out, ready_file=ready_file, stop=stop, say=say)
 
 
-async def _serve(ex: Exercise, url: str, chosen: Cast, base: str, *, host: str, port: int,
-                 speed: float, seed: int, out: Path | None, ready_file: Path | None,
-                 stop: asyncio.Event, say: Any) -> None:
+async def _serve(ex: Exercise, urls: list[str], chosen: Cast, base: str, *, host: str,
+                 port: int, speed: float, seed: int, out: Path | None,
+                 ready_file: Path | None, stop: asyncio.Event, say: Any) -> None:
     def operation_id(n: int) -> str:
         return base if n == 1 else f"{base}.R{n}"
 
-    runtime = ExerciseRun(ex, url=url, identities=chosen.identities,
+    runtime = ExerciseRun(ex, url=urls, identities=chosen.identities,
                           authority=chosen.authority, operation_id=operation_id, seed=seed,
                           speed=speed, out=out)
     async with listening(make_app(runtime), host, port) as base_url:
         runtime.base_url = base_url
         found = links(runtime, base_url)
         say(f"exercise {ex.name}: {ex.scenario.name}, seats {', '.join(ex.seats)}, "
-            f"{len(ex.injects)} injects, hub {url}")
+            f"{len(ex.injects)} injects, hub {', '.join(urls)}")
         for who, link in found.items():
             say(f"  {who:<16} {link}")
         await run_until_stopped(runtime.run(), runtime.stop, stop, ready_file,
-                                {"url": base_url, "links": found, "hub": url})
+                                {"url": base_url, "links": found, "hub": urls[0],
+                                 "hubs": urls})
 
 
 def cmd_exercise(args: argparse.Namespace) -> int:

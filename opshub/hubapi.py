@@ -1,7 +1,8 @@
 """What the tools ask a running hub over its JSON HTTP API: the directory, the operations,
-enrolment of credentials. Every failure of the HTTP client is translated here, in one
-place, into a UsageError of one line that names the hub (a hub that is not there, that
-does not answer, that is not an opshub hub, that refuses a credential).
+enrolment of credentials; of one hub, or of every node of a cluster (``HubNodes``). Every
+failure of the HTTP client is translated here, in one place, into a UsageError of one line
+that names the hub (a hub that is not there, that does not answer, that is not an opshub
+hub, that refuses a credential).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +35,17 @@ def ws_url(url: str) -> str:
         raise UsageError(f"{url!r} is not a hub URL (expected ws://HOST:PORT{WS_PATH})")
     path = parts.path.rstrip("/") or WS_PATH
     return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def hub_url_list(url: str | Sequence[str]) -> list[str]:
+    """The WebSocket URLs of ``--hub``: one URL, a comma-separated list, or several of
+    either (``--hub`` repeated), each as ``ws_url`` makes it. Raises UsageError for a bad
+    URL or for none."""
+    given = [url] if isinstance(url, str) else list(url)
+    urls = [ws_url(u.strip()) for text in given for u in text.split(",") if u.strip()]
+    if not urls:
+        raise UsageError(f"--hub {','.join(given)!r} names no hub URL")
+    return urls
 
 
 def http_url(url: str) -> str:
@@ -113,6 +125,51 @@ class HubApi:
                              f"({type(exc).__name__}: {exc})") from None
         except aiohttp.ClientError as exc:
             raise UsageError(f"the hub at {self.url} failed: {exc}") from None
+
+
+class HubNodes:
+    """The HTTP APIs of several nodes of one cluster (or of a single hub), for as long as
+    the ``async with`` lasts. Every node is asked, not only the first: a hub node holds the
+    directory and the operations in memory (its router), so reading every node's and
+    enrolling on each does not rely on how soon one node sees what another stored (a
+    credential a node already has is a no-op there), at one request per node."""
+
+    def __init__(self, url: str | Sequence[str], *, timeout: float = TIMEOUT) -> None:
+        """Raises UsageError for a bad URL or for none."""
+        self.urls = hub_url_list(url)
+        self._nodes = [HubApi(u, timeout=timeout) for u in self.urls]
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> HubNodes:
+        async with contextlib.AsyncExitStack() as stack:
+            for node in self._nodes:
+                await stack.enter_async_context(node)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def operations(self) -> set[str]:
+        """The ids of the operations any node has."""
+        return {op for node in self._nodes for op in await node.operations()}
+
+    async def directory(self) -> dict[str, SignedCredential]:
+        """Per unit, the latest credential any node has on file."""
+        out: dict[str, SignedCredential] = {}
+        for node in self._nodes:
+            for unit, signed in (await node.directory()).items():
+                held = out.get(unit)
+                if held is None or signed.credential.issued_at > held.credential.issued_at:
+                    out[unit] = signed
+        return out
+
+    async def enroll(self, identities: Iterable[UnitIdentity]) -> None:
+        """Put each credential in every node's directory. Raises UsageError with the
+        reason of the first node that refuses one."""
+        chosen = list(identities)
+        for node in self._nodes:
+            await node.enroll(chosen)
 
 
 def _reason(text: str) -> str:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from protocol.errors import OpshubError
+from protocol.errors import OpshubError, UsageError
 
 #: seconds a hub may take from exec to listening (imports, opening the database)
 READY_WITHIN = 60.0
@@ -32,20 +32,28 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 class HubProcess:
-    """A hub in a child process: ``with HubProcess(keys, db) as hub: ... hub.url``.
+    """A hub in a child process: ``with HubProcess(keys, db) as hub: ... hub.url``, or
+    ``HubProcess(keys, store="nats://...,nats://...")`` for a node of a cluster.
 
     Raises OpshubError if the child exits, or is not listening within READY_WITHIN
     seconds (the child has printed its own reason on stderr)."""
 
-    def __init__(self, keys: Path, db: Path, *, fanout: str = "coalesced",
-                 loop: str = "asyncio") -> None:
+    def __init__(self, keys: Path, db: Path | None = None, *, store: str = "",
+                 fanout: str = "coalesced", loop: str = "asyncio") -> None:
+        if (db is None) == (not store):
+            raise UsageError("a hub keeps its state in a database file or in a store "
+                             "(nats://...), one of the two")
         self._tmp = tempfile.TemporaryDirectory(prefix="opshub-hub-")
         ready = Path(self._tmp.name) / "ready.json"
+        # A hub on a store (a node of a cluster, opshub/cluster.py) has no file of its own:
+        # it runs in its temporary folder, so that nothing it writes lands in the caller's.
+        state = ["--store", store] if store else ["--db", str(db)]
         # stdout (the human-readable lines) is not needed; stderr stays the user's
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opshub", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--db", str(db), "--keys", str(keys), "--fanout", fanout, "--loop", loop,
-             "--ready-file", str(ready)], stdout=subprocess.DEVNULL)
+             *state, "--keys", str(keys.resolve()), "--fanout", fanout, "--loop", loop,
+             "--ready-file", str(ready)], stdout=subprocess.DEVNULL,
+            cwd=self._tmp.name if store else None)
         try:
             info = self._wait_ready(ready)
         except BaseException:
@@ -78,6 +86,13 @@ class HubProcess:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+    def kill(self) -> int:
+        """Kill the hub at once (SIGKILL: a crash, nothing flushed or closed) and return its
+        exit status; stop() then only cleans up."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
 
     def stop(self) -> int:
         """Stop the hub (SIGTERM: a clean shutdown) and return its exit status; killed if

@@ -1,6 +1,7 @@
 """``opshub replay``: a replay composed around its agents (client/replay/run.py): the hub
-(a child process of its own, or a running one at ``--hub`` with its key folder), the
-participants' identities, the operation's id on the hub, Ctrl-C, and the report.
+(a child process of its own, or a running one at ``--hub`` with its key folder, or the
+nodes of a cluster at several URLs, the agents spread over them), the participants'
+identities, the operation's id on the hub, Ctrl-C, and the report.
 
 Against a running hub, the participants the key folder holds (``units/<UNIT>.json``)
 act with that identity; the others get a credential issued after any the hub has on
@@ -18,7 +19,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +33,7 @@ from client.replay.run import (
     until_stopped,
     write,
 )
-from opshub.hubapi import HubApi
+from opshub.hubapi import HubNodes
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
@@ -43,14 +44,16 @@ INTERRUPTED = 130
 
 
 async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float | None = None,
-                     db: Path | None = None, hub_url: str | None = None,
+                     db: Path | None = None, hub_url: str | Sequence[str] | None = None,
                      keys: Path | None = None, operation_id: str | None = None,
                      progress: Callable[[str], None] = print,
                      status: Callable[[str], None] | None = None,
                      hook: Callable[[Replay], None] | None = None,
                      stop: asyncio.Event | None = None) -> dict[str, Any]:
     """Replay ``operation`` (a seeds/ name or a scenario path) over a hub of its own, or
-    over the running hub at ``hub_url`` whose authority's key folder is ``keys``; write
+    over the running hub at ``hub_url`` whose authority's key folder is ``keys`` (or the
+    nodes of one cluster: several URLs, or one comma-separated string; the agents are
+    spread over them round robin, see ``Replay.run``); write
     report.json, report.md and report.html into ``out`` and return the report. Setting
     ``stop`` ends the replay early: the report is then of what happened so far and
     ``partial``. ``hook`` sees the Replay before it starts (tests inject faults there).
@@ -74,16 +77,16 @@ async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float |
     folder = open_folder(keys, authority_key=True)
     specs = participants(replay.scenario)
     own = own_identities(folder, specs)  # problems with the folder before the network
-    async with HubApi(hub_url) as api:
-        on_file = {u: c.credential.issued_at for u, c in (await api.directory()).items()}
+    async with HubNodes(hub_url) as nodes:
+        on_file = {u: c.credential.issued_at for u, c in (await nodes.directory()).items()}
         chosen = cast(specs, now=now, folder=folder, own=own, on_file=on_file)
-        await api.enroll(chosen.identities.values())
-        replay.op = pick_operation_id(replay.scenario.code, await api.operations(),
+        await nodes.enroll(chosen.identities.values())
+        replay.op = pick_operation_id(replay.scenario.code, await nodes.operations(),
                                       operation_id)
     if chosen.own:
         progress(f"keys     {len(chosen.own)} participants act with their own identity "
                  f"from {keys}/units: {', '.join(sorted(chosen.own))}")
-    stopped = await _replay(replay, api.url, chosen, hook=hook, stop=stop)
+    stopped = await _replay(replay, nodes.urls, chosen, hook=hook, stop=stop)
     return write(replay, out, partial=stopped)
 
 
@@ -98,25 +101,27 @@ async def _own_hub(replay: Replay, chosen: Cast, *, db: Path | None, out: Path,
         # cancels this task at its next await, cannot leave the child running
         hub = HubProcess(keys, db or Path(tmp) / "hub.db")
         try:
-            stopped = await _replay(replay, hub.url, chosen, hook=hook, stop=stop)
+            stopped = await _replay(replay, [hub.url], chosen, hook=hook, stop=stop)
             cpu = round(hub.cpu_seconds(), 2)
         finally:
             hub_exit = hub.stop()
     return write(replay, out, partial=stopped, extra={"hub_cpu_s": cpu, "hub_exit": hub_exit})
 
 
-async def _replay(replay: Replay, url: str, chosen: Cast, *,
+async def _replay(replay: Replay, urls: list[str], chosen: Cast, *,
                   hook: Callable[[Replay], None] | None, stop: asyncio.Event | None) -> bool:
     """Run the agents until the end (False) or until stopped (True)."""
     s = replay.scenario
+    where = (f"hub {urls[0]}" if len(urls) == 1
+             else f"{len(urls)} hub nodes (agents spread over them) {', '.join(urls)}")
     replay.progress(
         f"replay   {s.name} ({s.code}), {s.start} to {s.end}: {len(s.participants)} "
         f"participants, {len(s.storylines)} storylines, {replay.plan.expected_messages} "
         f"messages planned, seed {replay.seed}, speed {replay.speed or 'max'}, operation "
-        f"{replay.op} on hub {url}")
+        f"{replay.op} on {where}")
     if hook is not None:
         hook(replay)
-    _, stopped = await until_stopped(replay.run(url, chosen.identities, chosen.authority),
+    _, stopped = await until_stopped(replay.run(urls, chosen.identities, chosen.authority),
                                      stop)
     return stopped
 

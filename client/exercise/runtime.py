@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from client.connection import HubUrls
 from client.exercise import engine as e
 from client.exercise.exercise_file import Exercise
 from client.exercise.expectations import OpenExpectation, meets
@@ -87,13 +88,15 @@ class Seat:
 
 
 class ExerciseRun:
-    def __init__(self, exercise: Exercise, *, url: str, identities: dict[str, UnitIdentity],
+    def __init__(self, exercise: Exercise, *, url: HubUrls,
+                 identities: dict[str, UnitIdentity],
                  authority: Authority, operation_id: Callable[[int], str], seed: int = 1,
                  speed: float = 60.0, wall: Callable[[], float] = time.monotonic,
                  token: Callable[[], str] = lambda: secrets.token_urlsafe(12),
                  base_url: str = "", out: Path | None = None) -> None:
-        """``out``: where each run's after-action review is written (``run-N/``), at the
-        end and when the director asks; None: nowhere."""
+        """``url``: the hub, or several nodes of one cluster (the agents are spread over
+        them, see ``Replay.run``). ``out``: where each run's after-action review is
+        written (``run-N/``), at the end and when the director asks; None: nowhere."""
         self.exercise = exercise
         self.scenario = exercise.scenario
         self.url = url

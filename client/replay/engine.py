@@ -40,6 +40,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from client.connection import HubUrls, rotated
 from client.identity import Authority, UnitIdentity, UnitSpec
 from client.messages import default_catalog
 from client.messages.summary import summarise
@@ -289,11 +290,13 @@ class Replay:
 
     # --- running -------------------------------------------------------------------------
 
-    async def run(self, url: str, identities: dict[str, UnitIdentity], authority: Authority
-                  ) -> dict[str, Any]:
-        """Replay over the hub at ``url`` (which must trust ``authority``); returns what
-        the run itself measured (``outcome``). Cancelled, it closes every agent first:
-        ``outcome`` and the tally then hold what happened so far."""
+    async def run(self, url: HubUrls, identities: dict[str, UnitIdentity],
+                  authority: Authority) -> dict[str, Any]:
+        """Replay over the hub at ``url`` (which must trust ``authority``), or over the
+        nodes of one cluster at several URLs: the agents are spread over them round robin
+        in the scenario's order of participants (``rotated``), each falling back on the
+        others. Returns what the run itself measured (``outcome``). Cancelled, it closes
+        every agent first: ``outcome`` and the tally then hold what happened so far."""
         self._started = time.perf_counter()
         try:
             with fewer_collections():
@@ -335,7 +338,7 @@ class Replay:
             for a in self.agents.values():
                 closing.create_task(a.agent.close())
 
-    async def _start_agents(self, url: str, identities: dict[str, UnitIdentity],
+    async def _start_agents(self, url: HubUrls, identities: dict[str, UnitIdentity],
                             authority: Authority) -> None:
         s = self.scenario
         partners: dict[str, set[str]] = defaultdict(set)
@@ -343,7 +346,7 @@ class Replay:
             members = {step["from"] for step in story["steps"]}
             for u in members:
                 partners[u] |= members
-        for unit, who in s.participants.items():
+        for index, (unit, who) in enumerate(s.participants.items()):
             if who.role == "ocu":
                 reads = None
             else:
@@ -355,7 +358,8 @@ class Replay:
                 reads = None  # a person sees the whole room; the seat's view filters it
             elif reads is not None:
                 reads |= self.held  # agents answer what people send
-            secure = SecureAgent(url, identities[unit], [authority.public_key], reads=reads,
+            secure = SecureAgent(rotated(url, index), identities[unit],
+                                 [authority.public_key], reads=reads,
                                  packages=4, rotate_messages=ROTATE_EVERY,
                                  signatures=self.signatures)
             cls: type[ReplayAgent] = (

@@ -210,12 +210,23 @@ class JetStreamStore:
                                duplicate_window=DEDUP_WINDOW, **common)
         await self._add_stream(name=KP_STREAM, subjects=["opshub.kp.*.*.*"],
                                max_msgs_per_subject=1, **common)
-        self._directory = await self.js.create_key_value(
-            bucket=DIRECTORY_BUCKET, history=1, replicas=self.replicas,
-            storage=api.StorageType.FILE)
-        self._cursors = await self.js.create_key_value(
-            bucket=CURSOR_BUCKET, history=1, replicas=self.replicas,
-            storage=api.StorageType.FILE)
+        self._directory = await self._bucket(DIRECTORY_BUCKET)
+        self._cursors = await self._bucket(CURSOR_BUCKET)
+
+    async def _bucket(self, name: str) -> KeyValue:
+        """A key-value bucket, created by this node or already there (two nodes starting
+        at once both try to create it: the second is told it exists)."""
+        try:
+            return await self.js.create_key_value(bucket=name, history=1,
+                                                  replicas=self.replicas,
+                                                  storage=api.StorageType.FILE)
+        except jse.BadRequestError as exc:
+            try:
+                return await self.js.key_value(name)
+            except jse.BucketNotFoundError:
+                # neither created nor there: the cluster is still settling (a new meta
+                # leader); open() tries again
+                raise TimeoutError(f"bucket {name}: {exc.description}") from None
 
     async def _add_stream(self, **config: Any) -> None:
         """Create a stream, or accept the one there (created by another node)."""

@@ -48,6 +48,7 @@ EXAMPLES = (
     "--find-max --rate 1000:20000:1000 --slo 'p99<50ms'",
     "--profile mixed.yaml --threshold 'p99<50ms' --threshold 'errors==0' --json out.json",
     "--hub ws://127.0.0.1:8765/v1/ws --keys keys --window 64 --histogram run1.hlog",
+    "--hub ws://127.0.0.1:8765/v1/ws,ws://127.0.0.1:8766/v1/ws --keys keys --rate 2000",
     "--rate 2000 --json out.json --html report.html",
 )
 MERGE_SUMMARY = "merge histogram files of load runs and print the percentiles"
@@ -116,9 +117,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="pass/fail rule judged at the end, e.g. 'p99<50ms', 'errors==0', "
                      "'rate>=1000' (repeat); any failure exits 1")
     hub = p.add_argument_group("hub")
-    hub.add_argument("--hub", default=None, metavar="URL",
+    hub.add_argument("--hub", action="append", default=None, metavar="URL[,URL...]",
                      help="load this running hub (ws://HOST:PORT/v1/ws) instead of "
-                     "starting one; needs --keys")
+                     "starting one; needs --keys. Several hub nodes of one cluster: a "
+                     "comma-separated list, or --hub repeated; the units' connections "
+                     "are spread over them round robin, each falling back on the others, "
+                     "and the hub figures are summed over every node's /metrics")
     hub.add_argument("--keys", type=Path, default=None, metavar="DIR",
                      help="with --hub: the key folder of that hub's authority")
     hub.add_argument("--keep", action="store_true",
@@ -223,8 +227,13 @@ def options(args: argparse.Namespace) -> Any:
         path: Path | None = getattr(args, name)
         if path is not None and not path.resolve().parent.is_dir():
             raise UsageError(f"--{name}: no folder {path.parent} to write {path.name} in")
-    if args.hub is not None and args.keys is None:
-        raise UsageError("--hub needs --keys: the key folder of that hub's authority")
+    hubs = None
+    if args.hub is not None:
+        from opshub.hubapi import hub_url_list
+
+        hubs = tuple(hub_url_list(args.hub))
+        if args.keys is None:
+            raise UsageError("--hub needs --keys: the key folder of that hub's authority")
     if args.rotate_messages is not None and not args.e2ee:
         raise UsageError("--rotate-messages: keys are rotated by the operations' OCUs as "
                          "SecureAgents: add --e2ee")
@@ -236,7 +245,7 @@ def options(args: argparse.Namespace) -> Any:
         check_e2ee(shapes)
     return LoadOptions(shapes=shapes, duration=args.duration, warmup=args.warmup,
                        step_seconds=args.step_seconds, find_max=args.find_max, slo=slo,
-                       thresholds=thresholds, hub_url=args.hub, keys=args.keys,
+                       thresholds=thresholds, hub_url=hubs, keys=args.keys,
                        keep=args.keep, pub_procs=args.pub_procs, sub_procs=args.sub_procs,
                        max_inflight=args.max_inflight, drain_timeout=args.drain_timeout,
                        seed=args.seed, e2ee=args.e2ee, rotate_messages=args.rotate_messages)

@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from client.connection import HubUrls
 from client.e2ee.channel import Member
 from client.identity import UnitIdentity
 from client.secure import Message, SecureAgent
@@ -113,8 +114,8 @@ class CryptoMeter:
 class SecureUnit:
     """One unit's SecureAgent in a load process, and the operations it is a member of."""
 
-    def __init__(self, url: str, identity: UnitIdentity, config: E2eeConfig, meter: CryptoMeter,
-                 *, reads: frozenset[str] | None) -> None:
+    def __init__(self, url: HubUrls, identity: UnitIdentity, config: E2eeConfig,
+                 meter: CryptoMeter, *, reads: frozenset[str] | None) -> None:
         make = functools.partial(SecureAgent, url, identity, [config.authority_key],
                                  packages=PACKAGES, reads=reads)
         rotate = config.rotate_messages
@@ -239,10 +240,12 @@ def channels(plan: Plan, cast: Cast, rotate_messages: int | None) -> E2eeConfig:
         for op, admin in plan.admins.items()})
 
 
-def secure_parts(url: str, assignment: Assignment, identities: Mapping[str, UnitIdentity],
-                 config: E2eeConfig, rec: Recorder, *, max_inflight: int, meter: CryptoMeter
+def secure_parts(urls: Mapping[str, HubUrls], assignment: Assignment,
+                 identities: Mapping[str, UnitIdentity], config: E2eeConfig, rec: Recorder, *,
+                 max_inflight: int, meter: CryptoMeter
                  ) -> tuple[dict[str, SecureUnit], list[Publisher], list[SecureReader]]:
-    """One SecureUnit per unit of ``assignment``, its publishers and its readers."""
+    """One SecureUnit per unit of ``assignment`` (on its hub URLs in ``urls``), its
+    publishers and its readers."""
     readers = {s.unit for s in assignment.subscribers}
     units: dict[str, SecureUnit] = {}
     specs: list[PublisherSpec | SubscriberSpec] = [*assignment.publishers,
@@ -251,7 +254,7 @@ def secure_parts(url: str, assignment: Assignment, identities: Mapping[str, Unit
         unit = units.get(spec.unit)
         if unit is None:
             unit = units[spec.unit] = SecureUnit(
-                url, identities[spec.unit], config, meter,
+                urls[spec.unit], identities[spec.unit], config, meter,
                 reads=None if spec.unit in readers else frozenset())
         unit.ops.add(spec.op)
     pubs: list[Publisher] = [SecurePublisher(p, units[p.unit], rec, max_inflight=max_inflight)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing as mp
+from collections.abc import Sequence
 from typing import TypeVar
 
+from client.connection import rotated
 from opshub.load import messages as m
 from opshub.load.channel import Channel, ChannelClosed
 from opshub.load.e2ee import E2eeConfig
@@ -23,11 +25,21 @@ log = logging.getLogger("opshub.load")
 M = TypeVar("M")
 
 
+def spread(urls: Sequence[str], assignments: Sequence[Assignment]
+           ) -> dict[str, tuple[str, ...]]:
+    """Unit -> the hub URLs it connects to, in the order it tries them: the units are
+    spread over the nodes round robin across the processes (the k-th unit of the
+    assignments first tries node k mod n, then the others in turn)."""
+    units = dict.fromkeys(u for a in assignments for u in a.units)
+    return {u: rotated(urls, k) for k, u in enumerate(units)}
+
+
 class Workers:
     """The load processes and their channels."""
 
-    def __init__(self, url: str, assignments: list[Assignment], target: Target,
+    def __init__(self, urls: list[str], assignments: list[Assignment], target: Target,
                  max_inflight: int, e2ee: E2eeConfig | None = None) -> None:
+        """``urls``: the hub's, or its nodes' (the units are spread over them: ``spread``)."""
         ctx = mp.get_context("spawn")
         self.assignments = assignments
         self.procs: list[mp.process.BaseProcess] = []
@@ -38,9 +50,11 @@ class Workers:
         self.reported: set[int] = set()  # processes whose Result came in
         self.stopping = False
         ids = target.cast.identities
+        hubs = spread(urls, assignments)
         for a in assignments:
             parent, child = ctx.Pipe()
-            config = WorkerConfig(url, a, {u: ids[u].to_json() for u in a.units}, max_inflight,
+            config = WorkerConfig({u: hubs[u] for u in a.units}, a,
+                                  {u: ids[u].to_json() for u in a.units}, max_inflight,
                                   None if e2ee is None else e2ee.for_units(a.units))
             proc = ctx.Process(target=worker_main, args=(config, child), daemon=True,
                                name=f"opshub-load-{a.role}-{a.index}")

@@ -31,7 +31,7 @@ class ProgressLine:
         hub = f" (started here, pid {info.hub_pid})" if info.hub_pid else ""
         ops = info.operations
         shown = ", ".join(ops[:3]) + (f" ... ({len(ops)})" if len(ops) > 3 else "")
-        self._print(f"opshub load: hub {info.url}{hub}; operations {shown}; "
+        self._print(f"opshub load: hub {', '.join(info.urls)}{hub}; operations {shown}; "
                     f"{len(info.publisher_pids)} publisher and {len(info.subscriber_pids)} "
                     f"subscriber process(es)")
 

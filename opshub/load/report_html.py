@@ -139,6 +139,8 @@ def _heading(r: Mapping[str, Any]) -> list[str]:
                  f"measured{warm}")
     lines += [f"Shape {s}" for s in r["shapes"]]
     hub = opts.get("hub_url")
+    if isinstance(hub, list):  # the nodes of a cluster
+        hub = ", ".join(map(str, hub))
     ops = [str(o) for o in r.get("operations") or []]
     shown = ", ".join(ops[:3]) + (f" and {len(ops) - 3} more" if len(ops) > 3 else "")
     where = f"hub {hub}" if hub else "a hub started for the run"

@@ -43,7 +43,7 @@ LEAD = 0.3
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    url: str
+    urls: list[str]
     operations: list[str]
     hub_pid: int | None
     publisher_pids: list[int]
@@ -131,7 +131,7 @@ class LoadRun:
     @contextlib.contextmanager
     def _workers(self, target: Target, assignments: list[Assignment],
                  e2ee: E2eeConfig | None) -> Iterator[Workers]:
-        workers = Workers(target.url, assignments, target, self.opts.max_inflight, e2ee)
+        workers = Workers(target.urls, assignments, target, self.opts.max_inflight, e2ee)
         try:
             yield workers
         finally:
@@ -139,7 +139,7 @@ class LoadRun:
 
     async def _load(self, target: Target, plan: Plan, workers: Workers) -> dict[str, Any]:
         series = Series(len(workers.assignments))
-        sampler = MetricsSampler(target.url)
+        sampler = MetricsSampler(target.urls)
         try:
             async with asyncio.TaskGroup() as tg:
                 pumps = [tg.create_task(workers.pump(i, series))
@@ -160,7 +160,7 @@ class LoadRun:
                               READY_WITHIN + READY_PER_UNIT * units, "connect")
         pubs, subs = workers.indexes("publishers"), workers.indexes("subscribers")
         self.observer.started(RunInfo(
-            target.url, target.operations, target.hub.pid if target.hub else None,
+            target.urls, target.operations, target.hub.pid if target.hub else None,
             [workers.pids[i] for i in pubs], [workers.pids[i] for i in subs],
             opts.planned_seconds))
         if opts.e2ee:  # every agent's key packages are up: the OCUs create the channels

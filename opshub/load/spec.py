@@ -217,7 +217,8 @@ class LoadOptions:
     #: the objective --find-max keeps (Threshold objects, see thresholds.py)
     slo: tuple[Threshold, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
-    hub_url: str | None = None
+    #: a running hub's URL, or the URLs of the nodes of one cluster (None: start a hub)
+    hub_url: str | tuple[str, ...] | None = None
     keys: Path | None = None
     keep: bool = False
     pub_procs: int = 1

@@ -7,7 +7,9 @@ closes the connection (1013 slow consumer, 1001 going away) or it drops (1006), 
 reconnects with the reference client's backoff (50 ms doubling to 2 s, protocol.md 13.3),
 subscribes again after the last seq it received, and counts the close, the resume and the
 time from the close until it has caught up with the head the hub announced on the new
-subscription. Directed messages are deduplicated by id and acknowledged (``dack``).
+subscription. Given the URLs of several nodes of one cluster, it starts on the first and
+moves on to the next in turn after each close or failed connect, as AgentConnection does.
+Directed messages are deduplicated by id and acknowledged (``dack``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import aiohttp
 import msgpack
 
-from client.connection import TIMEOUT, handshake
+from client.connection import TIMEOUT, HubUrls, handshake, hub_urls
 from client.identity import UnitIdentity
 from opshub.load import messages as m
 from opshub.load.plan import SubscriberSpec
@@ -44,11 +46,12 @@ LINK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ProtocolError)
 
 
 class Subscriber:
-    def __init__(self, spec: SubscriberSpec, identity: UnitIdentity, url: str,
+    def __init__(self, spec: SubscriberSpec, identity: UnitIdentity, url: HubUrls,
                  rec: Recorder) -> None:
         self.spec = spec
         self.identity = identity
-        self.url = url
+        self.urls = hub_urls(url)
+        self._at = 0  # index in ``urls`` of the node connected to, or tried next
         self.rec = rec
         self.last = 0  # the last seq received, in order
         self.directed_seen: set[int] = set()
@@ -60,6 +63,11 @@ class Subscriber:
         self._acked_at = 0
         self._closed_at: int | None = None  # a resume is catching up since then ...
         self._catchup_to: int | None = None  # ... to this seq
+
+    @property
+    def url(self) -> str:
+        """The URL of the node this subscriber is on (or tries next)."""
+        return self.urls[self._at]
 
     async def connect(self, http: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
         """Connect, authenticate and subscribe after ``last``. Raises LINK_ERRORS."""
@@ -90,6 +98,7 @@ class Subscriber:
                              self.last)
                     await ws.close()
                     ws = None
+                    self._next_url()
                 await asyncio.sleep(backoff)
                 try:
                     ws = await self.connect(http)
@@ -99,6 +108,7 @@ class Subscriber:
                 except LINK_ERRORS as exc:
                     self.rec.error(f"reconnect: {type(exc).__name__}")
                     backoff = min(backoff * 2, BACKOFF_MAX)
+                    self._next_url()
                     continue
                 self.rec.count(m.RESUMES)
                 backoff = BACKOFF_FIRST
@@ -106,6 +116,11 @@ class Subscriber:
             if ws is not None:
                 with contextlib.suppress(*LINK_ERRORS):
                     await ws.close()
+
+    def _next_url(self) -> None:
+        if len(self.urls) > 1:
+            self._at = (self._at + 1) % len(self.urls)
+            log.info("%s: moving on to %s", self.spec.unit, self.url)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> int:
         """Handle frames until the connection ends; returns its close code."""

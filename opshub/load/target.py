@@ -1,7 +1,8 @@
 """The hub under test: one the load run starts (``opshub serve`` in a child process, as the
 bench does, with keys and database in a temporary folder) or a running one (``--hub URL
---keys DIR``: the run's units are enrolled with credentials the folder's authority signs).
-Also what the run asks of it: the operations, and samples of its /metrics.
+--keys DIR``: the run's units are enrolled with credentials the folder's authority signs),
+or the nodes of one cluster (``--hub URL,URL...``). Also what the run asks of it: the
+operations, and samples of its /metrics (of every node, added up).
 
 Everything the run creates is in the temporary folder, removed at the end unless ``keep``;
 on a running hub only the run's operations stay (a hub has no way to delete one).
@@ -9,6 +10,7 @@ on a running hub only the run's operations stay (a hub has no way to delete one)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
@@ -22,7 +24,7 @@ import aiohttp
 from client.connection import AgentConnection
 from client.identity import KeyFolder, UnitSpec
 from client.membership import OperationAdmin
-from opshub.hubapi import HubApi, http_url
+from opshub.hubapi import HubNodes, http_url
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.load.plan import run_operations
@@ -44,7 +46,8 @@ SAMPLED = {
 
 @dataclass
 class Target:
-    url: str
+    #: the hub's WebSocket URL, or its nodes' (the units are spread over them)
+    urls: list[str]
     cast: Cast
     operations: list[str]
     hub: HubProcess | None
@@ -56,9 +59,9 @@ class Target:
 
 
 @contextlib.asynccontextmanager
-async def open_target(specs: Sequence[UnitSpec], operations: int, *, hub_url: str | None,
-                      keys: Path | None, keep: bool, db: Path | None = None
-                      ) -> AsyncIterator[Target]:
+async def open_target(specs: Sequence[UnitSpec], operations: int, *,
+                      hub_url: str | Sequence[str] | None, keys: Path | None, keep: bool,
+                      db: Path | None = None) -> AsyncIterator[Target]:
     """The hub to load, with ``specs`` enrolled and ``operations`` ids of the run's own.
     Raises UsageError (key folder, hub not there, credential refused)."""
     folder = Path(tempfile.mkdtemp(prefix="opshub-load-"))
@@ -68,7 +71,8 @@ async def open_target(specs: Sequence[UnitSpec], operations: int, *, hub_url: st
             chosen = cast(specs, now=int(time.time()))
             KeyFolder(folder / "keys").write(chosen.authority, list(chosen.identities.values()))
             hub = HubProcess(folder / "keys", db or folder / "load.db")
-            target = Target(hub.url, chosen, run_operations(set(), operations), hub, folder)
+            target = Target([hub.url], chosen, run_operations(set(), operations), hub,
+                            folder)
         else:
             if keys is None:
                 raise UsageError("--hub needs --keys: the key folder of that hub's authority")
@@ -81,16 +85,16 @@ async def open_target(specs: Sequence[UnitSpec], operations: int, *, hub_url: st
             shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _join(url: str, keys: Path, specs: Sequence[UnitSpec], operations: int,
-                folder: Path) -> Target:
+async def _join(url: str | Sequence[str], keys: Path, specs: Sequence[UnitSpec],
+                operations: int, folder: Path) -> Target:
     kf = open_folder(keys, authority_key=True)
     own = own_identities(kf, specs)
-    async with HubApi(url) as api:
-        on_file = {u: c.credential.issued_at for u, c in (await api.directory()).items()}
+    async with HubNodes(url) as nodes:
+        on_file = {u: c.credential.issued_at for u, c in (await nodes.directory()).items()}
         chosen = cast(specs, now=int(time.time()), folder=kf, own=own, on_file=on_file)
-        await api.enroll(chosen.identities.values())
-        ops = run_operations(await api.operations(), operations)
-        return Target(api.url, chosen, ops, None, folder)
+        await nodes.enroll(chosen.identities.values())
+        ops = run_operations(await nodes.operations(), operations)
+        return Target(nodes.urls, chosen, ops, None, folder)
 
 
 async def create_operations(target: Target, admin: str,
@@ -98,7 +102,7 @@ async def create_operations(target: Target, admin: str,
     """``admin`` creates each operation with its members. Raises RequestError if the hub
     refuses one."""
     ident = target.cast.identities
-    async with AgentConnection(target.url, ident[admin]) as conn:
+    async with AgentConnection(target.urls, ident[admin]) as conn:
         for op, units in members.items():
             chain = OperationAdmin(ident[admin], op, now=time.time)
             await chain.send(conn, chain.create(f"load {op}",
@@ -106,21 +110,29 @@ async def create_operations(target: Target, admin: str,
 
 
 class MetricsSampler:
-    """Reads the hub's /metrics; a failed read gives an empty sample, never an error."""
+    """Reads the /metrics of every node of the hub (all of them: each node's CPU, memory,
+    connections and queues are its own) and adds them up; a failed read gives an empty
+    sample, never an error. One node failing empties the whole sample: a sum with a node
+    missing would make the counters and the CPU seem to jump back."""
 
-    def __init__(self, url: str) -> None:
-        self.url = f"{http_url(url)}/metrics"
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = [f"{http_url(url)}/metrics" for url in urls]
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
         self.failures = 0
 
     async def sample(self) -> dict[str, float]:
-        try:
-            async with self._http.get(self.url) as resp:
-                text = await resp.text()
-        except (aiohttp.ClientError, OSError, TimeoutError):
+        texts = await asyncio.gather(*(self._read(url) for url in self.urls))
+        if any(text is None for text in texts):
             self.failures += 1
             return {}
-        return parse_metrics(text)
+        return add_up([parse_metrics(text) for text in texts if text is not None])
+
+    async def _read(self, url: str) -> str | None:
+        try:
+            async with self._http.get(url) as resp:
+                return await resp.text()
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
 
     async def close(self) -> None:
         await self._http.close()
@@ -139,4 +151,18 @@ def parse_metrics(text: str) -> dict[str, float]:
                 continue
     if "rss_mb" in out:
         out["rss_mb"] = round(out["rss_mb"] / 2**20, 1)
+    return out
+
+
+def add_up(samples: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The samples of several nodes as one hub's: each family summed, but the largest
+    outbound queue, which stays the largest."""
+    out: dict[str, float] = {}
+    for sample in samples:
+        for key, value in sample.items():
+            held = out.get(key)
+            out[key] = (value if held is None
+                        else max(held, value) if key == "queue_bytes_max" else held + value)
+    if "rss_mb" in out:
+        out["rss_mb"] = round(out["rss_mb"], 1)
     return out

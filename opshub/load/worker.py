@@ -43,7 +43,8 @@ NAMED_SHORT = 20
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    url: str
+    #: unit -> the hub URLs it connects to, in the order it tries them
+    urls: dict[str, tuple[str, ...]]
     assignment: Assignment
     identities: dict[str, dict[str, Any]]
     max_inflight: int
@@ -124,13 +125,14 @@ class Worker:
         self.pubs: list[Publisher]
         self.subs: list[Reader]
         if config.e2ee is None:
-            self.pubs = [Publisher(p, AgentConnection(config.url, ident[p.unit]), self.rec,
-                                   max_inflight=config.max_inflight) for p in a.publishers]
-            self.subs = [Subscriber(s, ident[s.unit], config.url, self.rec)
+            self.pubs = [Publisher(p, AgentConnection(config.urls[p.unit], ident[p.unit]),
+                                   self.rec, max_inflight=config.max_inflight)
+                         for p in a.publishers]
+            self.subs = [Subscriber(s, ident[s.unit], config.urls[s.unit], self.rec)
                          for s in a.subscribers]
         else:
             self.units, self.pubs, readers = secure_parts(
-                config.url, a, ident, config.e2ee, self.rec, max_inflight=config.max_inflight,
+                config.urls, a, ident, config.e2ee, self.rec, max_inflight=config.max_inflight,
                 meter=self.meter)
             self.subs = list(readers)
         self.cpu_at_start = 0.0
