@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from client.exercise.forms import FILLED_IN, form
 from client.exercise.runtime import WRITABLE
@@ -140,7 +141,9 @@ def test_web_forms_seat_writes_a_feedback_in_the_generated_form(
     warning = lome.locator('.msg[data-id="OCU-WCO.X2"]')
     warning.wait_for(timeout=WAIT)
     warning.get_by_role("button", name="Answer with a feedback").click()
-    assert lome.get_by_label("Warning", exact=True).input_value() == "OCU-WCO.X2"
+    # the page fills the reference in once the form is rebuilt (a moment after the click):
+    # expect() retries until then, where input_value() would read the form before it
+    expect(lome.get_by_label("Warning", exact=True)).to_have_value("OCU-WCO.X2", timeout=WAIT)
 
     lome.get_by_label("Action taken").select_option(label="controlled no finding")
     lome.get_by_label("Controlled at").fill("2015-12-10T06:15:00Z")
