@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -87,6 +88,9 @@ READ_TIMEOUT = 30.0
 #: are published again one by one (and the pause between such tries).
 FIRST_TRY = 2.0
 RETRY_PAUSE = 0.2
+#: Entries of each operation kept in memory for subscribers a little behind (1 KiB
+#: entries: about 1 MiB an operation).
+RECENT = 1024
 #: Ordered consumers' idle heartbeat: a consumer whose server died is recreated after
 #: about two of these (nats-py's ordered consumer does it).
 HEARTBEAT = 1.0
@@ -135,6 +139,9 @@ class _Feed:
     sub: JetStreamContext.PushSubscription | None = None
     head: int = 0  # last seq handed to the listener
     pending: list[LogEntry] | None = None
+    #: the last RECENT entries handed over: a subscriber a little behind reads them from
+    #: here, not from NATS (three round trips a page: it would chase the head for ever)
+    recent: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=RECENT))
 
 
 class JetStreamStore:
@@ -393,6 +400,7 @@ class JetStreamStore:
         if feed.pending is None:
             feed.pending = []
         feed.pending.append(entry)
+        feed.recent.append(entry)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_feeds)
@@ -519,7 +527,7 @@ class JetStreamStore:
         return results
 
     async def _send(self, one: _Sent) -> asyncio.Future[api.PubAck]:
-        return await self.js.publish_async(one.subject, one.data, wait_stall=self.timeout,
+        return await self.js.publish_async(one.subject, one.data,
                                            headers=one.headers)
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str] | None,
@@ -645,6 +653,10 @@ class JetStreamStore:
     # --- reads while serving ----------------------------------------------------------
 
     async def read_log(self, op: str, after: int, limit: int) -> list[LogEntry]:
+        feed = self._feeds.get(op)
+        if feed is not None and feed.recent and feed.recent[0].seq <= after + 1 <= feed.head:
+            start = after + 1 - feed.recent[0].seq
+            return list(itertools.islice(feed.recent, start, start + limit))
         try:
             rows = await self._read_retrying(op_stream(op), f"opshub.op.{_hex(op)}.*",
                                              after + 1, limit)
