@@ -64,6 +64,10 @@ from protocol.signatures import SignatureMemo
 
 WINDOW = 3600.0  # virtual seconds per step of the clock
 ROTATE_EVERY = 2000  # the OCU commits new epoch keys after this many messages
+#: Seconds a message may wait for its ack before the replay gives up: over several hub
+#: nodes a stream leader's election or a node's failover holds acks for seconds (the
+#: message stays queued and is re-sent meanwhile); a hub silent for a minute fails the run.
+SEND_WITHIN = 60.0
 MIN_REACTION = REACTION_DELAY  # reactions land in a later window than what caused them
 assert MIN_REACTION >= WINDOW
 TICK = 1.0  # real seconds between progress updates while waiting for the virtual clock
@@ -438,7 +442,7 @@ class Replay:
                     self.record(body)
 
     async def _send_one(self, agent: SecureAgent, sender: str, body: dict[str, Any]) -> None:
-        seq = await agent.send(self.op, body)
+        seq = await agent.send(self.op, body, within=SEND_WITHIN)
         self.sent += 1
         self.last_seq[sender] = max(self.last_seq.get(sender, 0), seq)
 

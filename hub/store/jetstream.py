@@ -29,27 +29,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import nats
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js import errors as jse
 from nats.js.kv import KeyValue
 
+from hub.store.jetstream_follow import Feed, Follower, Listener
+from hub.store.jetstream_keys import KeyPackages, delete_entry
+from hub.store.jetstream_layout import (
+    CURSOR_BUCKET,
+    DEDUP_WINDOW,
+    DIRECTED_STREAM,
+    DIRECTORY_BUCKET,
+    KP_STREAM,
+    OPS_STREAM,
+    WRONG_LAST_SEQUENCE,
+    hex_id,
+    op_stream,
+    op_subject,
+)
 from protocol import frames as f
 from protocol.credentials import SignedCredential
 from protocol.errors import Code, StoreError
-from protocol.keypackages import MAX_STORED_PER_UNIT
-from protocol.statements import OperationState, Statement, fold, from_log, statement_hash
+from protocol.statements import OperationState, Statement, fold, from_log
 from protocol.store import (
     AckDirected,
     Appended,
@@ -60,8 +70,6 @@ from protocol.store import (
     DirectedEntry,
     DirectedStored,
     Enroll,
-    KeyPackagesClaimed,
-    KeyPackagesStored,
     LogEntry,
     OperationRecord,
     PutKeyPackages,
@@ -73,10 +81,6 @@ from protocol.store import (
 
 log = logging.getLogger("opshub.store.jetstream")
 
-#: How long a retried publish is recognised as the same message (``Nats-Msg-Id``). An agent
-#: retries an unacknowledged publish on every reconnect; past this window a retry would be
-#: stored a second time (under a new seq), which the agents' replay check then drops.
-DEDUP_WINDOW = 3600.0
 #: Seconds a command may wait for the cluster (a leader election takes a few) before it
 #: fails with a store error: under the agents' own 10 s, so that they hear of it and
 #: publish again (same cid: the retry is deduplicated) rather than give up.
@@ -88,60 +92,8 @@ READ_TIMEOUT = 30.0
 #: are published again one by one (and the pause between such tries).
 FIRST_TRY = 2.0
 RETRY_PAUSE = 0.2
-#: Entries of each operation kept in memory for subscribers a little behind (1 KiB
-#: entries: about 1 MiB an operation).
-RECENT = 1024
-#: Ordered consumers' idle heartbeat: a consumer whose server died is recreated after
-#: about two of these (nats-py's ordered consumer does it).
-HEARTBEAT = 1.0
-OPS_STREAM = "OPSHUB_OPERATIONS"
-DIRECTED_STREAM = "OPSHUB_DIRECTED"
-KP_STREAM = "OPSHUB_KEYPACKAGES"
-DIRECTORY_BUCKET = "opshub_directory"
-CURSOR_BUCKET = "opshub_cursors"
-#: the server's error code for a failed Nats-Expected-Last-Subject-Sequence check
-WRONG_LAST_SEQUENCE = 10071
-#: ... and for deleting an entry that is not there (any more)
-NO_MESSAGE_FOUND = 10057
-
-
-def _hex(name: str) -> str:
-    """Stream names and subject tokens cannot hold every character of an id ('.', ':');
-    hex can, and stays readable enough in `nats stream ls`."""
-    return name.encode().hex()
-
-
-def op_stream(op: str) -> str:
-    return f"OPSHUB_OP_{_hex(op)}"
-
-
-def _op_subject(op: str, kind: int) -> str:
-    return f"opshub.op.{_hex(op)}.{'c' if kind == f.KIND_COMMIT else 'm'}"
-
-
-class Listener(Protocol):
-    """What a node does with what it sees in the cluster (hub/broker.py)."""
-
-    def entries(self, op: str, entries: list[LogEntry]) -> None:
-        """The next entries of ``op``'s log, in order, from seq head + 1."""
-
-    def directed(self, recipient: str, entry: DirectedEntry) -> None: ...
-
-    def enrolled(self, body: bytes, signature: bytes) -> None: ...
-
-    def cursor(self, unit: str, op: str, seq: int) -> None: ...
-
-
-@dataclass(slots=True)
-class _Feed:
-    """One operation's log as this node follows it."""
-
-    sub: JetStreamContext.PushSubscription | None = None
-    head: int = 0  # last seq handed to the listener
-    pending: list[LogEntry] | None = None
-    #: the last RECENT entries handed over: a subscriber a little behind reads them from
-    #: here, not from NATS (three round trips a page: it would chase the head for ever)
-    recent: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=RECENT))
+#: Seconds the store may take to close (a hub's shutdown waits for it).
+CLOSE_WITHIN = 5.0
 
 
 class JetStreamStore:
@@ -160,15 +112,12 @@ class JetStreamStore:
         self._js: JetStreamContext | None = None
         self._directory: KeyValue | None = None
         self._cursors: KeyValue | None = None
-        self._listener: Listener | None = None
-        self._feeds: dict[str, _Feed] = {}
+        self._follower: Follower | None = None
+        self._keys: KeyPackages | None = None
         #: op -> {statement hash: its seq}: a statement may be appended only while the
         #: last statement in the log is still the one it builds on (its ``prev``)
         self._statement_seq: dict[str, dict[bytes, int]] = defaultdict(dict)
         self._known_streams: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._subs: list[Any] = []
-        self._flush_scheduled = False
         self._closing = False
 
     @property
@@ -176,6 +125,18 @@ class JetStreamStore:
         if self._js is None:
             raise StoreError("the JetStream store is not open")
         return self._js
+
+    @property
+    def follower(self) -> Follower:
+        if self._follower is None:
+            raise StoreError("the JetStream store is not open")
+        return self._follower
+
+    @property
+    def keys(self) -> KeyPackages:
+        if self._keys is None:
+            raise StoreError("the JetStream store is not open")
+        return self._keys
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -219,6 +180,8 @@ class JetStreamStore:
                                max_msgs_per_subject=1, **common)
         self._directory = await self._bucket(DIRECTORY_BUCKET)
         self._cursors = await self._bucket(CURSOR_BUCKET)
+        self._follower = Follower(self.js, self._directory, self._cursors, self._statement)
+        self._keys = KeyPackages(self.js)
 
     async def _bucket(self, name: str) -> KeyValue:
         """A key-value bucket, created by this node or already there (two nodes starting
@@ -286,7 +249,7 @@ class JetStreamStore:
         self._known_streams.add(stream)
         head = info.state.last_seq
         state: OperationState | None = None
-        for seq, entry in await self._read(stream, _op_subject(op, f.KIND_COMMIT), 1, 1 << 30):
+        for seq, entry in await self._read(stream, op_subject(op, f.KIND_COMMIT), 1, 1 << 30):
             if seq > head:
                 break  # the feed hands it over, in its place among the messages
             body, sig = from_log(entry[3])
@@ -294,7 +257,7 @@ class JetStreamStore:
             self._statement_seq[op][state.head] = seq
         if state is None:
             return None
-        self._feeds[op] = _Feed(head=head)
+        self.follower.feeds[op] = Feed(head=head)
         return OperationRecord(op=op, name=state.name, admin=state.admin,
                                admin_key=state.admin_key, epoch=state.epoch, head=state.head,
                                members=state.members, last_seq=head)
@@ -331,133 +294,10 @@ class JetStreamStore:
     async def follow(self, listener: Listener) -> None:
         """Hand ``listener`` everything stored from now on, by any node: each operation's
         log after the head loaded, directed messages, enrolments and cursors."""
-        self._listener = listener
-        for op in list(self._feeds):
-            await self._follow_log(op)
-        info = await self.js.stream_info(OPS_STREAM)
-        self._subs.append(await self.js.subscribe(
-            "opshub.ops.*", stream=OPS_STREAM, cb=self._on_operation, ordered_consumer=True,
-            idle_heartbeat=HEARTBEAT, deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            config=api.ConsumerConfig(opt_start_seq=1)))
-        info = await self.js.stream_info(DIRECTED_STREAM)
-        self._subs.append(await self.js.subscribe(
-            "opshub.dir.*", stream=DIRECTED_STREAM, cb=self._on_directed,
-            ordered_consumer=True, idle_heartbeat=HEARTBEAT,
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            config=api.ConsumerConfig(opt_start_seq=info.state.last_seq + 1)))
-        assert self._directory is not None
-        assert self._cursors is not None
-        self._spawn(self._watch(self._directory, self._on_enrolled))
-        self._spawn(self._watch(self._cursors, self._on_cursor))
+        await self.follower.follow(listener)
 
-    async def _on_operation(self, msg: Msg) -> None:
-        op = bytes.fromhex(msg.subject.rsplit(".", 1)[1]).decode()
-        if op not in self._feeds:
-            self._feeds[op] = _Feed()
-            await self._follow_log(op)
-
-    async def _follow_log(self, op: str) -> None:
-        feed = self._feeds[op]
-        stream = op_stream(op)
-        for attempt in range(50):  # the announcing node creates the stream just before
-            try:
-                feed.sub = await self.js.subscribe(
-                    f"opshub.op.{_hex(op)}.*", stream=stream,
-                    cb=partial(self._on_entry, op), ordered_consumer=True,
-                    idle_heartbeat=HEARTBEAT,
-                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                    config=api.ConsumerConfig(opt_start_seq=feed.head + 1),
-                    pending_msgs_limit=1 << 20, pending_bytes_limit=1 << 30)
-                return
-            except jse.NotFoundError:
-                await asyncio.sleep(0.1 * (attempt + 1))
-        log.error("operation %r was announced but its stream %s never appeared", op, stream)
-
-    async def _restart_log(self, op: str) -> None:
-        feed = self._feeds[op]
-        sub, feed.sub = feed.sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        await self._follow_log(op)
-
-    async def _on_entry(self, op: str, msg: Msg) -> None:
-        feed = self._feeds[op]
-        meta = msg.metadata
-        assert meta.sequence is not None
-        seq = meta.sequence.stream
-        if seq <= feed.head:
-            return  # an ordered consumer restarted a little before where it was
-        if seq != feed.head + 1:
-            log.error("operation %r: entry %d follows %d; the feed restarts", op, seq, feed.head)
-            self._spawn(self._restart_log(op))
-            return
-        sender, kind, header, payload, at_ms = msgpack.unpackb(msg.data)
-        entry = LogEntry(seq, sender, kind, header, payload, at_ms)
-        feed.head = seq
-        if kind == f.KIND_COMMIT:
-            self._statement_seq[op][statement_hash(from_log(payload)[0])] = seq
-        if feed.pending is None:
-            feed.pending = []
-        feed.pending.append(entry)
-        feed.recent.append(entry)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_feeds)
-
-    def _flush_feeds(self) -> None:
-        """Everything the feeds received since the last loop turn, one call per operation:
-        the node's fan-out then writes once per connection, as after a SQLite batch."""
-        self._flush_scheduled = False
-        if self._listener is None:
-            return
-        for op, feed in self._feeds.items():
-            if feed.pending:
-                entries, feed.pending = feed.pending, None
-                self._listener.entries(op, entries)
-
-    async def _on_directed(self, msg: Msg) -> None:
-        if self._listener is None:
-            return
-        assert msg.metadata.sequence is not None
-        op, sender, payload, at_ms = msgpack.unpackb(msg.data)
-        recipient = bytes.fromhex(msg.subject.rsplit(".", 1)[1]).decode()
-        self._listener.directed(recipient, DirectedEntry(
-            msg.metadata.sequence.stream, op, sender, payload, at_ms))
-
-    def _on_enrolled(self, key: str, value: bytes) -> None:
-        if self._listener is not None:
-            body, sig, _ = msgpack.unpackb(value)
-            self._listener.enrolled(body, sig)
-
-    def _on_cursor(self, key: str, value: bytes) -> None:
-        if self._listener is not None:
-            unit_hex, op_hex = key.split(".")
-            self._listener.cursor(bytes.fromhex(unit_hex).decode(),
-                                  bytes.fromhex(op_hex).decode(), int(value))
-
-    async def _watch(self, kv: KeyValue, on: Callable[[str, bytes], None]) -> None:
-        """Follow a bucket's changes from now on (the snapshot has what was there)."""
-        while not self._closing:
-            try:
-                watcher = await kv.watchall(include_history=False, ignore_deletes=True)
-                initial = True
-                async for entry in watcher:
-                    if entry is None:
-                        initial = False
-                        continue
-                    if not initial and entry.value:
-                        on(entry.key, entry.value)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("watching %s stopped (%s); watching again", kv._name, exc)
-                await asyncio.sleep(HEARTBEAT)
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _statement(self, op: str, digest: bytes, seq: int) -> None:
+        self._statement_seq[op][digest] = seq
 
     # --- the write path ---------------------------------------------------------------
 
@@ -485,21 +325,21 @@ class JetStreamStore:
                         sent[await self._send(one)] = one
                     case Enroll():
                         assert self._directory is not None
-                        puts.append((i, self._directory.put(_hex(cmd.unit), msgpack.packb(
+                        puts.append((i, self._directory.put(hex_id(cmd.unit), msgpack.packb(
                             [cmd.body, cmd.signature, cmd.issued_at]))))
                     case SaveCursor():
                         assert self._cursors is not None
-                        puts.append((i, self._cursors.put(f"{_hex(cmd.unit)}.{_hex(cmd.op)}",
+                        puts.append((i, self._cursors.put(f"{hex_id(cmd.unit)}.{hex_id(cmd.op)}",
                                                           str(cmd.seq).encode())))
                     case ApplyStatement():
                         results[i] = await self._apply_statement(cmd, deadline)
                     case AckDirected():
                         for d in cmd.ids:
-                            await self._delete(DIRECTED_STREAM, d)
+                            await delete_entry(self.js, DIRECTED_STREAM, d)
                     case PutKeyPackages():
-                        results[i] = await self._put_key_packages(cmd)
+                        results[i] = await self.keys.put(cmd)
                     case ClaimKeyPackages():
-                        results[i] = await self._claim_key_packages(cmd)
+                        results[i] = await self.keys.claim(cmd)
             except Exception as exc:
                 results[i] = _store_error(exc, type(cmd).__name__)
         again: list[_Sent] = []
@@ -554,7 +394,7 @@ class JetStreamStore:
         stream = op_stream(op)
         if stream not in self._known_streams:
             await self._add_stream(
-                name=stream, subjects=[f"opshub.op.{_hex(op)}.*"],
+                name=stream, subjects=[f"opshub.op.{hex_id(op)}.*"],
                 num_replicas=self.replicas, storage=api.StorageType.FILE,
                 duplicate_window=DEDUP_WINDOW)
         entry = cmd.message
@@ -566,7 +406,7 @@ class JetStreamStore:
             raise StoreError(f"statement for epoch {cmd.epoch} of {op!r} builds on one this "
                              f"node has not seen", code=Code.WRONG_EPOCH)
         try:
-            ack = await self._publish(_op_subject(op, f.KIND_COMMIT), data, {
+            ack = await self._publish(op_subject(op, f.KIND_COMMIT), data, {
                 "Nats-Msg-Id": f"{entry.sender}|{entry.kind}|{entry.cid}|{cmd.head.hex()}",
                 "Nats-Expected-Last-Subject-Sequence": str(expected)}, deadline)
         except jse.APIError as exc:
@@ -580,85 +420,18 @@ class JetStreamStore:
             raise
         self._statement_seq[op][cmd.head] = ack.seq
         if cmd.epoch == 0:  # announce it, so that every node follows its log
-            await self._publish(f"opshub.ops.{_hex(op)}", b"", {"Nats-Msg-Id": f"op|{op}"},
+            await self._publish(f"opshub.ops.{hex_id(op)}", b"", {"Nats-Msg-Id": f"op|{op}"},
                                 deadline)
         return Appended(op, ack.seq, duplicate=bool(ack.duplicate))
-
-    async def _put_key_packages(self, cmd: PutKeyPackages) -> KeyPackagesStored:
-        unit = _hex(cmd.unit)
-        if cmd.replace:
-            await self.js.purge_stream(KP_STREAM, subject=f"opshub.kp.{unit}.*.*")
-        for kp_id, body, last_resort in cmd.packages:
-            kind = "r" if last_resort else "o"
-            if last_resort:
-                await self.js.purge_stream(KP_STREAM, subject=f"opshub.kp.{unit}.r.*")
-            try:  # a known id is ignored: the subject must still be empty
-                await self.js.publish(f"opshub.kp.{unit}.{kind}.{kp_id.hex()}", body,
-                                      headers={"Nats-Expected-Last-Subject-Sequence": "0"})
-            except jse.APIError as exc:
-                if exc.err_code != WRONG_LAST_SEQUENCE:
-                    raise
-        held = await self._one_time(unit)
-        for seq in held[:max(0, len(held) - MAX_STORED_PER_UNIT)]:  # keep the newest
-            await self._delete(KP_STREAM, seq)
-        return KeyPackagesStored(min(len(held), MAX_STORED_PER_UNIT))
-
-    async def _delete(self, stream: str, seq: int) -> bool:
-        """Delete one entry; False if it is gone already (another node deleted it: the
-        stream's leader orders the deletes, so exactly one of them succeeds)."""
-        try:
-            return await self.js.delete_msg(stream, seq)
-        except jse.APIError as exc:
-            if exc.err_code in (NO_MESSAGE_FOUND, 10037) or exc.code == 404:
-                return False
-            raise
-
-    async def _one_time(self, unit_hex: str) -> list[int]:
-        """Stream seqs of a unit's one-time packages, oldest first."""
-        info = await self.js.stream_info(KP_STREAM, subjects_filter=f"opshub.kp.{unit_hex}.o.*")
-        if not info.state.subjects:
-            return []
-        return [seq for seq, _ in await self._read_raw(KP_STREAM, f"opshub.kp.{unit_hex}.o.*")]
-
-    async def _read_raw(self, stream: str, subject: str) -> list[tuple[int, bytes]]:
-        out: list[tuple[int, bytes]] = []
-        seq = 0
-        while True:
-            try:
-                msg = await self.js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
-            except jse.NotFoundError:
-                return out
-            assert msg.seq is not None
-            seq = msg.seq
-            out.append((seq, msg.data or b""))
-
-    async def _claim_key_packages(self, cmd: ClaimKeyPackages) -> KeyPackagesClaimed:
-        """The oldest one-time package of each unit, deleted as it is handed out (a delete
-        succeeds once, so two nodes never hand out the same package); else the unit's
-        last-resort package, kept."""
-        out: dict[str, bytes] = {}
-        for unit in dict.fromkeys(cmd.units):
-            u = _hex(unit)
-            for seq, body in await self._read_raw(KP_STREAM, f"opshub.kp.{u}.o.*"):
-                if not await self._delete(KP_STREAM, seq):
-                    continue  # claimed meanwhile through another node
-                out[unit] = body
-                break
-            else:
-                last = await self._read_raw(KP_STREAM, f"opshub.kp.{u}.r.*")
-                if last:
-                    out[unit] = last[-1][1]
-        return KeyPackagesClaimed(out)
 
     # --- reads while serving ----------------------------------------------------------
 
     async def read_log(self, op: str, after: int, limit: int) -> list[LogEntry]:
-        feed = self._feeds.get(op)
-        if feed is not None and feed.recent and feed.recent[0].seq <= after + 1 <= feed.head:
-            start = after + 1 - feed.recent[0].seq
-            return list(itertools.islice(feed.recent, start, start + limit))
+        recent = self.follower.recent(op, after, limit)
+        if recent is not None:
+            return recent
         try:
-            rows = await self._read_retrying(op_stream(op), f"opshub.op.{_hex(op)}.*",
+            rows = await self._read_retrying(op_stream(op), f"opshub.op.{hex_id(op)}.*",
                                              after + 1, limit)
         except jse.NotFoundError:
             return []
@@ -669,7 +442,7 @@ class JetStreamStore:
     async def pending_directed(self, recipient: str, limit: int) -> list[DirectedEntry]:
         try:
             rows = await self._read_retrying(DIRECTED_STREAM,
-                                             f"opshub.dir.{_hex(recipient)}", 1, limit)
+                                             f"opshub.dir.{hex_id(recipient)}", 1, limit)
         except Exception as exc:
             raise _store_error(exc, f"reading directed messages of {recipient!r}") from None
         return [DirectedEntry(seq, *data) for seq, data in rows]
@@ -690,15 +463,20 @@ class JetStreamStore:
                 await asyncio.sleep(RETRY_PAUSE)
 
     async def close(self) -> None:
+        """Stop following and close the connection, within CLOSE_WITHIN seconds whatever
+        the cluster does (everything acknowledged is stored already)."""
         self._closing = True
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        try:
+            async with asyncio.timeout(CLOSE_WITHIN):
+                if self._follower is not None:
+                    await self._follower.close()
+                if self._nc is not None and not self._nc.is_closed:
+                    with contextlib.suppress(Exception):
+                        await self._nc.drain()
+        except TimeoutError:
+            log.warning("closing the NATS connection took over %g s; closed anyway",
+                        CLOSE_WITHIN)
         if self._nc is not None and not self._nc.is_closed:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
             with contextlib.suppress(Exception):
                 await self._nc.close()
 
@@ -736,7 +514,7 @@ def _entry(cmd: AppendMessage, index: int) -> _Sent:
     data = msgpack.packb([cmd.sender, cmd.kind, cmd.header, cmd.payload, cmd.at_ms],
                          use_bin_type=True)
     op = cmd.op
-    return _Sent(index, _op_subject(op, cmd.kind), data,
+    return _Sent(index, op_subject(op, cmd.kind), data,
                  {"Nats-Msg-Id": f"{cmd.sender}|{cmd.kind}|{cmd.cid}"},
                  lambda ack: Appended(op, ack.seq, duplicate=bool(ack.duplicate)),
                  f"message {cmd.cid} of {cmd.sender} to {op!r}")
@@ -747,7 +525,7 @@ def _directed_message(cmd: StoreDirected, index: int) -> _Sent:
     if cmd.cid is not None:  # protocol.md 7.1: a cid names one message
         headers = {"Nats-Msg-Id": f"{cmd.op}|{cmd.sender}|{cmd.recipient}|{cmd.cid}"}
     data = msgpack.packb([cmd.op, cmd.sender, cmd.payload, cmd.at_ms], use_bin_type=True)
-    return _Sent(index, f"opshub.dir.{_hex(cmd.recipient)}", data, headers,
+    return _Sent(index, f"opshub.dir.{hex_id(cmd.recipient)}", data, headers,
                  lambda ack: DirectedStored(ack.seq, duplicate=bool(ack.duplicate)),
                  f"directed message to {cmd.recipient}")
 
