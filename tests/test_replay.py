@@ -28,7 +28,7 @@ from opshub.replay import Terminal, run_replay
 from protocol.errors import ScenarioError, UsageError
 
 MINI = Path(__file__).parent / "data" / "mini-scenario.yaml"
-VOLATILE = ("wall_seconds", "hub_cpu_s", "scenario")
+VOLATILE = ("wall_seconds", "hub_cpu_s", "scenario", "agents_max_rss_mb")  # measures
 
 
 def _quiet(_line: str) -> None:
