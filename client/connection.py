@@ -39,16 +39,18 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from ssl import SSLContext
 from typing import Any, TypeVar, assert_never
 
 import aiohttp
 
 from client.identity import UnitIdentity
+from client.tls import tls_error
 from protocol import agent_session as s
 from protocol import codec
 from protocol import frames as f
 from protocol.agent_session import AgentSession, Delivered, SubscriptionEnded
-from protocol.errors import AuthError, CloseCode, ProtocolError, UsageError
+from protocol.errors import AuthError, CloseCode, ProtocolError, TlsError, UsageError
 
 __all__ = ["TIMEOUT", "AgentConnection", "ConnectionClosed", "Delivered", "HubUrls",
            "SubscriptionEnded", "handshake", "hub_urls", "rotated"]
@@ -106,9 +108,12 @@ class AgentConnection:
         max_directed: int = 1024,
         ack_interval: float = 0.05,
         now: Callable[[], float] = time.time,
+        ssl: SSLContext | None = None,
     ) -> None:
         """``url``: the hub's WebSocket URL, or several nodes' (see "Several hub URLs"
-        above). Raises UsageError for an empty list."""
+        above). ``ssl``: for wss:// URLs, the context that verifies the hub's certificate
+        (client.tls.client_context: trust the CA that signed it); None trusts the system's
+        CAs. Raises UsageError for an empty list."""
         self.urls = hub_urls(url)
         self._at = 0  # index in ``urls`` of the node connected to, or tried next
         self.identity = identity
@@ -117,6 +122,7 @@ class AgentConnection:
         self.limits = limits
         self.ack_interval = ack_interval
         self.now = now
+        self.ssl = ssl
         self.session = AgentSession(credential=identity.signed, answer=identity.answer,
                                     limits=limits)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -171,6 +177,7 @@ class AgentConnection:
 
     async def connect(self) -> None:
         """Connect and authenticate. Raises AuthError if the hub refuses this unit,
+        TlsError if TLS with it fails (wss://: its certificate does not verify),
         ConnectionError if it cannot be reached within TIMEOUT."""
         self._http = aiohttp.ClientSession()
         self._loop = asyncio.get_running_loop()
@@ -227,7 +234,7 @@ class AgentConnection:
         ``reconnect``, or on a bug; then every waiting call is woken with the reason."""
         try:
             await self._serve()
-        except AuthError as exc:
+        except (AuthError, TlsError) as exc:
             self._fatal = exc
         except Exception as exc:  # a bug here: stop visibly instead of hanging the agent
             log.exception("%s: connection stopped by an unexpected error", self.unit)
@@ -250,10 +257,20 @@ class AgentConnection:
                 async with asyncio.timeout(TIMEOUT):
                     ws = await self._http.ws_connect(
                         self.current_url, max_msg_size=2 * self.limits.max_frame,
-                        autoping=True, heartbeat=30.0, compress=0)
+                        autoping=True, heartbeat=30.0, compress=0,
+                        ssl=True if self.ssl is None else self.ssl)
                 await self._connection(ws)
             except AuthError:
                 raise
+            except aiohttp.ClientSSLError as exc:
+                # A certificate that does not verify will not on the next try either; nor
+                # will a handshake that fails before this connection ever got through (a
+                # plain ws:// hub at a wss:// URL). Later, it may be a node restarting.
+                if (isinstance(exc, aiohttp.ClientConnectorCertificateError)
+                        or not self.connects):
+                    raise tls_error(self.current_url, exc) from None
+                log.info("%s: TLS with %s failed (%s); reconnecting", self.unit,
+                         self.current_url, exc)
             except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
                 log.info("%s: connection to %s lost (%s); reconnecting", self.unit,
                          self.current_url, exc)
@@ -518,10 +535,16 @@ class AgentConnection:
                                                              replace=replace))
         return int(info["available"])
 
-    async def claim_key_packages(self, units: list[str]) -> tuple[dict[str, bytes], list[str]]:
-        """Take one key package per unit (OCU units only): (unit -> package, units that
-        have none)."""
-        info = await self._call(lambda rid: f.ClaimKeyPackages(rid=rid, units=tuple(units)))
+    async def claim_key_packages(self, op: str, units: list[str], *, cid: int | None = None
+                                 ) -> tuple[dict[str, bytes], list[str]]:
+        """Take one key package per unit for the next statement of ``op`` (its admin only,
+        or an 'ocu' unit before ``op`` exists): (unit -> package, units that have none).
+        Re-sent after a reconnect with the same cid (default: the next one), so the hub
+        hands out the first answer again instead of taking more packages. Raises
+        RequestError (not_admin, bad_statement, store_failure)."""
+        key = self.next_cid() if cid is None else cid
+        info = await self._call(lambda rid: f.ClaimKeyPackages(rid=rid, units=tuple(units),
+                                                               op=op, cid=key))
         return dict(info["packages"]), list(info["missing"])
 
     # --- receiving ------------------------------------------------------------------------

@@ -39,6 +39,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
 
 import msgpack
@@ -108,12 +109,15 @@ class SecureAgent:
                  rotate_messages: int = 10_000, rotate_seconds: float = 3600.0,
                  reconnect: bool = True, catalog: Catalog | None = None,
                  reads: frozenset[str] | None = None, max_unread: int = 10_000,
-                 signatures: SignatureMemo | None = None) -> None:
+                 signatures: SignatureMemo | None = None,
+                 ssl: SSLContext | None = None) -> None:
+        """``ssl``: for wss:// URLs, what verifies the hub's certificate (see
+        AgentConnection)."""
         self.identity = identity
         self.unit = identity.unit
         self.clock = clock
         self.packages = packages
-        self.conn = AgentConnection(url, identity, reconnect=reconnect, now=clock)
+        self.conn = AgentConnection(url, identity, reconnect=reconnect, now=clock, ssl=ssl)
         self.keys = KeyPackageKeys(self.unit, identity.key, suite, rand)
         self.authority_keys = list(authority_keys)
         ring = AuthorityRing(authority_keys, signatures=signatures)

@@ -60,7 +60,7 @@ class SecureAdmin:
         RequestError (the hub refused the commit), TimeoutError."""
         units = [c.credential.unit for c in members if c.credential.unit != self.unit]
         async with self._one_at_a_time(op):
-            packages = await self._claim(units)
+            packages = await self._claim(op, units)
             proposal = self.admin.propose_create(op, name, members, packages,
                                                  now=self.clock())
             await self._send_proposal(proposal)
@@ -73,7 +73,7 @@ class SecureAdmin:
         added = [c.credential.unit for c in add]
         async with self._one_at_a_time(op):
             needed = self.admin.packages_needed(op, add=added, remove=remove)
-            packages = await self._claim(needed)
+            packages = await self._claim(op, needed)
             proposal = self.admin.propose_change(op, add=add, remove=remove, rejoin=rejoin,
                                                  packages=packages, now=self.clock())
             await self._send_proposal(proposal)
@@ -110,8 +110,8 @@ class SecureAdmin:
         finally:
             self._rotating.discard(op)
 
-    async def _claim(self, units: list[str]) -> dict[str, bytes]:
-        packages, missing = await self.conn.claim_key_packages(units)
+    async def _claim(self, op: str, units: list[str]) -> dict[str, bytes]:
+        packages, missing = await self.conn.claim_key_packages(op, units)
         if missing:
             raise CryptoError(f"no key package on the hub for {', '.join(missing)}: they "
                               f"have not connected since they were enrolled", code=Code.NO_KEY)

@@ -29,8 +29,9 @@ from hub.metrics import Metrics
 from hub.store.jetstream import JetStreamStore
 from hub.store.sqlite import SQLiteStore
 from hub.store.worker import StoreWorker
+from hub.tls import server_context
 from protocol.credentials import SignedCredential
-from protocol.errors import CloseCode, Code
+from protocol.errors import CloseCode, Code, UsageError
 from protocol.session import ServerSession
 
 log = logging.getLogger("opshub.hub")
@@ -139,8 +140,11 @@ class Hub:
             self.broker.flush_cursors()
             now = time.monotonic()
             for conn in list(self.connections):
-                if not conn.closing and conn.stalled_for(now) > timeout:
-                    conn.abort_slow(f"read nothing for {timeout:g} s with frames waiting")
+                # Also a connection closing after its queued frames: they may never go.
+                if (not conn.closed and not conn.tearing_down
+                        and conn.stalled_for(now) > timeout):
+                    conn.abort_slow(f"took no bytes for {timeout:g} s, "
+                                    f"{conn.waiting_bytes()} waiting")
 
     async def _on_shutdown(self, app: web.Application) -> None:
         for conn in list(self.connections):
@@ -167,19 +171,34 @@ class RunningHub:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.hub.config.host}:{self.port}{WS_PATH}"
+        scheme = "wss" if self.tls else "ws"
+        return f"{scheme}://{self.hub.config.host}:{self.port}{WS_PATH}"
 
     @property
     def http(self) -> str:
-        return f"http://{self.hub.config.host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.hub.config.host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the hub listens with TLS (wss://, https://)."""
+        return self.hub.config.tls_cert is not None
 
     async def start(self) -> RunningHub:
+        """Listen. Raises OSError (the port is taken, a TLS file cannot be read) and
+        ssl.SSLError (a TLS file that is not PEM, a key that does not match)."""
+        config = self.hub.config
+        context = None  # built first: a bad certificate or key fails before anything starts
+        if config.tls_cert is not None:
+            if config.tls_key is None:
+                raise UsageError("a TLS certificate needs its key (tls_key)")
+            context = server_context(config.tls_cert, config.tls_key)
         await self.hub.open()
         self._runner = web.AppRunner(self.hub.app(), handle_signals=False, access_log=None,
                                      shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.hub.config.host, self.hub.config.port,
-                           backlog=512)
+        site = web.TCPSite(self._runner, config.host, config.port, backlog=512,
+                           ssl_context=context)
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self

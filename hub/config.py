@@ -19,6 +19,10 @@ class HubConfig:
     #: NATS server URLs "nats://host:port[,nats://host:port...]" for the JetStream store
     #: that several hub nodes share (hub/store/jetstream.py, docs/scale.md).
     store: str = ""
+    #: TLS: the hub's certificate (PEM, with any intermediates) and its private key; with
+    #: both, agents connect over wss:// and the HTTP API is https:// (hub/tls.py).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     hub_id: str = "opshub"
     #: Raw Ed25519 public keys of the operation authorities this hub trusts.
     authorities: tuple[bytes, ...] = ()
@@ -26,8 +30,13 @@ class HubConfig:
     #: Deliveries queue per connection up to this many bytes; beyond it the subscriber
     #: reads from the store at its own pace instead of from memory.
     max_outbound_bytes: int = 32 * 1024 * 1024
-    #: A connection that reads nothing for this long while frames wait is closed (1013).
+    #: A connection that takes no bytes for this long while bytes wait for it is closed
+    #: (1013), or reset if it does not take the close frame either (protocol.md 14.4).
     slow_consumer_timeout: float = 10.0
+    #: SO_SNDBUF of each WebSocket connection (the kernel doubles it): what the kernel holds
+    #: for a peer, and so what a slow consumer's close frame waits behind. 0 leaves it to
+    #: the kernel's autotuning (up to net.ipv4.tcp_wmem's maximum, 4 MiB by default).
+    socket_send_buffer: int = 256 * 1024
     max_operations_per_unit: int = 64
     #: Accept any authority-signed credential at handshake and enroll it, instead of
     #: requiring the unit in the directory first (convenient for load tests).
@@ -46,6 +55,7 @@ class HubConfig:
 _FILE_SETTINGS = frozenset({
     "hub_id", "max_outbound_bytes", "slow_consumer_timeout", "max_operations_per_unit",
     "open_enrollment", "handshake_timeout", "cursor_flush_interval", "catchup_page",
+    "socket_send_buffer",
 })
 
 

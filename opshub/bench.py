@@ -41,11 +41,13 @@ import msgpack
 from client.connection import AgentConnection, handshake
 from client.identity import KeyFolder, UnitIdentity, UnitSpec
 from client.membership import OperationAdmin
+from client.tls import client_context
 from opshub.histogram import LatencyHistogram
 from opshub.hubapi import HubApi
 from opshub.hubprocess import HubProcess, process_cpu_seconds
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
+from opshub.tls import trust, write_tls_folder
 from protocol import codec
 from protocol import frames as f
 from protocol.errors import UsageError
@@ -72,6 +74,10 @@ class BenchOptions:
     db: Path | None = None
     fanout: str = "coalesced"
     hub_loop: str = "asyncio"
+    #: a running wss:// hub: the CA that signed its certificate (None: the system's CAs)
+    tls_ca: Path | None = None
+    #: the started hub serves TLS with a certificate of a fresh local CA
+    tls: bool = False
 
 
 # --- subscriber processes ----------------------------------------------------------------
@@ -105,16 +111,16 @@ def _deliver_head(data: bytes) -> tuple[str, int, int, int, int] | None:
 
 
 def _subscriber_main(url: str, identities: list[dict[str, Any]], ops: list[str],
-                     pipe: Connection) -> None:
+                     pipe: Connection, tls_ca: Path | None = None) -> None:
     try:
         import uvloop
-        uvloop.run(_subscribers(url, identities, ops, pipe))
+        uvloop.run(_subscribers(url, identities, ops, pipe, tls_ca))
     except ImportError:  # pragma: no cover
-        asyncio.run(_subscribers(url, identities, ops, pipe))
+        asyncio.run(_subscribers(url, identities, ops, pipe, tls_ca))
 
 
 async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str],
-                       pipe: Connection) -> None:
+                       pipe: Connection, tls_ca: Path | None) -> None:
     loop = asyncio.get_running_loop()
     hist = LatencyHistogram()
     stats = {"received": 0, "in_window": 0, "gaps": 0, "errors": 0}
@@ -172,7 +178,8 @@ async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str
     # Same reasoning as hub.app.tune_gc: a load generator decoding 1M lists a second.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    async with aiohttp.ClientSession() as http:
+    ssl = True if tls_ca is None else client_context(tls_ca)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl)) as http:
         conns = []
         for data in identities:
             ws = await http.ws_connect(url, compress=0, max_msg_size=64 * 1024 * 1024)
@@ -210,8 +217,8 @@ async def _subscribers(url: str, identities: list[dict[str, Any]], ops: list[str
 async def _publish(opts: BenchOptions, url: str, ops: list[str], pub: UnitIdentity,
                    subs: list[UnitIdentity],
                    children: Sequence[tuple[mp.process.BaseProcess, Connection]],
-                   hub: HubProcess | None) -> dict[str, Any]:
-    conn = AgentConnection(url, pub)
+                   hub: HubProcess | None, tls_ca: Path | None) -> dict[str, Any]:
+    conn = AgentConnection(url, pub, ssl=None if tls_ca is None else client_context(tls_ca))
     await conn.connect()
     for op in ops:
         admin = OperationAdmin(pub, op, now=time.time)
@@ -288,13 +295,14 @@ def bench_operations(taken: set[str], count: int) -> list[str]:
     return [f"BENCH-{run_no}-{i + 1}" for i in range(count)]
 
 
-async def _join_running_hub(url: str, keys: Path, specs: list[UnitSpec], operations: int
-                            ) -> tuple[str, Cast, list[str]]:
+async def _join_running_hub(url: str, keys: Path, specs: list[UnitSpec], operations: int,
+                            tls_ca: Path | None) -> tuple[str, Cast, list[str]]:
     """Enrol the bench's units with the running hub at ``url`` and pick this run's
-    operations. Raises UsageError (key folder, hub not there, credential refused)."""
+    operations. Raises UsageError (key folder, hub not there, credential refused, CA file)
+    and TlsError (a wss:// hub's certificate does not verify)."""
     folder = open_folder(keys, authority_key=True)
     own = own_identities(folder, specs)
-    async with HubApi(url) as api:
+    async with HubApi(url, ssl=trust([url], tls_ca)) as api:
         on_file = {u: c.credential.issued_at for u, c in (await api.directory()).items()}
         chosen = cast(specs, now=int(time.time()), folder=folder, own=own, on_file=on_file)
         await api.enroll(chosen.identities.values())
@@ -307,19 +315,28 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     specs = bench_units(opts.subscribers)
     with tempfile.TemporaryDirectory(prefix="opshub-bench-") as tmp:
         hub: HubProcess | None = None
+        tls_ca = opts.tls_ca
         if opts.hub_url is None:
+            if tls_ca is not None:
+                raise UsageError("--tls-ca goes with --hub wss://... (the bench's own hub "
+                                 "over TLS: --tls)")
             chosen = cast(specs, now=int(time.time()))
             ops = bench_operations(set(), opts.operations)
             keys = Path(tmp) / "keys"
             KeyFolder(keys).write(chosen.authority, list(chosen.identities.values()))
+            files = write_tls_folder(Path(tmp) / "tls") if opts.tls else None
+            tls_ca = None if files is None else files.ca
             hub = HubProcess(keys, opts.db or Path(tmp) / "bench.db", fanout=opts.fanout,
-                             loop=opts.hub_loop)
+                             loop=opts.hub_loop, tls=files)
             url = hub.url
         else:
             if opts.keys is None:
                 raise UsageError("--hub needs --keys: the key folder of that hub's authority")
+            if opts.tls:
+                raise UsageError("--tls starts the bench's own hub over TLS; a running hub's "
+                                 "wss:// URL goes with --tls-ca FILE")
             url, chosen, ops = run(_join_running_hub(opts.hub_url, opts.keys, specs,
-                                                     opts.operations))
+                                                     opts.operations, tls_ca))
         pub, *subs = (chosen.identities[s.unit] for s in specs)
         children: list[tuple[mp.process.BaseProcess, Connection]] = []
         try:
@@ -329,11 +346,11 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 if not mine:
                     continue
                 parent, child = ctx.Pipe()
-                started = ctx.Process(target=_subscriber_main, args=(url, mine, ops, child),
-                                      daemon=True)
+                started = ctx.Process(target=_subscriber_main,
+                                      args=(url, mine, ops, child, tls_ca), daemon=True)
                 started.start()
                 children.append((started, parent))
-            pubres = run(_publish(opts, url, ops, pub, subs, children, hub))
+            pubres = run(_publish(opts, url, ops, pub, subs, children, hub, tls_ca))
             hist = LatencyHistogram()
             stats = {"received": 0, "in_window": 0, "gaps": 0, "errors": 0, "short": 0}
             for sub_proc, pipe in children:

@@ -96,6 +96,30 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_tls(args: argparse.Namespace) -> int:
+    from opshub.tls import DEFAULT_HOSTS, TlsFiles, fingerprint, write_tls_folder
+
+    out: Path = args.out
+    if TlsFiles.at(out).ca_key.exists() and not args.force:
+        raise UsageError(f"{out} already holds a CA; use --force to replace it (whoever "
+                         f"trusts its ca.pem then no longer trusts the hub)")
+    hosts = args.host or list(DEFAULT_HOSTS)
+    try:
+        files = write_tls_folder(out, hosts, days=args.days)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {(exc.strerror or str(exc)).lower()}"
+                         ) from None
+    print(f"a local CA and a hub certificate for {', '.join(hosts)} written to {out}/")
+    print(f"  ca.pem    the CA certificate: clients trust it (--tls-ca {files.ca})")
+    print(f"            SHA-256 {fingerprint(files.ca)}")
+    print("  ca.key    the CA's private key (0600): keep it private")
+    print("  hub.pem   the hub's certificate, hub.key its private key (0600):")
+    print(f"            opshub serve --tls-cert {files.cert} --tls-key {files.key}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from opshub.serve import cmd_serve as serve
 
@@ -154,7 +178,8 @@ def cmd_bench_hub(args: argparse.Namespace) -> int:
         subscribers=args.subscribers, size=args.size, duration=args.duration,
         warmup=args.warmup, window=args.window, batch=args.batch,
         sub_procs=args.sub_procs, operations=args.operations, hub_url=args.hub,
-        keys=args.keys, db=args.db, fanout=args.fanout, hub_loop=args.hub_loop)
+        keys=args.keys, db=args.db, fanout=args.fanout, hub_loop=args.hub_loop,
+        tls_ca=args.tls_ca, tls=args.tls)
     runs = [run_bench(opts) for _ in range(args.runs)]
     result = runs[0] if len(runs) == 1 else median_of(runs)
     _emit(result, args.json)
@@ -252,7 +277,8 @@ def _keys(sub: Any) -> None:
                  "Create an operation authority (authority.key, authority.pub) and one "
                  "identity per unit\n(units/<UNIT>.json, private, 0600), plus roster.json, "
                  "the public credentials a hub\npreloads. Without --unit: a small demo "
-                 "roster (an OCU, four national units, a liaison).",
+                 "roster (an OCU, four national units, a liaison).\n`opshub keys tls` "
+                 "makes a local CA and a hub certificate for TLS.",
                  "--out keys",
                  "--out keys --unit OCU,BB,WCO-RILO,ocu --unit JM-CUSTOMS,JM,customs",
                  func=cmd_keys)
@@ -265,6 +291,26 @@ def _keys(sub: Any) -> None:
     k.add_argument("--days", type=float, default=365, help="credential validity in days")
     k.add_argument("--force", action="store_true",
                    help="replace an authority already in --out (its credentials stop working)")
+    tools = k.add_subparsers(dest="keys_tool", metavar="<tool>")
+    t = _command(tools, "keys tls", "a local CA and a hub certificate for a test setup",
+                 "Make a local certificate authority and a hub certificate it signs (ECDSA "
+                 "P-256), for a\ntest setup over TLS: ca.pem (what clients trust: --tls-ca), "
+                 "ca.key (the CA's key, 0600),\nhub.pem and hub.key (0600) for `opshub serve "
+                 "--tls-cert hub.pem --tls-key hub.key`.\nThe certificate is valid for each "
+                 "--host (DNS names and IP addresses). Not a PKI for\nproduction: nothing "
+                 "revokes a certificate.",
+                 "--out keys/tls",
+                 "--out keys/tls --host hub.example.org --host 10.0.0.5 --days 30",
+                 func=cmd_keys_tls)
+    t.add_argument("--out", type=Path, default=Path("keys/tls"), metavar="DIR",
+                   help="folder to write")
+    t.add_argument("--host", action="append", default=None, metavar="NAME|IP",
+                   help="a host name or IP address agents reach the hub at (repeat; default: "
+                   "127.0.0.1 and localhost)")
+    t.add_argument("--days", type=float, default=365,
+                   help="validity of the hub certificate in days (the CA's: five times that)")
+    t.add_argument("--force", action="store_true",
+                   help="replace a CA already in --out")
 
 
 def _serve(sub: Any) -> None:
@@ -273,10 +319,13 @@ def _serve(sub: Any) -> None:
                  "(/healthz,\n/v1/operations, /v1/directory, /metrics) beside it, one "
                  "SQLite database. It trusts\nKEYS/authority.pub, preloads KEYS/roster.json "
                  "and stops cleanly on Ctrl-C or SIGTERM\n(every acknowledged message is on "
-                 "disk). See docs/operations.md.",
+                 "disk). With --tls-cert and --tls-key: wss:// and https://.\nSee "
+                 "docs/operations.md.",
                  "--keys keys --db opshub.db --port 8765",
                  "--keys keys --port 0 --ready-file hub.json    (scripts: read the URL "
                  "from hub.json)",
+                 "--keys keys --tls-cert keys/tls/hub.pem --tls-key keys/tls/hub.key    "
+                 "(wss://, https://)",
                  func=cmd_serve)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one")
@@ -293,6 +342,12 @@ def _serve(sub: Any) -> None:
     s.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
                    help="once listening, write {\"url\", \"http\", \"pid\", \"hub\", \"db\"} "
                    "here as JSON (atomically; removed when the hub stops)")
+    s.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                   help="serve over TLS (wss://, https://) with this certificate (PEM, "
+                   "with any intermediates); needs --tls-key. `opshub keys tls` makes one "
+                   "with a local CA for a test setup")
+    s.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                   help="the private key of --tls-cert (PEM)")
     s.add_argument("--open-enrollment", action="store_true",
                    help="accept any credential the authority signed, enrolled or not")
     s.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
@@ -389,9 +444,22 @@ def _replay(sub: Any) -> None:
     r.add_argument("--keys", type=Path, default=None, metavar="DIR",
                    help="with --hub: the key folder of that hub's authority (authority.key "
                    "signs the participants it has no units/<UNIT>.json for)")
+    _tls_arguments(r, "replay", own=True)
     r.add_argument("--operation-id", type=_operation_id, default=None, metavar="ID",
                    help="the operation's id on the hub, e.g. DRILL-3 (default: the "
                    "scenario's code, numbered -2, -3 ... when the hub already has it)")
+
+
+def _tls_arguments(parser: argparse.ArgumentParser, verb: str, *, own: bool) -> None:
+    """--tls-ca (a running wss:// hub) and, for a tool that can start its own hub, --tls."""
+    parser.add_argument("--tls-ca", type=Path, default=None, metavar="FILE",
+                        help="with --hub wss://...: the CA certificate (PEM) that signed the "
+                        "hub's certificate, e.g. the ca.pem of `opshub keys tls` (default: "
+                        "the system's CAs)")
+    if own:
+        parser.add_argument("--tls", action="store_true",
+                            help=f"{verb} over TLS: the tool's own hub serves wss:// with "
+                            "a certificate of a fresh local CA")
 
 
 def _exercise(sub: Any) -> None:
@@ -423,6 +491,7 @@ def _exercise(sub: Any) -> None:
                    "them round robin, each falling back on the others")
     x.add_argument("--keys", type=Path, default=None, metavar="DIR",
                    help="with --hub: the key folder of that hub's authority")
+    _tls_arguments(x, "run", own=False)
     x.add_argument("--out", type=Path, default=Path("exercise-out"), metavar="DIR",
                    help="folder of the after-action reviews (run-N/review.html, .json, .md, "
                    ".csv), written when the exercise ends or the director asks")
@@ -539,6 +608,7 @@ def _bench(sub: Any) -> None:
     bh.add_argument("--keys", type=Path, default=None, metavar="DIR",
                     help="with --hub: the key folder of that hub's authority (it signs the "
                     "bench's units)")
+    _tls_arguments(bh, "benchmark", own=True)
     bh.add_argument("--db", type=Path, default=None, metavar="FILE",
                     help="database of the started hub (default: a temporary file)")
     bh.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 from client.exercise import exercise_file
@@ -23,10 +24,11 @@ from client.exercise.runtime import ExerciseRun, links
 from client.exercise.web import make_app
 from client.identity import KeyFolder
 from client.replay.run import participants, pick_operation_id
-from opshub.hubapi import HubNodes
+from opshub.hubapi import HubNodes, hub_url_list
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
+from opshub.tls import trust
 from opshub.webapp import listening, run_until_stopped, stop_on_signals
 from protocol.errors import UsageError
 
@@ -55,17 +57,19 @@ async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed
                        keys: Path | None = None,
                        ready_file: Path | None = None,
                        stop: asyncio.Event | None = None,
-                       say: Any = print) -> None:
+                       say: Any = print, tls_ca: Path | None = None) -> None:
     """Serve the exercise until ``stop`` is set (or forever); over a hub of its own, or
     the one at ``hub_url`` (or the nodes of one cluster: several URLs, or one
-    comma-separated string). Raises UsageError for a bad key folder or hub, before
-    anything listens."""
+    comma-separated string; ``tls_ca``: the CA that signed a wss:// hub's certificate).
+    Raises UsageError for a bad key folder, hub or CA file, TlsError for a hub whose
+    certificate does not verify, before anything listens."""
     stop = stop or asyncio.Event()
     now = int(time.time())
     specs = participants(ex.scenario)
     if hub_url is None:
-        if keys is not None:
-            raise UsageError("--keys goes with --hub (an exercise's own hub has its own keys)")
+        if keys is not None or tls_ca is not None:
+            raise UsageError("--keys and --tls-ca go with --hub (an exercise's own hub has "
+                             "its own keys)")
         chosen = cast(specs, now=now)
         with tempfile.TemporaryDirectory(prefix="opshub-exercise-") as tmp:
             folder = Path(tmp) / "keys"
@@ -74,7 +78,8 @@ async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed
             try:
                 base = pick_operation_id(ex.scenario.code, (), None)
                 await _serve(ex, [hub.url], chosen, base, host=host, port=port, speed=speed,
-                             seed=seed, out=out, ready_file=ready_file, stop=stop, say=say)
+                             seed=seed, out=out, ready_file=ready_file, stop=stop, say=say,
+                             ssl=None)
             finally:
                 hub.stop()
         return
@@ -82,24 +87,26 @@ async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed
         raise UsageError("--hub needs --keys: the key folder of that hub's authority")
     kf = open_folder(keys, authority_key=True)
     own = own_identities(kf, specs)
-    async with HubNodes(hub_url) as nodes:
+    ssl = trust(hub_url_list(hub_url), tls_ca)
+    async with HubNodes(hub_url, ssl=ssl) as nodes:
         on_file = {u: c.credential.issued_at for u, c in (await nodes.directory()).items()}
         chosen = cast(specs, now=now, folder=kf, own=own, on_file=on_file)
         await nodes.enroll(chosen.identities.values())
         base = pick_operation_id(ex.scenario.code, await nodes.operations(), None)
     await _serve(ex, nodes.urls, chosen, base, host=host, port=port, speed=speed, seed=seed,
-                 out=out, ready_file=ready_file, stop=stop, say=say)
+                 out=out, ready_file=ready_file, stop=stop, say=say, ssl=ssl)
 
 
 async def _serve(ex: Exercise, urls: list[str], chosen: Cast, base: str, *, host: str,
                  port: int, speed: float, seed: int, out: Path | None,
-                 ready_file: Path | None, stop: asyncio.Event, say: Any) -> None:
+                 ready_file: Path | None, stop: asyncio.Event, say: Any,
+                 ssl: SSLContext | None) -> None:
     def operation_id(n: int) -> str:
         return base if n == 1 else f"{base}.R{n}"
 
     runtime = ExerciseRun(ex, url=urls, identities=chosen.identities,
                           authority=chosen.authority, operation_id=operation_id, seed=seed,
-                          speed=speed, out=out)
+                          speed=speed, out=out, ssl=ssl)
     async with listening(make_app(runtime), host, port) as base_url:
         runtime.base_url = base_url
         found = links(runtime, base_url)
@@ -120,6 +127,7 @@ def cmd_exercise(args: argparse.Namespace) -> int:
         stop_on_signals(stop)
         await run_exercise(ex, host=args.host, port=args.port, speed=args.speed,
                            seed=args.seed, out=args.out, hub_url=args.hub, keys=args.keys,
+                           tls_ca=args.tls_ca,
                            ready_file=args.ready_file, stop=stop)
 
     run(main())

@@ -1,8 +1,9 @@
 """What the tools ask a running hub over its JSON HTTP API: the directory, the operations,
-enrolment of credentials; of one hub, or of every node of a cluster (``HubNodes``). Every
-failure of the HTTP client is translated here, in one place, into a UsageError of one line
-that names the hub (a hub that is not there, that does not answer, that is not an opshub
-hub, that refuses a credential).
+enrolment of credentials; of one hub, or of every node of a cluster (``HubNodes``), over
+http:// or, for a wss:// hub, https://. Every failure of the HTTP client is translated
+here, in one place, into an error of one line that names the hub: UsageError (a hub that is
+not there, that does not answer, that is not an opshub hub, that refuses a credential) or
+TlsError (its certificate does not verify).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import errno
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from ssl import SSLContext
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +21,7 @@ import aiohttp
 
 from client.connection import TIMEOUT
 from client.identity import UnitIdentity
+from client.tls import tls_error
 from protocol.credentials import SignedCredential
 from protocol.errors import UsageError
 
@@ -58,14 +61,20 @@ def http_url(url: str) -> str:
 class HubApi:
     """A running hub's HTTP API, for as long as the ``async with`` lasts."""
 
-    def __init__(self, url: str, *, timeout: float = TIMEOUT) -> None:
+    def __init__(self, url: str, *, timeout: float = TIMEOUT,
+                 ssl: SSLContext | None = None) -> None:
+        """``ssl``: for an https:// API (a wss:// hub), what verifies the hub's
+        certificate (client.tls.client_context); None trusts the system's CAs."""
         self.url = ws_url(url)
         self.http = http_url(url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HubApi:
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout,
+            connector=aiohttp.TCPConnector(ssl=True if self._ssl is None else self._ssl))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -110,6 +119,8 @@ class HubApi:
         """The one translation of the HTTP client's failures."""
         try:
             yield
+        except aiohttp.ClientSSLError as exc:
+            raise tls_error(self.url, exc) from None
         except aiohttp.ClientConnectorError as exc:
             error = exc.os_error
             code = error.errno
@@ -134,10 +145,11 @@ class HubNodes:
     enrolling on each does not rely on how soon one node sees what another stored (a
     credential a node already has is a no-op there), at one request per node."""
 
-    def __init__(self, url: str | Sequence[str], *, timeout: float = TIMEOUT) -> None:
-        """Raises UsageError for a bad URL or for none."""
+    def __init__(self, url: str | Sequence[str], *, timeout: float = TIMEOUT,
+                 ssl: SSLContext | None = None) -> None:
+        """``ssl``: see HubApi. Raises UsageError for a bad URL or for none."""
         self.urls = hub_url_list(url)
-        self._nodes = [HubApi(u, timeout=timeout) for u in self.urls]
+        self._nodes = [HubApi(u, timeout=timeout, ssl=ssl) for u in self.urls]
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> HubNodes:

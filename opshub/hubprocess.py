@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from opshub.tls import TlsFiles
 from protocol.errors import OpshubError, UsageError
 
 #: seconds a hub may take from exec to listening (imports, opening the database)
@@ -33,13 +34,16 @@ def process_cpu_seconds(pid: int) -> float:
 
 class HubProcess:
     """A hub in a child process: ``with HubProcess(keys, db) as hub: ... hub.url``, or
-    ``HubProcess(keys, store="nats://...,nats://...")`` for a node of a cluster.
+    ``HubProcess(keys, store="nats://...,nats://...")`` for a node of a cluster. With
+    ``tls`` (opshub.tls.write_tls_folder) it serves wss:// and https:// with that folder's
+    hub certificate; clients trust its ``tls.ca``.
 
     Raises OpshubError if the child exits, or is not listening within READY_WITHIN
     seconds (the child has printed its own reason on stderr)."""
 
     def __init__(self, keys: Path, db: Path | None = None, *, store: str = "",
-                 fanout: str = "coalesced", loop: str = "asyncio") -> None:
+                 fanout: str = "coalesced", loop: str = "asyncio",
+                 tls: TlsFiles | None = None) -> None:
         if (db is None) == (not store):
             raise UsageError("a hub keeps its state in a database file or in a store "
                              "(nats://...), one of the two")
@@ -48,6 +52,8 @@ class HubProcess:
         # A hub on a store (a node of a cluster, opshub/cluster.py) has no file of its own:
         # it runs in its temporary folder, so that nothing it writes lands in the caller's.
         state = ["--store", store] if store else ["--db", str(db)]
+        if tls is not None:
+            state += ["--tls-cert", str(tls.cert.resolve()), "--tls-key", str(tls.key.resolve())]
         # stdout (the human-readable lines) is not needed; stderr stays the user's
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opshub", "serve", "--host", "127.0.0.1", "--port", "0",

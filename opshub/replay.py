@@ -7,7 +7,9 @@ Against a running hub, the participants the key folder holds (``units/<UNIT>.jso
 act with that identity; the others get a credential issued after any the hub has on
 file, so a replay never displaces a unit's own keys and can run any number of times.
 Each run is an operation of its own: the scenario's code, then ``CODE-2``, ``CODE-3``
-... (or ``--operation-id``).
+... (or ``--operation-id``). A wss:// hub's certificate is checked against ``--tls-ca``
+(or the system's CAs); ``--tls`` gives the replay's own hub a certificate of a fresh
+local CA.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any, TextIO
 
 from client.identity import KeyFolder
@@ -33,10 +36,12 @@ from client.replay.run import (
     until_stopped,
     write,
 )
-from opshub.hubapi import HubNodes
+from client.tls import client_context
+from opshub.hubapi import HubNodes, hub_url_list
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
+from opshub.tls import trust, write_tls_folder
 from protocol.errors import UsageError
 
 #: exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
@@ -49,7 +54,8 @@ async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float |
                      progress: Callable[[str], None] = print,
                      status: Callable[[str], None] | None = None,
                      hook: Callable[[Replay], None] | None = None,
-                     stop: asyncio.Event | None = None) -> dict[str, Any]:
+                     stop: asyncio.Event | None = None, tls_ca: Path | None = None,
+                     tls: bool = False) -> dict[str, Any]:
     """Replay ``operation`` (a seeds/ name or a scenario path) over a hub of its own, or
     over the running hub at ``hub_url`` whose authority's key folder is ``keys`` (or the
     nodes of one cluster: several URLs, or one comma-separated string; the agents are
@@ -58,10 +64,13 @@ async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float |
     ``stop`` ends the replay early: the report is then of what happened so far and
     ``partial``. ``hook`` sees the Replay before it starts (tests inject faults there).
     ``progress`` prints each line; ``status``, on a terminal, shows the progress line
-    in place (without it, progress goes to ``progress`` every few seconds).
+    in place (without it, progress goes to ``progress`` every few seconds). ``tls_ca``:
+    the CA that signed a wss:// hub's certificate (default: the system's CAs); ``tls``:
+    the replay's own hub serves TLS with a certificate of a fresh local CA.
 
-    Raises ScenarioError for a scenario that cannot be replayed and UsageError for a
-    bad key folder, operation id or hub, each before any message is sent."""
+    Raises ScenarioError for a scenario that cannot be replayed, UsageError for a bad key
+    folder, operation id, hub or CA file, and TlsError for a hub whose certificate does
+    not verify, each before any message is sent."""
     replay = prepare(operation, seed=seed, speed=speed, progress=progress)
     replay.status = status
     if operation_id is not None:
@@ -70,14 +79,23 @@ async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float |
     if hub_url is None:
         if keys is not None:
             raise UsageError("--keys goes with --hub (a replay's own hub has its own keys)")
+        if tls_ca is not None:
+            raise UsageError("--tls-ca goes with --hub wss://... (the replay's own hub over "
+                             "TLS: --tls)")
         return await _own_hub(replay, cast(participants(replay.scenario), now=now),
-                              db=db, out=out, requested=operation_id, hook=hook, stop=stop)
+                              db=db, out=out, requested=operation_id, hook=hook, stop=stop,
+                              tls=tls)
     if keys is None:
         raise UsageError("--hub needs --keys: the key folder of that hub's authority")
+    if tls:
+        raise UsageError("--tls starts the replay's own hub over TLS; a running hub's "
+                         "wss:// URL goes with --tls-ca FILE (the CA that signed its "
+                         "certificate)")
     folder = open_folder(keys, authority_key=True)
     specs = participants(replay.scenario)
     own = own_identities(folder, specs)  # problems with the folder before the network
-    async with HubNodes(hub_url) as nodes:
+    ssl = trust(hub_url_list(hub_url), tls_ca)
+    async with HubNodes(hub_url, ssl=ssl) as nodes:
         on_file = {u: c.credential.issued_at for u, c in (await nodes.directory()).items()}
         chosen = cast(specs, now=now, folder=folder, own=own, on_file=on_file)
         await nodes.enroll(chosen.identities.values())
@@ -86,22 +104,24 @@ async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float |
     if chosen.own:
         progress(f"keys     {len(chosen.own)} participants act with their own identity "
                  f"from {keys}/units: {', '.join(sorted(chosen.own))}")
-    stopped = await _replay(replay, nodes.urls, chosen, hook=hook, stop=stop)
+    stopped = await _replay(replay, nodes.urls, chosen, hook=hook, stop=stop, ssl=ssl)
     return write(replay, out, partial=stopped)
 
 
 async def _own_hub(replay: Replay, chosen: Cast, *, db: Path | None, out: Path,
                    requested: str | None, hook: Callable[[Replay], None] | None,
-                   stop: asyncio.Event | None) -> dict[str, Any]:
+                   stop: asyncio.Event | None, tls: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="opshub-replay-") as tmp:
         keys = Path(tmp) / "keys"
         KeyFolder(keys).write(chosen.authority, list(chosen.identities.values()))
+        files = write_tls_folder(Path(tmp) / "tls") if tls else None
         replay.op = pick_operation_id(replay.scenario.code, (), requested)
         # no await between starting the child and entering the try: a Ctrl-C, which
         # cancels this task at its next await, cannot leave the child running
-        hub = HubProcess(keys, db or Path(tmp) / "hub.db")
+        hub = HubProcess(keys, db or Path(tmp) / "hub.db", tls=files)
         try:
-            stopped = await _replay(replay, [hub.url], chosen, hook=hook, stop=stop)
+            ssl = None if files is None else client_context(files.ca)
+            stopped = await _replay(replay, [hub.url], chosen, hook=hook, stop=stop, ssl=ssl)
             cpu = round(hub.cpu_seconds(), 2)
         finally:
             hub_exit = hub.stop()
@@ -109,7 +129,8 @@ async def _own_hub(replay: Replay, chosen: Cast, *, db: Path | None, out: Path,
 
 
 async def _replay(replay: Replay, urls: list[str], chosen: Cast, *,
-                  hook: Callable[[Replay], None] | None, stop: asyncio.Event | None) -> bool:
+                  hook: Callable[[Replay], None] | None, stop: asyncio.Event | None,
+                  ssl: SSLContext | None) -> bool:
     """Run the agents until the end (False) or until stopped (True)."""
     s = replay.scenario
     where = (f"hub {urls[0]}" if len(urls) == 1
@@ -121,8 +142,8 @@ async def _replay(replay: Replay, urls: list[str], chosen: Cast, *,
         f"{replay.op} on {where}")
     if hook is not None:
         hook(replay)
-    _, stopped = await until_stopped(replay.run(urls, chosen.identities, chosen.authority),
-                                     stop)
+    _, stopped = await until_stopped(
+        replay.run(urls, chosen.identities, chosen.authority, ssl=ssl), stop)
     return stopped
 
 
@@ -177,7 +198,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             args.operation, seed=args.seed, speed=speed, out=args.out, db=args.db,
             hub_url=args.hub, keys=args.keys, operation_id=args.operation_id,
             progress=print if terminal is None else terminal.line,
-            status=None if terminal is None else terminal.status, hook=on_start, stop=stop))
+            status=None if terminal is None else terminal.status, hook=on_start, stop=stop,
+            tls_ca=args.tls_ca, tls=args.tls))
     finally:
         if terminal is not None:
             terminal.close()

@@ -3,9 +3,10 @@
 Once the hub listens it prints one line for people and, with ``--ready-file PATH``,
 writes ``{"url", "http", "pid", "hub", "db"}`` there atomically (a temporary file
 renamed into place) for programs; the file is removed when the hub stops, so a file
-that exists names a hub that is up. Problems a user can cause (a bad key folder or
-config file, a port in use, a database that cannot be opened) raise UsageError or
-StoreError with one line to print.
+that exists names a hub that is up. With ``--tls-cert`` and ``--tls-key`` the URLs are
+wss:// and https://. Problems a user can cause (a bad key folder, config file or TLS
+file, a port in use, a database that cannot be opened) raise UsageError or StoreError
+with one line to print.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import ssl
 from pathlib import Path
 
+from client.tls import tls_reason
 from hub.app import RunningHub, serve
 from hub.config import HubConfig, load_config_file
+from hub.tls import server_context
 from opshub.identities import open_folder, roster
 from opshub.loops import run
 from opshub.webapp import write_ready
@@ -30,7 +34,9 @@ def hub_config(args: argparse.Namespace) -> HubConfig:
     if store and not all(u.strip().startswith("nats://") for u in store.split(",")):
         raise UsageError(f"--store {store!r}: give NATS server URLs, "
                          f"nats://HOST:PORT[,nats://HOST:PORT...]")
+    cert, key = tls_files(args)
     config = HubConfig(host=args.host, port=args.port, db=args.db, store=store,
+                       tls_cert=cert, tls_key=key,
                        authorities=(folder.authority_public(),),
                        open_enrollment=args.open_enrollment, fanout=args.fanout)
     if args.config is not None:
@@ -41,6 +47,30 @@ def hub_config(args: argparse.Namespace) -> HubConfig:
         except ValueError as exc:
             raise UsageError(f"{args.config}: {exc}") from None
     return config
+
+
+def tls_files(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """``--tls-cert`` and ``--tls-key``, both or neither, checked by loading them as the
+    hub will. Raises UsageError naming the file and what is wrong with it."""
+    cert: Path | None = getattr(args, "tls_cert", None)
+    key: Path | None = getattr(args, "tls_key", None)
+    if (cert is None) != (key is None):
+        raise UsageError("--tls-cert and --tls-key go together: the hub's certificate and "
+                         "its private key (`opshub keys tls` makes both for a test setup)")
+    if cert is None or key is None:
+        return None, None
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    try:
+        server_context(cert, key)
+    except ssl.SSLError as exc:
+        raise UsageError(f"--tls-cert {cert} --tls-key {key}: not a PEM certificate and its "
+                         f"matching private key ({tls_reason(exc)})") from None
+    except OSError as exc:
+        raise UsageError(f"--tls-cert {cert} --tls-key {key}: "
+                         f"{(exc.strerror or str(exc)).lower()}") from None
+    return cert, key
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -59,8 +89,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             write_ready(ready_file, {"url": running.url, "http": running.http,
                                           "pid": os.getpid(), "hub": config.hub_id,
                                           "db": str(config.db)})
+        tls = f", TLS certificate {config.tls_cert}" if running.tls else ""
         print(f"opshub: hub {config.hub_id!r} listening on {running.http} "
-              f"(WebSocket {running.url}), database {config.db}", flush=True)
+              f"(WebSocket {running.url}), database {config.db}{tls}", flush=True)
 
     try:
         run(serve(config, credentials, ready=ready), args.loop)

@@ -379,8 +379,12 @@ def _kp_put(r: _Reader) -> f.PutKeyPackages:
 
 def _kp_claim(r: _Reader) -> f.ClaimKeyPackages:
     raw = r.array("units", max_len=r.limits.max_batch)
+    # op and cid are optional so that an older agent's claim decodes (and is refused by
+    # the router with not_admin, the connection kept) instead of closing the connection
+    op = None if r.obj.get("op") is None else r.id("op")
     return f.ClaimKeyPackages(rid=r.uint("rid"), units=tuple(
-        check_id(v, f"$.units[{i}]") for i, v in enumerate(raw)))
+        check_id(v, f"$.units[{i}]") for i, v in enumerate(raw)), op=op,
+        cid=r.uint("cid", optional=True))
 
 
 _PARSERS: dict[str, Callable[[_Reader], f.Frame]] = {

@@ -20,6 +20,9 @@ WebSocket close code::
     ├── ScenarioError            a scenario file is not valid (``problems``: file, line,
     │                            path and reason of each); nothing runs
     ├── StoreError               the store failed; the request is not acked
+    ├── TlsError                 a wss:// or https:// hub failed TLS: its certificate did
+    │                            not verify against the CAs this side trusts, or the
+    │                            handshake failed (client side; not retried)
     └── UsageError               this side misused the API (local)
 """
 
@@ -156,6 +159,14 @@ class StoreError(OpshubError):
     """The store could not complete a write or read."""
 
     code = Code.STORE
+
+
+class TlsError(OpshubError):
+    """TLS with a hub failed before any frame: a certificate that does not verify (an
+    unknown CA, the wrong host name, expired) or a failed handshake (a plain ws:// hub
+    at a wss:// URL). The message names the URL and the reason."""
+
+    code = "tls_failed"
 
 
 class UsageError(OpshubError):

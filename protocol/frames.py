@@ -322,15 +322,26 @@ class PutKeyPackages:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimKeyPackages:
-    """Take one key package of each unit (an OCU unit only, for a commit it will sign).
-    The answer's ``info`` holds ``packages`` (unit -> signed package) and ``missing``."""
+    """Take one key package of each unit, for the next statement of ``op`` (its admin only;
+    protocol.md 12.3). The answer's ``info`` holds ``packages`` (unit -> signed package)
+    and ``missing``."""
 
     T: ClassVar[str] = "kp_claim"
     rid: int
     units: tuple[str, ...]
+    #: the operation whose next statement seals to these units. Optional on the wire only
+    #: so that an older agent's claim decodes: the hub refuses a claim without it.
+    op: str | None = None
+    #: idempotency key, with the claimer and ``op``: a retry gets the first answer
+    cid: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": self.T, "rid": self.rid, "units": list(self.units)}
+        out: dict[str, Any] = {"t": self.T, "rid": self.rid, "units": list(self.units)}
+        if self.op is not None:
+            out["op"] = self.op
+        if self.cid is not None:
+            out["cid"] = self.cid
+        return out
 
 
 ServerFrame = Challenge | Ready | Error | Ok | Acks | Deliver | Ended | Directed

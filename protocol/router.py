@@ -510,14 +510,32 @@ class Router(SharedStoreInputs):
                     PuttingKeyPackages(peer, frame.rid))
 
     def _claim_key_packages(self, peer: Peer, frame: f.ClaimKeyPackages) -> None:
-        """Only OCU units (the admins who sign commits) may take other units' packages:
-        anyone else could drain them."""
-        signed = self.directory.get(peer.unit)
-        if signed is None or signed.credential.role != "ocu":
-            raise RequestError(f"only a unit with role 'ocu' may claim key packages; "
-                               f"{peer.unit!r} may not", code=Code.NOT_ADMIN)
-        self._write([ClaimKeyPackages(frame.units)],
-                    ClaimingKeyPackages(peer, frame.rid, frame.units))
+        """protocol.md 12.3: only the admin of ``op`` claims, for the units its next
+        statement seals to (whoever else could drain a unit's one-time packages); before
+        ``op`` exists, a unit with role 'ocu' (the admin-to-be of its epoch 0)."""
+        op = frame.op
+        if op is None:  # an agent older than the field
+            raise RequestError("kp_claim must name the operation ('op') the packages are "
+                               "for: only its admin may claim them", code=Code.NOT_ADMIN)
+        st = self.ops.get(op)
+        if st is None:
+            signed = self.directory.get(peer.unit)
+            role = None if signed is None else signed.credential.role
+            if role != "ocu":
+                raise RequestError(f"only a unit with role 'ocu' may claim key packages to "
+                                   f"create operation {op!r}; {peer.unit!r} has role "
+                                   f"{role!r}", code=Code.NOT_ADMIN)
+        elif st.admin != peer.unit:
+            raise RequestError(f"only the admin of operation {op!r} ({st.admin!r}) may claim "
+                               f"key packages for it; {peer.unit!r} may not",
+                               code=Code.NOT_ADMIN)
+        if peer.unit in frame.units:
+            # every other unit may be in the next statement: added, or (a member) re-keyed
+            raise RequestError(f"{peer.unit!r} claims its own key package for {op!r}: an "
+                               f"admin's statements never seal a secret to the admin",
+                               code=Code.BAD_STATEMENT)
+        self._write([ClaimKeyPackages(peer.unit, op, frame.units, frame.cid)],
+                    ClaimingKeyPackages(peer, frame.rid))
 
     def _packages_stored(self, then: PuttingKeyPackages,
                          results: list[Result] | StoreError) -> None:
@@ -529,6 +547,6 @@ class Router(SharedStoreInputs):
                           results: list[Result] | StoreError) -> None:
         claimed = self._first(then.peer, then.rid, results)
         assert isinstance(claimed, KeyPackagesClaimed)
-        missing = [u for u in dict.fromkeys(then.units) if u not in claimed.packages]
+        # a retry gets the first answer as it was, also when it names other units
         then.peer.send(f.Ok(rid=then.rid, info={"packages": claimed.packages,
-                                                "missing": missing}))
+                                                "missing": list(claimed.missing)}))

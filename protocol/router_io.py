@@ -131,7 +131,6 @@ class PuttingKeyPackages:
 class ClaimingKeyPackages:
     peer: Peer
     rid: int
-    units: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

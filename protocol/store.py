@@ -96,10 +96,17 @@ class PutKeyPackages:
 
 @dataclass(frozen=True, slots=True)
 class ClaimKeyPackages:
-    """Hand out one package per unit: the oldest one-time package (deleted), else the
-    unit's last-resort package (kept)."""
+    """Hand out one package per distinct unit: the oldest one-time package (deleted), else
+    the unit's last-resort package (kept). With a ``cid`` the answer is recorded under
+    (claimer, op, cid), and a claim with a recorded key returns that first answer and
+    takes nothing (whatever its ``units``). SQLite records it in the transaction that
+    takes the packages; JetStream records it just after, first writer winning across
+    nodes (hub/store/jetstream_keys.py). The router has checked who may claim."""
 
+    claimer: str
+    op: str
     units: tuple[str, ...]
+    cid: int | None = None
 
 
 class KeyPackagesStored(NamedTuple):
@@ -108,6 +115,8 @@ class KeyPackagesStored(NamedTuple):
 
 class KeyPackagesClaimed(NamedTuple):
     packages: dict[str, bytes]  # unit -> signed package; units with none are absent
+    missing: tuple[str, ...] = ()  # units with none, in claim order, once each
+    duplicate: bool = False  # the recorded answer of an earlier claim with this key
 
 
 Command = (AppendMessage | ApplyStatement | Enroll | StoreDirected | AckDirected | SaveCursor

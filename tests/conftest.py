@@ -16,6 +16,7 @@ from client.identity import Authority, UnitIdentity, UnitSpec
 from client.membership import OperationAdmin
 from hub.app import RunningHub
 from hub.config import HubConfig
+from opshub.tls import TlsFiles, write_tls_folder
 
 # The machine is shared: a property test's examples may take longer than hypothesis
 # expects when other work runs. Time is not what these tests check, so no deadline and no
@@ -149,6 +150,23 @@ async def agents(hub: RunningHub, keys: Keys) -> AsyncIterator[Callable[..., Age
     yield connect  # type: ignore[misc]
     for conn in opened:
         await conn.close()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TlsFiles:
+    """A local CA and a hub certificate for 127.0.0.1 and localhost (opshub/tls.py)."""
+    return write_tls_folder(tmp_path / "tls")
+
+
+@pytest.fixture
+async def tls_hub(keys: Keys, db_path: Path, tls_files: TlsFiles
+                  ) -> AsyncIterator[RunningHub]:
+    """A hub on 127.0.0.1 serving wss:// and https:// with ``tls_files``' certificate."""
+    running = RunningHub(keys.config(db_path, tls_cert=tls_files.cert, tls_key=tls_files.key))
+    await running.hub.open()
+    running.hub.preload([u.signed for u in keys.units.values()])
+    async with running:
+        yield running
 
 
 async def create_operation(conn: AgentConnection, keys: Keys, op: str,

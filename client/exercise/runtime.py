@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 from client.connection import HubUrls
@@ -93,13 +94,16 @@ class ExerciseRun:
                  authority: Authority, operation_id: Callable[[int], str], seed: int = 1,
                  speed: float = 60.0, wall: Callable[[], float] = time.monotonic,
                  token: Callable[[], str] = lambda: secrets.token_urlsafe(12),
-                 base_url: str = "", out: Path | None = None) -> None:
+                 base_url: str = "", out: Path | None = None,
+                 ssl: SSLContext | None = None) -> None:
         """``url``: the hub, or several nodes of one cluster (the agents are spread over
         them, see ``Replay.run``). ``out``: where each run's after-action review is
-        written (``run-N/``), at the end and when the director asks; None: nowhere."""
+        written (``run-N/``), at the end and when the director asks; None: nowhere.
+        ``ssl``: for wss:// URLs, what verifies the hub's certificate (AgentConnection)."""
         self.exercise = exercise
         self.scenario = exercise.scenario
         self.url = url
+        self.ssl = ssl
         self.identities = identities
         self.authority = authority
         self.operation_id = operation_id
@@ -188,7 +192,7 @@ class ExerciseRun:
 
     async def _play(self, replay: Replay) -> None:
         try:
-            await replay.run(self.url, self.identities, self.authority)
+            await replay.run(self.url, self.identities, self.authority, ssl=self.ssl)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the traffic stops; the exercise and its pages go on

@@ -38,6 +38,7 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
+from ssl import SSLContext
 from typing import Any
 
 from client.connection import HubUrls, rotated
@@ -295,19 +296,21 @@ class Replay:
     # --- running -------------------------------------------------------------------------
 
     async def run(self, url: HubUrls, identities: dict[str, UnitIdentity],
-                  authority: Authority) -> dict[str, Any]:
+                  authority: Authority, *, ssl: SSLContext | None = None) -> dict[str, Any]:
         """Replay over the hub at ``url`` (which must trust ``authority``), or over the
         nodes of one cluster at several URLs: the agents are spread over them round robin
         in the scenario's order of participants (``rotated``), each falling back on the
-        others. Returns what the run itself measured (``outcome``). Cancelled, it closes
-        every agent first: ``outcome`` and the tally then hold what happened so far."""
+        others. ``ssl``: for wss:// URLs, what verifies the hub's certificate (see
+        AgentConnection). Returns what the run itself measured (``outcome``). Cancelled,
+        it closes every agent first: ``outcome`` and the tally then hold what happened so
+        far."""
         self._started = time.perf_counter()
         try:
             with fewer_collections():
                 async with asyncio.TaskGroup() as tasks:
                     self._tasks = tasks
                     try:
-                        await self._start_agents(url, identities, authority)
+                        await self._start_agents(url, identities, authority, ssl)
                         await self._create_channel(identities)
                         for e in self.plan.events:
                             self.schedule(e.at, e.sender, e.message, e.day)
@@ -343,7 +346,7 @@ class Replay:
                 closing.create_task(a.agent.close())
 
     async def _start_agents(self, url: HubUrls, identities: dict[str, UnitIdentity],
-                            authority: Authority) -> None:
+                            authority: Authority, ssl: SSLContext | None) -> None:
         s = self.scenario
         partners: dict[str, set[str]] = defaultdict(set)
         for story in s.storylines:
@@ -365,7 +368,7 @@ class Replay:
             secure = SecureAgent(rotated(url, index), identities[unit],
                                  [authority.public_key], reads=reads,
                                  packages=4, rotate_messages=ROTATE_EVERY,
-                                 signatures=self.signatures)
+                                 signatures=self.signatures, ssl=ssl)
             cls: type[ReplayAgent] = (
                 HeldAgent if unit in self.held
                 else {"ocu": OcuAgent, "liaison": DeskAgent}.get(who.role, ReplayAgent))

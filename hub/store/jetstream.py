@@ -17,6 +17,8 @@ R1 on a lone server; the servers fsync before they acknowledge, ``sync_interval:
   the stream sequence, an acknowledgement deletes the entry.
 - key packages: ``OPSHUB_KEYPACKAGES``, one subject per package; a claim deletes the
   package, and a deletion succeeds once, so a package is handed out once across nodes.
+  The answer of a claim with a cid: ``OPSHUB_KEYPACKAGE_CLAIMS``, one subject per
+  (claimer, op, cid), first writer wins; kept ``DEDUP_WINDOW`` like the publishes' ids.
 - the directory and the cursors: key-value buckets ``opshub_directory``,
   ``opshub_cursors``.
 
@@ -49,6 +51,7 @@ from hub.store.jetstream_layout import (
     DEDUP_WINDOW,
     DIRECTED_STREAM,
     DIRECTORY_BUCKET,
+    KP_CLAIMS_STREAM,
     KP_STREAM,
     OPS_STREAM,
     WRONG_LAST_SEQUENCE,
@@ -92,6 +95,10 @@ READ_TIMEOUT = 30.0
 #: are published again one by one (and the pause between such tries).
 FIRST_TRY = 2.0
 RETRY_PAUSE = 0.2
+#: Seconds the first connection to NATS may take (a hub without its store does not start).
+CONNECT_WITHIN = 10.0
+#: Seconds between two log lines of the same NATS error.
+ERROR_EVERY = 30.0
 #: Seconds the store may take to close (a hub's shutdown waits for it).
 CLOSE_WITHIN = 5.0
 
@@ -119,6 +126,7 @@ class JetStreamStore:
         self._statement_seq: dict[str, dict[bytes, int]] = defaultdict(dict)
         self._known_streams: set[str] = set()
         self._closing = False
+        self._errors_logged: dict[str, float] = {}
 
     @property
     def js(self) -> JetStreamContext:
@@ -142,15 +150,26 @@ class JetStreamStore:
 
     async def open(self) -> Snapshot:
         """Connect, create what is missing, and read the state the hub keeps in memory."""
+        nc = NATS()
         try:
-            self._nc = await nats.connect(
-                servers=self.servers, name=self.name, max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True,
-                error_cb=self._nats_error, disconnected_cb=self._disconnected,
-                reconnected_cb=self._reconnected)
+            # once connected it reconnects for ever (a server restarts, the cluster
+            # elects); the first connection must come within CONNECT_WITHIN
+            async with asyncio.timeout(CONNECT_WITHIN):
+                await nc.connect(
+                    servers=self.servers, name=self.name, max_reconnect_attempts=-1,
+                    # annotated int in nats-py, which sleeps for it: half a second
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    connect_timeout=2, allow_reconnect=True,
+                    error_cb=self._nats_error, disconnected_cb=self._disconnected,
+                    reconnected_cb=self._reconnected)
         except Exception as exc:
-            raise StoreError(f"cannot reach NATS at {','.join(self.servers)}: "
-                             f"{exc or type(exc).__name__}") from None
+            with contextlib.suppress(Exception):
+                await nc.close()
+            why = (f"no answer within {CONNECT_WITHIN:g} s" if isinstance(exc, TimeoutError)
+                   else str(exc) or type(exc).__name__)
+            raise StoreError(f"cannot reach NATS at {','.join(self.servers)}: {why}"
+                             ) from None
+        self._nc = nc
         # a lone server keeps one copy; a cluster three (a quorum survives one loss)
         self.replicas = 3 if self._nc._server_info.get("cluster") else 1
         self._js = self._nc.jetstream(timeout=self.timeout, publish_async_max_pending=65536)
@@ -178,6 +197,8 @@ class JetStreamStore:
                                duplicate_window=DEDUP_WINDOW, **common)
         await self._add_stream(name=KP_STREAM, subjects=["opshub.kp.*.*.*"],
                                max_msgs_per_subject=1, **common)
+        await self._add_stream(name=KP_CLAIMS_STREAM, subjects=["opshub.kpc.*.*.*"],
+                               max_msgs_per_subject=1, max_age=DEDUP_WINDOW, **common)
         self._directory = await self._bucket(DIRECTORY_BUCKET)
         self._cursors = await self._bucket(CURSOR_BUCKET)
         self._follower = Follower(self.js, self._directory, self._cursors, self._statement)
@@ -483,7 +504,13 @@ class JetStreamStore:
     # --- the connection's events ------------------------------------------------------
 
     async def _nats_error(self, exc: Exception) -> None:
-        log.warning("NATS: %s", exc or type(exc).__name__)
+        """One line per kind of error every ERROR_EVERY seconds: a server that is down is
+        retried twice a second, and the log must not fill with it."""
+        what = str(exc) or type(exc).__name__
+        now = asyncio.get_running_loop().time()
+        if now - self._errors_logged.get(what, -ERROR_EVERY) >= ERROR_EVERY:
+            self._errors_logged[what] = now
+            log.warning("NATS: %s", what)
 
     async def _disconnected(self) -> None:
         if not self._closing:

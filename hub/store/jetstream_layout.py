@@ -8,6 +8,8 @@ from protocol import frames as f
 OPS_STREAM = "OPSHUB_OPERATIONS"
 DIRECTED_STREAM = "OPSHUB_DIRECTED"
 KP_STREAM = "OPSHUB_KEYPACKAGES"
+#: the answer of each kp_claim with a cid: subject opshub.kpc.<claimer>.<op>.<cid>
+KP_CLAIMS_STREAM = "OPSHUB_KEYPACKAGE_CLAIMS"
 DIRECTORY_BUCKET = "opshub_directory"
 CURSOR_BUCKET = "opshub_cursors"
 #: How long a retried publish is recognised as the same message (``Nats-Msg-Id``). An agent

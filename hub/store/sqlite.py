@@ -149,6 +149,13 @@ class SQLiteStore:
             "unit TEXT NOT NULL, kp_id BLOB NOT NULL, body BLOB NOT NULL, "
             "last_resort INTEGER NOT NULL, UNIQUE (unit, kp_id))")
         table("key_packages").create_index(["unit", "last_resort", "id"], if_not_exists=True)
+        # The answer of each kp_claim with a cid (msgpack [packages, missing]), written in
+        # the transaction that took the packages: a retry reads it and takes nothing.
+        # Kept like the logs' idempotency keys (never expire); one row per commit an
+        # admin writes.
+        self._w.execute(
+            "CREATE TABLE IF NOT EXISTS key_package_claims (claimer TEXT, op TEXT, "
+            "cid INTEGER, answer BLOB NOT NULL, PRIMARY KEY (claimer, op, cid)) WITHOUT ROWID")
 
     # --- reads at start-up -----------------------------------------------------------
 
@@ -276,6 +283,13 @@ class SQLiteStore:
 
     @staticmethod
     def _claim_key_packages(cur: sqlite3.Cursor, cmd: ClaimKeyPackages) -> KeyPackagesClaimed:
+        key = (cmd.claimer, cmd.op, cmd.cid)
+        if cmd.cid is not None:
+            row = cur.execute("SELECT answer FROM key_package_claims WHERE claimer = ? AND "
+                              "op = ? AND cid = ?", key).fetchone()
+            if row is not None:
+                packages, missing = msgpack.unpackb(row[0])
+                return KeyPackagesClaimed(packages, tuple(missing), duplicate=True)
         out: dict[str, bytes] = {}
         for unit in dict.fromkeys(cmd.units):
             row = cur.execute("SELECT id, body, last_resort FROM key_packages WHERE unit = ? "
@@ -285,7 +299,12 @@ class SQLiteStore:
             if not row[2]:
                 cur.execute("DELETE FROM key_packages WHERE id = ?", (row[0],))
             out[unit] = row[1]
-        return KeyPackagesClaimed(out)
+        missing = tuple(u for u in dict.fromkeys(cmd.units) if u not in out)
+        if cmd.cid is not None:
+            cur.execute("INSERT INTO key_package_claims (claimer, op, cid, answer) "
+                        "VALUES (?, ?, ?, ?)",
+                        (*key, msgpack.packb([out, list(missing)], use_bin_type=True)))
+        return KeyPackagesClaimed(out, missing)
 
     def _append(self, cmd: AppendMessage, existing: dict[tuple[str, str, int, int], int],
                 batch: _LogBatch) -> Appended:

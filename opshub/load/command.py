@@ -125,6 +125,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "and the hub figures are summed over every node's /metrics")
     hub.add_argument("--keys", type=Path, default=None, metavar="DIR",
                      help="with --hub: the key folder of that hub's authority")
+    hub.add_argument("--tls-ca", type=Path, default=None, metavar="FILE",
+                     help="with --hub wss://...: the CA certificate (PEM) that signed the "
+                     "hub's certificate, e.g. the ca.pem of `opshub keys tls` (default: the "
+                     "system's CAs)")
+    hub.add_argument("--tls", action="store_true",
+                     help="the started hub serves TLS (wss://, https://) with a "
+                     "certificate of a fresh local CA")
     hub.add_argument("--keep", action="store_true",
                      help="keep the temporary folder (keys, the started hub's database)")
     procs = p.add_argument_group("load processes")
@@ -234,6 +241,12 @@ def options(args: argparse.Namespace) -> Any:
         hubs = tuple(hub_url_list(args.hub))
         if args.keys is None:
             raise UsageError("--hub needs --keys: the key folder of that hub's authority")
+        if args.tls:
+            raise UsageError("--tls starts the run's own hub over TLS; a running hub's "
+                             "wss:// URL goes with --tls-ca FILE")
+    elif args.tls_ca is not None:
+        raise UsageError("--tls-ca goes with --hub wss://... (the run's own hub over TLS: "
+                         "--tls)")
     if args.rotate_messages is not None and not args.e2ee:
         raise UsageError("--rotate-messages: keys are rotated by the operations' OCUs as "
                          "SecureAgents: add --e2ee")
@@ -246,6 +259,7 @@ def options(args: argparse.Namespace) -> Any:
     return LoadOptions(shapes=shapes, duration=args.duration, warmup=args.warmup,
                        step_seconds=args.step_seconds, find_max=args.find_max, slo=slo,
                        thresholds=thresholds, hub_url=hubs, keys=args.keys,
+                       tls_ca=args.tls_ca, tls=args.tls,
                        keep=args.keep, pub_procs=args.pub_procs, sub_procs=args.sub_procs,
                        max_inflight=args.max_inflight, drain_timeout=args.drain_timeout,
                        seed=args.seed, e2ee=args.e2ee, rotate_messages=args.rotate_messages)

@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any
 
 import aiohttp
@@ -115,9 +116,10 @@ class SecureUnit:
     """One unit's SecureAgent in a load process, and the operations it is a member of."""
 
     def __init__(self, url: HubUrls, identity: UnitIdentity, config: E2eeConfig,
-                 meter: CryptoMeter, *, reads: frozenset[str] | None) -> None:
+                 meter: CryptoMeter, *, reads: frozenset[str] | None,
+                 ssl: SSLContext | None = None) -> None:
         make = functools.partial(SecureAgent, url, identity, [config.authority_key],
-                                 packages=PACKAGES, reads=reads)
+                                 packages=PACKAGES, reads=reads, ssl=ssl)
         rotate = config.rotate_messages
         self.agent = make() if rotate is None else make(rotate_messages=rotate)
         meter.attach(self.agent.member)
@@ -242,10 +244,10 @@ def channels(plan: Plan, cast: Cast, rotate_messages: int | None) -> E2eeConfig:
 
 def secure_parts(urls: Mapping[str, HubUrls], assignment: Assignment,
                  identities: Mapping[str, UnitIdentity], config: E2eeConfig, rec: Recorder, *,
-                 max_inflight: int, meter: CryptoMeter
+                 max_inflight: int, meter: CryptoMeter, ssl: SSLContext | None = None
                  ) -> tuple[dict[str, SecureUnit], list[Publisher], list[SecureReader]]:
-    """One SecureUnit per unit of ``assignment`` (on its hub URLs in ``urls``), its
-    publishers and its readers."""
+    """One SecureUnit per unit of ``assignment`` (on its hub URLs in ``urls``; ``ssl``
+    for wss:// ones), its publishers and its readers."""
     readers = {s.unit for s in assignment.subscribers}
     units: dict[str, SecureUnit] = {}
     specs: list[PublisherSpec | SubscriberSpec] = [*assignment.publishers,
@@ -255,7 +257,7 @@ def secure_parts(urls: Mapping[str, HubUrls], assignment: Assignment,
         if unit is None:
             unit = units[spec.unit] = SecureUnit(
                 urls[spec.unit], identities[spec.unit], config, meter,
-                reads=None if spec.unit in readers else frozenset())
+                reads=None if spec.unit in readers else frozenset(), ssl=ssl)
         unit.ops.add(spec.op)
     pubs: list[Publisher] = [SecurePublisher(p, units[p.unit], rec, max_inflight=max_inflight)
                              for p in assignment.publishers]

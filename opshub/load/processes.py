@@ -55,7 +55,8 @@ class Workers:
             parent, child = ctx.Pipe()
             config = WorkerConfig({u: hubs[u] for u in a.units}, a,
                                   {u: ids[u].to_json() for u in a.units}, max_inflight,
-                                  None if e2ee is None else e2ee.for_units(a.units))
+                                  None if e2ee is None else e2ee.for_units(a.units),
+                                  target.tls_ca)
             proc = ctx.Process(target=worker_main, args=(config, child), daemon=True,
                                name=f"opshub-load-{a.role}-{a.index}")
             proc.start()

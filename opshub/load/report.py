@@ -74,7 +74,12 @@ def summary(result: dict[str, Any]) -> str:
     """The table printed at the end of a run."""
     msg, dl, subs, hub = (result["messages"], result["delivery"], result["subscribers"],
                           result["hub"])
-    e2ee = ", end to end encrypted (SecureAgents)" if result.get("options", {}).get("e2ee") else ""
+    options = result.get("options", {})
+    e2ee = ", end to end encrypted (SecureAgents)" if options.get("e2ee") else ""
+    urls = options.get("hub_url") or []
+    urls = [urls] if isinstance(urls, str) else urls
+    if options.get("tls") or any(str(u).startswith("wss://") for u in urls):
+        e2ee += ", over TLS"
     lines = [f"opshub load: {result['mode']}{e2ee}, {result['measured_s']:g} s measured "
              f"(+{result['warmup_s']:g} s warm-up)"]
     lines += [f"  shape  {s}" for s in result["shapes"]]

@@ -220,6 +220,10 @@ class LoadOptions:
     #: a running hub's URL, or the URLs of the nodes of one cluster (None: start a hub)
     hub_url: str | tuple[str, ...] | None = None
     keys: Path | None = None
+    #: the CA that signed a wss:// hub's certificate (None: the system's CAs)
+    tls_ca: Path | None = None
+    #: the started hub serves TLS with a certificate of a fresh local CA
+    tls: bool = False
     keep: bool = False
     pub_procs: int = 1
     sub_procs: int = 2

@@ -17,12 +17,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Protocol, assert_never
 
 import aiohttp
 
 from client.connection import AgentConnection
 from client.identity import UnitIdentity
+from client.tls import client_context
 from hub.app import tune_gc
 from opshub.load import messages as m
 from opshub.load.channel import Channel, ChannelClosed
@@ -50,6 +52,9 @@ class WorkerConfig:
     max_inflight: int
     #: --e2ee: the units are SecureAgents (e2ee.py)
     e2ee: E2eeConfig | None = None
+    #: wss:// URLs: the CA file their certificate is checked against (None: the system's
+    #: CAs). A file, not an SSLContext: the config crosses to a spawned process (pickled).
+    tls_ca: Path | None = None
 
 
 class Reader(Protocol):
@@ -124,8 +129,10 @@ class Worker:
         self.meter = CryptoMeter()
         self.pubs: list[Publisher]
         self.subs: list[Reader]
+        self.ssl = None if config.tls_ca is None else client_context(config.tls_ca)
         if config.e2ee is None:
-            self.pubs = [Publisher(p, AgentConnection(config.urls[p.unit], ident[p.unit]),
+            self.pubs = [Publisher(p, AgentConnection(config.urls[p.unit], ident[p.unit],
+                                                      ssl=self.ssl),
                                    self.rec, max_inflight=config.max_inflight)
                          for p in a.publishers]
             self.subs = [Subscriber(s, ident[s.unit], config.urls[s.unit], self.rec)
@@ -133,7 +140,7 @@ class Worker:
         else:
             self.units, self.pubs, readers = secure_parts(
                 config.urls, a, ident, config.e2ee, self.rec, max_inflight=config.max_inflight,
-                meter=self.meter)
+                meter=self.meter, ssl=self.ssl)
             self.subs = list(readers)
         self.cpu_at_start = 0.0
         self.wall_at_start = 0.0
@@ -143,8 +150,10 @@ class Worker:
 
     async def run(self) -> None:
         tune_gc()
-        # limit=0: the connector's default pool (100) would cap the subscribers
-        async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+        # limit=0: the connector's default pool (100) would cap the subscribers; the raw
+        # subscribers' wss:// sockets check the hub's certificate with the connector's ssl
+        connector = aiohttp.TCPConnector(limit=0, ssl=True if self.ssl is None else self.ssl)
+        async with (aiohttp.ClientSession(connector=connector) as http,
                     asyncio.TaskGroup() as tg):
             await _bounded([u.start() for u in self.units.values()], CONNECT_AT_ONCE)
             await _bounded([p.connect() for p in self.pubs], CONNECT_AT_ONCE)

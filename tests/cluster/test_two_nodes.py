@@ -143,10 +143,36 @@ async def test_key_packages_are_claimed_once_across_nodes(nodes, connect, keys):
                           os.urandom).generate(6, now=keys.now)
     assert await jm.put_key_packages(made) == 6
     desks = [await connect("OCU-BB", a.url), await connect("OCU-BB", b.url)]
-    claims = await asyncio.gather(*(desks[i % 2].claim_key_packages(["JM-CUSTOMS"])
+    op = f"OP-KP-{id(keys)}"
+    # two connections of one unit: their cids must differ (protocol.md 8.2), so name them
+    claims = await asyncio.gather(*(desks[i % 2].claim_key_packages(op, ["JM-CUSTOMS"], cid=i)
                                     for i in range(6)))
     handed = [got["JM-CUSTOMS"] for got, missing in claims]
     assert sorted(handed) == sorted(made)
+
+
+async def test_a_retried_claim_gets_the_same_package_on_either_node(nodes, connect, keys):
+    """The admin's claim retried on the other node, or sent to both nodes at once, gets one
+    answer: the same package, and no package is lost or handed out twice."""
+    a, b = nodes
+    jm = await connect("JM-CUSTOMS", b.url)
+    made = KeyPackageKeys("JM-CUSTOMS", keys["JM-CUSTOMS"].key, CLASSIC,
+                          os.urandom).generate(4, now=keys.now)
+    assert await jm.put_key_packages(made) == 4
+    op = f"OP-KPC-{id(keys)}"
+    desk_a, desk_b = await connect("OCU-BB", a.url), await connect("OCU-BB", b.url)
+    await create_operation(desk_a, keys, op, ["JM-CUSTOMS"])
+    first = await desk_a.claim_key_packages(op, ["JM-CUSTOMS"], cid=5)
+    assert first == ({"JM-CUSTOMS": made[0]}, [])
+    assert await desk_b.claim_key_packages(op, ["JM-CUSTOMS"], cid=5) == first
+    both = await asyncio.gather(desk_a.claim_key_packages(op, ["JM-CUSTOMS"], cid=6),
+                                desk_b.claim_key_packages(op, ["JM-CUSTOMS"], cid=6))
+    assert both[0] == both[1]
+    rest = [await desk.claim_key_packages(op, ["JM-CUSTOMS"], cid=cid)
+            for desk, cid in ((desk_b, 7), (desk_a, 8))]
+    handed = [got["JM-CUSTOMS"] for got, _ in (first, both[0], *rest)]
+    assert sorted(handed) == sorted(made)
+    assert await desk_b.claim_key_packages(op, ["JM-CUSTOMS"], cid=9) == ({}, ["JM-CUSTOMS"])
 
 
 async def test_a_unit_moving_to_the_other_node_resumes_after_its_cursor(nodes, connect, keys):

@@ -46,6 +46,7 @@ EXAMPLES: list[f.Frame] = [
     f.PutKeyPackages(rid=8, packages=(b"kp-1", b"kp-2")),
     f.PutKeyPackages(rid=10, packages=(), replace=True),
     f.ClaimKeyPackages(rid=9, units=("JM-CUSTOMS", "TT-POLICE")),
+    f.ClaimKeyPackages(rid=11, units=("JM-CUSTOMS",), op="OP-1", cid=7),
 ]
 
 
@@ -332,6 +333,8 @@ def test_codec_rejected_frames_leave_no_memory_behind() -> None:
          "$.limits.max_frame"),
         ({"t": "ok", "rid": 1, "info": []}, "$.info"),
         ({"t": "error", "code": "x", "message": "m", "op": 5}, "$.op"),
+        ({"t": "kp_claim", "rid": 1, "units": [], "op": "bad id!"}, "$.op"),
+        ({"t": "kp_claim", "rid": 1, "units": [], "op": "OP-1", "cid": -1}, "$.cid"),
     ],
 )
 def test_codec_wrong_field_raises_decode_error_with_path(wire: dict[str, Any], ref: str) -> None:

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.identity import Authority
+from client.identity import Authority, UnitSpec
 from protocol import frames as f
 from protocol.credentials import SignedCredential
 from protocol.errors import AuthError, Code, UsageError
@@ -1327,19 +1327,20 @@ def test_router_kp_put_without_a_credential_on_file_is_unknown_unit(hub):
     assert ghost.error(1).code == Code.UNKNOWN_UNIT
 
 
-def test_router_kp_claim_by_ocu_takes_one_package_per_unit(hub):
-    """An ocu unit claims one package per distinct unit: one-time packages oldest first,
-    then the last-resort one (kept); units with none are missing."""
+def test_router_kp_claim_by_the_admin_takes_one_package_per_unit(hub):
+    """The operation's admin claims one package per distinct unit: one-time packages oldest
+    first, then the last-resort one (kept); units with none are missing."""
+    ocu = _opened(hub)
     jm = hub.connect("JM-CUSTOMS")
     one, last = _package(hub, "JM-CUSTOMS", 1), _package(hub, "JM-CUSTOMS", 9, last_resort=True)
     hub.handle(jm, f.PutKeyPackages(rid=1, packages=(one, last)))
-    ocu = hub.connect("OCU-BB")
     hub.settle()
     answers = []
     for rid in (2, 3, 4):
-        hub.handle(ocu, f.ClaimKeyPackages(rid=rid, units=("JM-CUSTOMS", "TT-POLICE",
-                                                            "JM-CUSTOMS")))
-        assert isinstance(_commands(hub)[-1], ClaimKeyPackages)
+        hub.handle(ocu, f.ClaimKeyPackages(rid=rid, op=OP, cid=rid, units=(
+            "JM-CUSTOMS", "TT-POLICE", "JM-CUSTOMS")))
+        assert _commands(hub)[-1] == ClaimKeyPackages("OCU-BB", OP, (
+            "JM-CUSTOMS", "TT-POLICE", "JM-CUSTOMS"), rid)
         assert ocu.frames == []
         hub.settle()
         answers.append(ocu.take()[0])
@@ -1350,16 +1351,119 @@ def test_router_kp_claim_by_ocu_takes_one_package_per_unit(hub):
     ]
 
 
+def _claim_refused(hub: Hub, peer: FakePeer, frame: f.ClaimKeyPackages, code: str) -> str:
+    """``frame`` is refused with ``code`` and nothing is written; returns the message."""
+    hub.settle()
+    writes = len(hub.writes)
+    hub.handle(peer, frame)
+    err = peer.error(frame.rid)
+    assert err.code == code, err
+    assert len(hub.writes) == writes
+    return err.message
+
+
 def test_router_kp_claim_by_a_unit_without_role_ocu_is_not_admin(hub):
-    """Only role 'ocu' may claim packages: another role gets not_admin, nothing claimed."""
-    jm = hub.connect("JM-CUSTOMS")
-    hub.handle(jm, f.PutKeyPackages(rid=1, packages=(_package(hub, "JM-CUSTOMS", 1),)))
-    hub.settle()
+    """Before an operation exists only role 'ocu' may claim for it: another role gets
+    not_admin, nothing claimed."""
     lo = hub.connect("INTERPOL-LO")
+    message = _claim_refused(hub, lo, f.ClaimKeyPackages(rid=2, op="OP-NEW", cid=1,
+                                                         units=("JM-CUSTOMS",)), Code.NOT_ADMIN)
+    assert "'ocu'" in message
+    assert "'liaison'" in message
+
+
+def test_router_kp_claim_by_an_ocu_unit_that_is_not_the_admin_is_not_admin(hub):
+    """Another OCU unit claiming for an existing operation gets not_admin naming the
+    admin: role 'ocu' no longer suffices once the operation has an admin."""
+    _opened(hub)
+    other = hub.keys.authority.enroll(UnitSpec("OCU-CC", "CC", "customs", "ocu"), now=ISSUED)
+    cc = hub.connect("OCU-CC", identity=other)
+    message = _claim_refused(hub, cc, f.ClaimKeyPackages(rid=2, op=OP, cid=1,
+                                                         units=("DM-CUSTOMS",)), Code.NOT_ADMIN)
+    assert "'OCU-BB'" in message
+    assert "'OCU-CC'" in message
+
+
+def test_router_kp_claim_by_a_member_that_is_not_the_admin_is_not_admin(hub):
+    """A member of the operation may not claim its fellow members' packages."""
+    _opened(hub)
+    jm = hub.connect("JM-CUSTOMS")
+    _claim_refused(hub, jm, f.ClaimKeyPackages(rid=2, op=OP, cid=1, units=("TT-POLICE",)),
+                   Code.NOT_ADMIN)
+
+
+def test_router_kp_claim_without_an_operation_is_not_admin(hub):
+    """A claim without ``op`` (an agent older than the field) is refused with not_admin
+    and a message naming the field; the connection stays open."""
+    ocu = hub.connect("OCU-BB")
+    message = _claim_refused(hub, ocu, f.ClaimKeyPackages(rid=2, units=("JM-CUSTOMS",)),
+                             Code.NOT_ADMIN)
+    assert "'op'" in message
+
+
+def test_router_kp_claim_of_the_admins_own_package_is_bad_statement(hub):
+    """The admin is the one member no statement seals to: claiming its own package (before
+    or after creating the operation) is refused."""
+    ocu = hub.connect("OCU-BB")
+    _claim_refused(hub, ocu, f.ClaimKeyPackages(rid=2, op=OP, cid=1,
+                                                units=("JM-CUSTOMS", "OCU-BB")),
+                   Code.BAD_STATEMENT)
+    ocu = _opened(hub)
+    _claim_refused(hub, ocu, f.ClaimKeyPackages(rid=3, op=OP, cid=2, units=("OCU-BB",)),
+                   Code.BAD_STATEMENT)
+
+
+def test_router_kp_claim_retried_with_its_cid_answers_the_first_claim(hub):
+    """A claim with the (claimer, op, cid) of an earlier one answers that claim's packages
+    and missing units, also when it names other units, and takes nothing; another cid
+    takes the next package."""
+    ocu = _opened(hub)
+    jm = hub.connect("JM-CUSTOMS")
+    made = tuple(_package(hub, "JM-CUSTOMS", n) for n in (1, 2, 3))
+    hub.handle(jm, f.PutKeyPackages(rid=1, packages=made))
     hub.settle()
-    hub.handle(lo, f.ClaimKeyPackages(rid=2, units=("JM-CUSTOMS",)))
-    assert lo.error(2).code == Code.NOT_ADMIN
-    assert hub.writes == []
+    first = {"packages": {"JM-CUSTOMS": made[0]}, "missing": ["TT-POLICE"]}
+    for rid, units in ((2, ("JM-CUSTOMS", "TT-POLICE")), (3, ("JM-CUSTOMS", "TT-POLICE")),
+                       (4, ("DM-CUSTOMS",))):
+        hub.handle(ocu, f.ClaimKeyPackages(rid=rid, op=OP, cid=70, units=units))
+        hub.settle()
+        assert ocu.ok(rid).info == first
+    hub.handle(ocu, f.ClaimKeyPackages(rid=5, op=OP, cid=71, units=("JM-CUSTOMS",)))
+    hub.settle()
+    assert ocu.ok(5).info == {"packages": {"JM-CUSTOMS": made[1]}, "missing": []}
+
+
+def test_router_kp_claim_cid_is_scoped_to_the_operation(hub):
+    """The same cid for another operation is another claim: it takes the next package."""
+    ocu = hub.connect("OCU-BB")
+    jm = hub.connect("JM-CUSTOMS")
+    made = tuple(_package(hub, "JM-CUSTOMS", n) for n in (1, 2))
+    hub.handle(jm, f.PutKeyPackages(rid=1, packages=made))
+    hub.settle()
+    for rid, op in ((2, "OP-X"), (3, "OP-Y")):
+        hub.handle(ocu, f.ClaimKeyPackages(rid=rid, op=op, cid=5, units=("JM-CUSTOMS",)))
+    hub.settle()
+    assert [ocu.ok(r).info["packages"] for r in (2, 3)] == [
+        {"JM-CUSTOMS": made[0]}, {"JM-CUSTOMS": made[1]}]
+
+
+def test_router_kp_claim_retried_after_the_operation_was_created_answers_the_first(hub):
+    """The admin-to-be claims for an operation not created yet, creates it, and a retry of
+    the claim (a lost reply) still gets the first answer: it is the admin now."""
+    ocu = hub.connect("OCU-BB")
+    jm = hub.connect("JM-CUSTOMS")
+    made = tuple(_package(hub, "JM-CUSTOMS", n) for n in (1, 2))
+    hub.handle(jm, f.PutKeyPackages(rid=1, packages=made))
+    hub.settle()
+    claim = f.ClaimKeyPackages(rid=2, op=OP, cid=9, units=("JM-CUSTOMS",))
+    hub.handle(ocu, claim)
+    hub.settle()
+    assert ocu.ok(2).info["packages"] == {"JM-CUSTOMS": made[0]}
+    hub.create(ocu, OP, MEMBERS)
+    ocu.take()
+    hub.handle(ocu, claim)
+    hub.settle()
+    assert ocu.ok(2).info["packages"] == {"JM-CUSTOMS": made[0]}
 
 
 @pytest.mark.parametrize("claim", [False, True], ids=["kp_put", "kp_claim"])
@@ -1367,11 +1471,29 @@ def test_router_key_package_store_failure_is_answered(hub, claim):
     """kp_put or kp_claim whose transaction fails: store_failure with the rid."""
     peer = hub.connect("OCU-BB")
     hub.settle()
-    frame = (f.ClaimKeyPackages(rid=3, units=("JM-CUSTOMS",)) if claim
+    frame = (f.ClaimKeyPackages(rid=3, op=OP, cid=1, units=("JM-CUSTOMS",)) if claim
              else f.PutKeyPackages(rid=3, packages=(_package(hub, "OCU-BB", 1),)))
     hub.handle(peer, frame)
     hub.fail()
     assert peer.error(3).code == Code.STORE
+
+
+def test_router_kp_claim_that_failed_to_store_takes_nothing(hub):
+    """A claim whose transaction fails records nothing: its retry takes the first
+    package, which is still there."""
+    ocu = hub.connect("OCU-BB")
+    jm = hub.connect("JM-CUSTOMS")
+    one = _package(hub, "JM-CUSTOMS", 1)
+    hub.handle(jm, f.PutKeyPackages(rid=1, packages=(one,)))
+    hub.settle()
+    claim = f.ClaimKeyPackages(rid=2, op=OP, cid=4, units=("JM-CUSTOMS",))
+    hub.handle(ocu, claim)
+    hub.fail()
+    assert ocu.error(2).code == Code.STORE
+    ocu.take()
+    hub.handle(ocu, claim)
+    hub.settle()
+    assert ocu.ok(2).info == {"packages": {"JM-CUSTOMS": one}, "missing": []}
 
 
 def test_router_hello_after_the_handshake_is_a_pump_bug(hub):
