@@ -99,6 +99,10 @@ class Router(SharedStoreInputs):
         #: one at a time, so that a statement never builds on one whose write then fails
         self._in_flight: set[str] = set()
         self._held: dict[str, deque[tuple[Peer, f.Commit]]] = {}
+        #: units a statement in flight admits, and operations being created: they count
+        #: only once the statement is stored (``_member_state``)
+        self._admitting: dict[str, frozenset[str]] = {}
+        self._creating: set[str] = set()
         #: shared store: each operation's state as its log has it (``ops`` may be ahead by
         #: a statement of this node's in flight)
         self._logged: dict[str, OperationState] = {}
@@ -213,10 +217,14 @@ class Router(SharedStoreInputs):
         peer.send(f.Error(code=code, message=f.bounded(message), rid=rid, op=op, cid=cid))
 
     def _member_state(self, unit: str, op: str) -> OperationState:
+        """The operation's state if ``unit`` is a member now. While a statement is being
+        stored, its removals count already and its admissions (an operation being created:
+        the whole operation) not yet: were its write to fail, nothing accepted meanwhile
+        may rest on it."""
         st = self.ops.get(op)
-        if st is None:
+        if st is None or op in self._creating:
             raise RequestError(f"no operation {op!r} on this hub", code=Code.UNKNOWN_OPERATION)
-        if unit not in st.members:
+        if unit not in st.members or unit in self._admitting.get(op, ()):
             raise RequestError(f"unit {unit!r} is not a member of operation {op!r}",
                                code=Code.NOT_MEMBER)
         return st
@@ -229,13 +237,13 @@ class Router(SharedStoreInputs):
         cmds: list[AppendMessage] = []
         for item in frame.items:
             st = self.ops.get(item.op)
-            if st is None or unit not in st.members:
+            if st is None or unit not in st.members or item.op in self._admitting:
                 try:
                     self._member_state(unit, item.op)
                 except RequestError as exc:
                     if not self._wait(item.op, peer, f.Publish(items=(item,)), exc):
                         self._error(peer, exc.code, exc.message, op=item.op, cid=item.cid)
-                continue
+                    continue
             cmds.append(AppendMessage(item.op, unit, item.cid, f.KIND_MESSAGE,
                                       item.header, item.payload, at_ms))
         if cmds:
@@ -389,12 +397,17 @@ class Router(SharedStoreInputs):
                              after.head, after.members, frame.statement, frame.signature, entry)
         self._committing[digest] = []
         self._in_flight.add(stmt.op)
+        self._admitting[stmt.op] = after.members - (before.members if before else frozenset())
+        if before is None:
+            self._creating.add(stmt.op)
         self._write([cmd], Committing(peer, frame.rid, stmt, digest, before, after, entry))
 
     def _committed(self, then: Committing, results: list[Result] | StoreError) -> None:
         op = then.statement.op
         retries = self._committing.pop(then.digest, [])
         self._in_flight.discard(op)
+        self._admitting.pop(op, None)
+        self._creating.discard(op)
         self._answer_commit(then, retries, results)
         self._release(op)
 
@@ -441,7 +454,7 @@ class Router(SharedStoreInputs):
     def _send_directed(self, peer: Peer, frame: f.SendDirected) -> None:
         try:
             st = self._member_state(peer.unit, frame.op)
-            if frame.to not in st.members:
+            if frame.to not in st.members or frame.to in self._admitting.get(frame.op, ()):
                 raise RequestError(f"recipient {frame.to!r} is not a member of {frame.op!r}",
                                    code=Code.NOT_MEMBER)
         except RequestError as exc:
