@@ -93,24 +93,29 @@ async def test_connection_application_that_does_not_read_loses_nothing(keys,
         directed = [b"directed %d" % i for i in range(5)]
         for payload in directed:
             await ocu.send_directed(OP, "TT-POLICE", payload)
-        payloads: list[bytes] = []
-        async with asyncio.timeout(TIMEOUT):
+        def payload(i: int) -> bytes:
+            return b"%06d" % i + bytes(1018)
+
+        # The hub gives up once the reader takes no bytes for STALL; until then the
+        # reader's kernel keeps taking them, up to its receive buffer (autotuned up to
+        # net.ipv4.tcp_rmem's maximum, 32 MiB on some machines): publish past that.
+        sent = 0
+        async with asyncio.timeout(TIMEOUT * 3):
             while running.hub.metrics.slow_consumers == 0:
-                assert len(payloads) < 32 * 1024, "the hub never gave up on the reader"
-                batch = [b"%06d" % i + bytes(1018) for i in range(len(payloads),
-                                                                  len(payloads) + 64)]
-                await asyncio.gather(*(ocu.publish_nowait(OP, p) for p in batch))
-                payloads.extend(batch)
+                assert sent < 96 * 1024, "the hub never gave up on the reader"
+                await asyncio.gather(*(ocu.publish_nowait(OP, payload(i))
+                                       for i in range(sent, sent + 64)))
+                sent += 64
         got = []
         for _ in directed:
             item = await reader.next_directed()
             reader.ack_directed(item.id)
             got.append(item.payload)
         assert got == directed
-        for seq, payload in enumerate(payloads, start=2):
+        for i in range(sent):
             entry = await reader.next_delivery()
             assert isinstance(entry, Delivered)
-            assert (entry.seq, entry.payload) == (seq, payload)
+            assert (entry.seq, entry.payload) == (i + 2, payload(i))
         assert reader.connects >= 2  # it was given up on, and resumed
         with pytest.raises(TimeoutError):
             await reader.next_directed(within=STALL)  # none of them twice
