@@ -34,9 +34,10 @@ class HubConfig:
     #: (1013), or reset if it does not take the close frame either (protocol.md 14.4).
     slow_consumer_timeout: float = 10.0
     #: SO_SNDBUF of each WebSocket connection (the kernel doubles it): what the kernel holds
-    #: for a peer, and so what a slow consumer's close frame waits behind. 0 leaves it to
-    #: the kernel's autotuning (up to net.ipv4.tcp_wmem's maximum, 4 MiB by default).
-    socket_send_buffer: int = 256 * 1024
+    #: for a peer, and so what a slow consumer's close frame waits behind. 0 (the default)
+    #: leaves it to the kernel's autotuning (up to net.ipv4.tcp_wmem's maximum, 4 MiB by
+    #: default): 256 KiB cost a tenth of the hub's peak on loopback (docs/protocol.md 14.4).
+    socket_send_buffer: int = 0
     max_operations_per_unit: int = 64
     #: Accept any authority-signed credential at handshake and enroll it, instead of
     #: requiring the unit in the directory first (convenient for load tests).
