@@ -431,7 +431,7 @@ class JetStreamStore:
                 "Nats-Msg-Id": f"{entry.sender}|{entry.kind}|{entry.cid}|{cmd.head.hex()}",
                 "Nats-Expected-Last-Subject-Sequence": str(expected)}, deadline)
         except jse.APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+            if exc.err_code in WRONG_LAST_SEQUENCE:
                 if cmd.epoch == 0:
                     raise StoreError(f"operation {op!r} was created meanwhile on another "
                                      f"hub node", code=Code.OPERATION_EXISTS) from None

@@ -49,7 +49,7 @@ class KeyPackages:
                 await self.js.publish(f"opshub.kp.{unit}.{kind}.{kp_id.hex()}", body,
                                       headers={"Nats-Expected-Last-Subject-Sequence": "0"})
             except jse.APIError as exc:
-                if exc.err_code != WRONG_LAST_SEQUENCE:
+                if exc.err_code not in WRONG_LAST_SEQUENCE:
                     raise
         held = await self._one_time(unit)
         for seq in held[:max(0, len(held) - MAX_STORED_PER_UNIT)]:  # keep the newest
@@ -89,7 +89,7 @@ class KeyPackages:
             await self.js.publish(record, msgpack.packb([out, list(missing)], use_bin_type=True),
                                   headers={"Nats-Expected-Last-Subject-Sequence": "0"})
         except jse.APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise  # stored or not, nothing is put back: lost packages, never doubled
             first = await self._recorded(record)
             if first is None:
@@ -118,7 +118,7 @@ class KeyPackages:
             await self.js.publish(subject, body,
                                   headers={"Nats-Expected-Last-Subject-Sequence": "0"})
         except jse.APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise
 
     async def _one_time(self, unit_hex: str) -> list[int]:

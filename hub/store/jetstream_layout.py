@@ -22,8 +22,11 @@ HEARTBEAT = 1.0
 #: Entries of each operation kept in memory for subscribers a little behind (1 KiB
 #: entries: about 1 MiB an operation).
 RECENT = 1024
-#: the server's error code for a failed Nats-Expected-Last-Subject-Sequence check
-WRONG_LAST_SEQUENCE = 10071
+#: the server's error codes for a failed Nats-Expected-Last-Subject-Sequence check: 10071
+#: ("wrong last sequence: N") from a lone server or a check against the store, 10164 ("wrong
+#: last sequence", no N) from a replicated stream refusing while another write of the same
+#: subject is still in flight. Both mean the same thing: someone else wrote first.
+WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 #: ... and for deleting an entry that is not there (any more)
 NO_MESSAGE_FOUND = 10057
 
