@@ -22,9 +22,12 @@ from types import TracebackType
 from aiohttp import web
 
 from hub import api
+from hub.api_auth import ApiError
+from hub.audit import AuditTrail, default_audit_path
 from hub.broker import Broker
 from hub.config import HubConfig
 from hub.connection import ServerConnection
+from hub.guard import HttpErrorLog, RejectLog, SourceGuard
 from hub.metrics import Metrics
 from hub.store.jetstream import JetStreamStore
 from hub.store.sqlite import SQLiteStore
@@ -55,7 +58,11 @@ class Hub:
         else:
             self.store = SQLiteStore(config.db)
         self.worker = StoreWorker(self.store)
-        self.broker = Broker(config, self.worker, now=now, metrics=self.metrics)
+        audit = AuditTrail(config.audit_db or default_audit_path(config.db),
+                           key_path=config.audit_key)
+        self.broker = Broker(config, self.worker, now=now, metrics=self.metrics, audit=audit)
+        self.rejects = RejectLog(config.reject_log_rate)
+        self.guard = SourceGuard(config, self.metrics, self.rejects)
         self._opened = isinstance(self.store, SQLiteStore)
         if self._opened:
             self.broker.load()
@@ -95,6 +102,7 @@ class Hub:
     def app(self) -> web.Application:
         app = web.Application()
         app[api.BROKER] = self.broker
+        app[api.REJECTS] = self.rejects
         api.add_routes(app)
         app.router.add_get(WS_PATH, self._websocket)
         app.on_startup.append(self._on_startup)
@@ -104,6 +112,10 @@ class Hub:
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         limits = self.config.limits
+        if not self.guard.admit_handshake(request.remote or "?"):
+            raise ApiError(429, Code.RATE_LIMITED,
+                               f"too many WebSocket handshakes from {request.remote}: "
+                               f"at most {self.config.handshake_rate:g} a second")
         # aiohttp's own limit sits above ours so that our codec reports the oversize
         # frame with an error frame; beyond twice the limit aiohttp closes with 1009.
         ws = web.WebSocketResponse(max_msg_size=2 * limits.max_frame, compress=False,
@@ -118,7 +130,8 @@ class Hub:
         self.metrics.connections_total += 1
         try:
             async with asyncio.TaskGroup() as tasks:
-                conn = ServerConnection(ws, session, self.broker, tasks, request.transport)
+                conn = ServerConnection(ws, session, self.broker, tasks, request.transport,
+                                        self.rejects)
                 self.connections.add(conn)
                 tasks.create_task(conn.writer())
                 try:
@@ -159,15 +172,19 @@ class Hub:
         self.broker.flush_cursors()
         await self.worker.drain()
         await self.worker.close()
+        await asyncio.to_thread(self.broker.audit.close)
 
 
 class RunningHub:
-    """A hub listening on ``config.host``:``config.port`` (0 picks a free port)."""
+    """A hub listening on ``config.host``:``config.port`` (0 picks a free port), and its
+    monitoring (/healthz, /metrics) on ``config.metrics_host``:``metrics_port``."""
 
     def __init__(self, config: HubConfig, **kwargs: Callable[..., object]) -> None:
         self.hub = Hub(config, **kwargs)  # type: ignore[arg-type]
         self._runner: web.AppRunner | None = None
+        self._monitoring: web.AppRunner | None = None
         self.port = config.port
+        self.metrics_port = config.metrics_port
 
     @property
     def url(self) -> str:
@@ -178,6 +195,11 @@ class RunningHub:
     def http(self) -> str:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self.hub.config.host}:{self.port}"
+
+    @property
+    def metrics_http(self) -> str:
+        """Where /healthz and /metrics are (plain http: they stay on a trusted network)."""
+        return f"http://{self.hub.config.metrics_host}:{self.metrics_port}"
 
     @property
     def tls(self) -> bool:
@@ -194,16 +216,30 @@ class RunningHub:
                 raise UsageError("a TLS certificate needs its key (tls_key)")
             context = server_context(config.tls_cert, config.tls_key)
         await self.hub.open()
+        logger = HttpErrorLog(self.hub.rejects, self.hub.metrics)
         self._runner = web.AppRunner(self.hub.app(), handle_signals=False, access_log=None,
-                                     shutdown_timeout=5.0)
+                                     shutdown_timeout=5.0, logger=logger)
         await self._runner.setup()
+        assert self._runner.server is not None
+        self.hub.guard.install(self._runner.server)
         site = web.TCPSite(self._runner, config.host, config.port, backlog=512,
                            ssl_context=context)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        metrics_port = config.metrics_port
+        if metrics_port is None:
+            metrics_port = self.port + 1 if config.port else 0
+        self._monitoring = web.AppRunner(api.monitoring_app(self.hub.broker),
+                                         handle_signals=False, access_log=None, logger=logger)
+        await self._monitoring.setup()
+        await web.TCPSite(self._monitoring, config.metrics_host, metrics_port).start()
+        self.metrics_port = self._monitoring.addresses[0][1]
         return self
 
     async def stop(self) -> None:
+        if self._monitoring is not None:
+            monitoring, self._monitoring = self._monitoring, None
+            await monitoring.cleanup()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

@@ -4,7 +4,8 @@ It hands the router each authenticated frame, runs the store work the router ask
 (writes through the group-committing ``StoreWorker``, log and directed reads as tasks
 owned by the connection they serve), feeds the results back, and tells the router when
 a transaction has committed (the fan-out) and when a full connection has room again.
-Every decision is the router's; nothing here looks inside a frame.
+Every decision is the router's; nothing here looks inside a frame. What the router
+reports for the audit trail goes to ``audit`` (hub/audit.py) as it happens.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, Protocol, assert_never, cast
 
+from hub.audit import AuditTrail, NoAudit
 from hub.config import HubConfig
 from hub.metrics import Metrics
 from hub.store.jetstream import JetStreamStore
@@ -37,9 +39,11 @@ class Outbox(Peer, Protocol):
 
 class Broker:
     def __init__(self, config: HubConfig, worker: StoreWorker, *, now: Callable[[], float],
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, audit: AuditTrail | None = None) -> None:
         self.config = config
         self.worker = worker
+        #: the node's audit trail (the connections record failed handshakes in it too)
+        self.audit: AuditTrail | NoAudit = audit if audit is not None else NoAudit()
         self.router = Router(
             AuthorityRing(list(config.authorities)), now=now,
             config=RouterConfig(max_batch=config.limits.max_batch,
@@ -82,9 +86,10 @@ class Broker:
     def lookup(self, unit: str) -> SignedCredential | None:
         return self.router.lookup(unit)
 
-    def enroll(self, signed: SignedCredential) -> str:
-        """Enroll a credential (HTTP upload, roster preload). Raises AuthError."""
-        unit = self.router.enroll(signed)
+    def enroll(self, signed: SignedCredential, *, by: str | None = None) -> str:
+        """Enroll a credential (HTTP upload by unit ``by``, roster preload); the audit
+        trail records it. Raises AuthError."""
+        unit = self.router.enroll(signed, by=by)
         self._run()
         return unit
 
@@ -110,6 +115,8 @@ class Broker:
     # --- running the router's store work ---------------------------------------------
 
     def _run(self) -> None:
+        for event in self.router.audit.drain():
+            self.audit.reported(event)
         for action in self.router.actions():
             match action:
                 case Write():

@@ -50,13 +50,40 @@ class HubConfig:
     fanout: str = "coalesced"
     #: Entries per frame when replaying a log to a subscriber that is behind.
     catchup_page: int = 512
+    #: The node's audit trail (hub/audit.py): None is ``<db>.audit`` beside the database;
+    #: its key and anchor file ``audit_key``, None is the audit file's name + ".key".
+    audit_db: Path | None = None
+    audit_key: Path | None = None
+    #: Registrars of the HTTP API (hub/api_auth.py): the units named here, and the units
+    #: whose credential has one of these roles, may enroll credentials and see the whole
+    #: directory and every operation; any other unit sees only its own operations.
+    registrar_units: tuple[str, ...] = ()
+    registrar_roles: tuple[str, ...] = ("ocu",)
+    #: /healthz and /metrics listen apart from agents and the API, on metrics_host (this
+    #: machine only, by default) at metrics_port: None is ``port`` + 1 (a free port when
+    #: ``port`` is 0), 0 a free port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    #: Per source address (hub/guard.py): connections open at once, new connections per
+    #: second (a token bucket of ``connection_burst``), WebSocket handshakes likewise.
+    #: Generous by default, because load tests come from one address (127.0.0.1).
+    max_connections_per_source: int = 8192
+    connection_rate: float = 1000.0
+    connection_burst: int = 8192
+    handshake_rate: float = 500.0
+    handshake_burst: int = 8192
+    #: Rejected requests are logged one WARNING line each, at most this many lines per
+    #: second; the rest are counted in one summary line (and in /metrics).
+    reject_log_rate: float = 5.0
 
 
 #: Settings a config file may set (the rest come from flags or are derived).
 _FILE_SETTINGS = frozenset({
     "hub_id", "max_outbound_bytes", "slow_consumer_timeout", "max_operations_per_unit",
     "open_enrollment", "handshake_timeout", "cursor_flush_interval", "catchup_page",
-    "socket_send_buffer",
+    "socket_send_buffer", "registrar_units", "registrar_roles", "max_connections_per_source",
+    "connection_rate", "connection_burst", "handshake_rate", "handshake_burst",
+    "reject_log_rate",
 })
 
 
@@ -74,6 +101,10 @@ def load_config_file(path: Path, base: HubConfig) -> HubConfig:
     unknown |= {f"limits.{k}" for k in set(limits) - limit_names}
     if unknown:
         raise ValueError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+    for key, value in list(data.items()):  # TOML arrays are lists; the settings are tuples
+        if isinstance(getattr(base, key), tuple) and isinstance(value, list) and all(
+                isinstance(v, str) for v in value):
+            data[key] = tuple(value)
     for key, value in [*data.items(), *(("limits." + k, v) for k, v in limits.items())]:
         current = getattr(base.limits if key.startswith("limits.") else base,
                           key.removeprefix("limits."))

@@ -14,6 +14,9 @@ One that takes nothing for ``slow_consumer_timeout`` seconds while bytes wait fo
 torn down: its queue is dropped, the close frame 1013 ``slow_consumer`` goes out right
 behind what the socket already holds, and if the peer does not take that within the
 grace period the connection is reset, so that the kernel frees the send buffer at once.
+
+A failed handshake goes to the broker's audit trail: the peer's address, the error's code
+and the unit its hello claimed (unverified: the claim is what was refused).
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hub.broker import Broker
+from hub.guard import RejectLog
 from protocol import codec
 from protocol import frames as f
-from protocol.errors import CloseCode, Code, DecodeError
+from protocol.credentials import Credential
+from protocol.errors import AuthError, CloseCode, Code, DecodeError, ProtocolError
+from protocol.router_audit import Kind
 from protocol.session import ServerSession, State
 
 if sys.platform == "linux":
@@ -66,6 +72,17 @@ def _encode_shared(frame: f.Deliver) -> bytes:
         data = codec.encode(frame)
         _last_encoded = (frame, data)
     return data
+
+
+def _claimed_unit(hello: bytes | None) -> str | None:
+    """The unit a refused hello named, if it parses that far (cheap: no signature check)."""
+    if hello is None:
+        return None
+    try:
+        frame = codec.decode(hello)
+        return Credential.from_bytes(frame.credential).unit if isinstance(frame, f.Hello) else None
+    except (DecodeError, AuthError):
+        return None
 
 
 def _wire_size(n: int) -> int:
@@ -138,8 +155,11 @@ class PeerSocket:
 class ServerConnection:
     def __init__(self, ws: web.WebSocketResponse, session: ServerSession, broker: Broker,
                  tasks: asyncio.TaskGroup,
-                 transport: asyncio.Transport | None = None) -> None:
+                 transport: asyncio.Transport | None = None,
+                 rejects: RejectLog | None = None) -> None:
+        """``rejects``: where a failed handshake is logged (one rate-limited line)."""
         self.ws = ws
+        self.rejects = rejects
         self.session = session
         self.broker = broker
         self.metrics = broker.metrics
@@ -155,6 +175,9 @@ class ServerConnection:
         self._refused = False
         self._close: tuple[int, str, bool] | None = None
         self.socket = PeerSocket(transport) if transport is not None else None
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        #: the peer's IP address, for the audit trail
+        self.address: str | None = str(peer[0]) if isinstance(peer, tuple) else None
         if self.socket is not None:
             self.socket.set_send_buffer(broker.config.socket_send_buffer)
         #: bytes handed to the transport (frames with their headers)
@@ -357,7 +380,7 @@ class ServerConnection:
                     break
                 self.metrics.bytes_in += len(data)
                 events = session.receive(data)
-                self._flush_session()
+                self._flush_session(data)
                 for event in events:
                     if not self.unit and session.unit is not None:
                         self.unit = session.unit
@@ -372,10 +395,24 @@ class ServerConnection:
             if self.unit:
                 broker.disconnected(self)
 
-    def _flush_session(self) -> None:
+    def _flush_session(self, received: bytes | None = None) -> None:
+        """Send what the session queued; close as it says. ``received``: the message it
+        was just fed (a refused hello names the unit the audit entry records)."""
         for data in self.session.data_to_send():
             self.enqueue(data)
         if self.session.state is State.CLOSED and self.session.close_code is not None:
             if self.session.error is not None:
                 self.counts.errors[self.session.error.code] += 1
+                if self.session.unit is None:
+                    self._handshake_failed(self.session.error, received)
             self.close_soon(self.session.close_code, self.session.close_reason, flush=True)
+
+    def _handshake_failed(self, error: ProtocolError, received: bytes | None) -> None:
+        """The handshake failed: bad or unknown credential, bad proof, no or malformed
+        hello, timeout. The trail bounds how many of these one address writes."""
+        unit = _claimed_unit(received)
+        self.broker.audit.record(Kind.AUTH_FAILURE, unit=unit, source=self.address,
+                                 code=error.code, transport="ws")
+        if self.rejects is not None:
+            self.rejects.warn(self.address, f"WebSocket handshake{f' of {unit}' if unit else ''}"
+                              f": {error.code}: {error.message}")

@@ -21,8 +21,13 @@ class Metrics:
     slow_consumers: int = 0
     #: the router's counters (messages, duplicates, deliveries, error frames by code)
     counts: Counts = field(default_factory=Counts)
+    #: requests and connections refused before any frame, by reason (hub/guard.py, hub/api.py)
+    rejected: dict[str, int] = field(default_factory=dict)
     #: Callables read at scrape time (queue depths, store counters).
     gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def render(self) -> str:
         lines: list[str] = []
@@ -56,6 +61,10 @@ class Metrics:
         for code, n in sorted(self.counts.errors.items()):
             emit("errors_total", "counter", "Error frames sent, by code.", n,
                  f'{{code="{code}"}}')
+        for reason, n in sorted(self.rejected.items()):
+            emit("rejected_total", "counter", "Connections and HTTP requests refused before "
+                 "any frame (limits per source, authentication, malformed), by reason.", n,
+                 f'{{reason="{reason}"}}')
         for name, (help_, read) in sorted(self.gauges.items()):
             emit(name, "gauge", help_, read())
         # The process, so that a load test of a hub it did not start sees its cost too.

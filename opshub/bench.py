@@ -43,7 +43,7 @@ from client.identity import KeyFolder, UnitIdentity, UnitSpec
 from client.membership import OperationAdmin
 from client.tls import client_context
 from opshub.histogram import LatencyHistogram
-from opshub.hubapi import HubApi
+from opshub.hubapi import HubApi, registrar
 from opshub.hubprocess import HubProcess, process_cpu_seconds
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
@@ -302,7 +302,8 @@ async def _join_running_hub(url: str, keys: Path, specs: list[UnitSpec], operati
     and TlsError (a wss:// hub's certificate does not verify)."""
     folder = open_folder(keys, authority_key=True)
     own = own_identities(folder, specs)
-    async with HubApi(url, ssl=trust([url], tls_ca)) as api:
+    signer = registrar(folder.authority(), now=int(time.time()))
+    async with HubApi(url, signer, ssl=trust([url], tls_ca)) as api:
         on_file = {u: c.credential.issued_at for u, c in (await api.directory()).items()}
         chosen = cast(specs, now=int(time.time()), folder=folder, own=own, on_file=on_file)
         await api.enroll(chosen.identities.values())

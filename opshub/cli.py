@@ -126,6 +126,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from opshub.audit import cmd_verify
+
+    return cmd_verify(args)
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    from opshub.audit import cmd_show
+
+    return cmd_show(args)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from opshub.replay import cmd_replay as replay
 
@@ -259,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
     _keys(sub)
     _serve(sub)
+    _audit(sub)
     _cluster(sub)
     _replay(sub)
     _exercise(sub)
@@ -316,10 +329,12 @@ def _keys(sub: Any) -> None:
 def _serve(sub: Any) -> None:
     s = _command(sub, "serve", "run a hub until Ctrl-C or SIGTERM",
                  "Run a hub: WebSocket agents at ws://HOST:PORT/v1/ws, the JSON HTTP API "
-                 "(/healthz,\n/v1/operations, /v1/directory, /metrics) beside it, one "
-                 "SQLite database. It trusts\nKEYS/authority.pub, preloads KEYS/roster.json "
-                 "and stops cleanly on Ctrl-C or SIGTERM\n(every acknowledged message is on "
-                 "disk). With --tls-cert and --tls-key: wss:// and https://.\nSee "
+                 "(/v1/operations,\n/v1/directory; signed requests, docs/protocol.md 15) "
+                 "beside it, one SQLite database;\n/healthz and /metrics on a listener of "
+                 "their own (--metrics-host, --metrics-port: this\nmachine, PORT+1, by "
+                 "default). It trusts KEYS/authority.pub, preloads KEYS/roster.json\nand "
+                 "stops cleanly on Ctrl-C or SIGTERM (every acknowledged message is on disk). "
+                 "With\n--tls-cert and --tls-key: wss:// and https://. See "
                  "docs/operations.md.",
                  "--keys keys --db opshub.db --port 8765",
                  "--keys keys --port 0 --ready-file hub.json    (scripts: read the URL "
@@ -329,6 +344,12 @@ def _serve(sub: Any) -> None:
                  func=cmd_serve)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one")
+    s.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address /healthz and /metrics listen on (plain http, no "
+                   "authentication: keep it on a trusted network)")
+    s.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="port /healthz and /metrics listen on (default: --port + 1, a free "
+                   "one with --port 0; 0 picks a free one)")
     s.add_argument("--db", type=Path, default=Path("opshub.db"), metavar="FILE",
                    help="SQLite database (created if missing; -wal and -shm files beside it)")
     s.add_argument("--store", default="", metavar="nats://HOST:PORT[,...]",
@@ -340,14 +361,21 @@ def _serve(sub: Any) -> None:
     s.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="TOML file of limits and timeouts (see docs/operations.md)")
     s.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
-                   help="once listening, write {\"url\", \"http\", \"pid\", \"hub\", \"db\"} "
-                   "here as JSON (atomically; removed when the hub stops)")
+                   help="once listening, write {\"url\", \"http\", \"metrics\", \"pid\", "
+                   "\"hub\", \"db\"} here as JSON (atomically; removed when the hub stops); "
+                   "metrics: the base URL of /healthz and /metrics")
     s.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
                    help="serve over TLS (wss://, https://) with this certificate (PEM, "
                    "with any intermediates); needs --tls-key. `opshub keys tls` makes one "
                    "with a local CA for a test setup")
     s.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
                    help="the private key of --tls-cert (PEM)")
+    s.add_argument("--audit-db", type=Path, default=None, metavar="FILE",
+                   help="this node's audit trail (default: the database's name + .audit); "
+                   "see docs/operations.md, \"Audit trail\"")
+    s.add_argument("--audit-key", type=Path, default=None, metavar="FILE",
+                   help="the audit trail's key and anchor file (default: the audit file's "
+                   "name + .key); keep it off the database's volume")
     s.add_argument("--open-enrollment", action="store_true",
                    help="accept any credential the authority signed, enrolled or not")
     s.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
@@ -356,6 +384,39 @@ def _serve(sub: Any) -> None:
     s.add_argument("--fanout", choices=["coalesced", "per-delivery"], default="coalesced",
                    help="per-delivery: one frame and one awaited send per delivery (a naive "
                    "design, for benchmark comparison only)")
+
+
+def _audit(sub: Any) -> None:
+    from opshub.audit import DEFAULT_AUDIT
+
+    a = _command(sub, "audit", "check and read a hub node's audit trail",
+                 "Tools for a hub node's audit trail: enrollments, membership statements, "
+                 "key-package\nclaims and failed authentications, hash-chained under a key "
+                 "(see docs/operations.md,\n\"Audit trail\").")
+    asub = a.add_subparsers(dest="audit", required=True, metavar="<tool>")
+    v = _command(asub, "audit verify", "check that no entry was edited or removed",
+                 "Check every entry of an audit file against its key and anchor. Prints "
+                 "\"N entries, chain\nintact, head HASH\" and exits 0; otherwise names the "
+                 "first bad entry and what is wrong\n(edited, missing, truncated, key "
+                 "mismatch) and exits 1. Read-only: runs beside the hub.",
+                 "", "--db /var/lib/opshub/opshub.db.audit --key /etc/opshub/audit.key",
+                 func=cmd_audit_verify)
+    s = _command(asub, "audit show", "print audit entries, one line each",
+                 "Print an audit file's entries, oldest first: seq, time (UTC), kind, unit, "
+                 "operation,\nsource address and details. Read-only.",
+                 "--last 20", "--kind auth_failure", func=cmd_audit_show)
+    for p in (v, s):
+        p.add_argument("--db", type=Path, default=DEFAULT_AUDIT, metavar="FILE",
+                       help="the audit file (a hub writes <its database>.audit unless "
+                       "told otherwise)")
+    v.add_argument("--key", type=Path, default=None, metavar="FILE",
+                   help="the key and anchor file (default: the audit file's name + .key)")
+    s.add_argument("--kind", default=None, metavar="KIND",
+                   help="only entries of this kind (enrollment, operation_created, "
+                   "statement, statement_refused, kp_claim, kp_claim_refused, "
+                   "auth_failure, auth_failure_suppressed, ...)")
+    s.add_argument("--last", type=int, default=None, metavar="N",
+                   help="only the last N entries (of --kind)")
 
 
 def cmd_cluster_up(args: argparse.Namespace) -> int:
@@ -374,9 +435,10 @@ def _cluster(sub: Any) -> None:
         "Start NATS servers with JetStream, routed into one cluster (streams replicated "
         "on three\nservers, each write on disk before it is acknowledged), and hub nodes "
         "over them\n(opshub serve --store), all on 127.0.0.1. Prints the NATS URLs, each "
-        "node's WebSocket\nand HTTP URLs and the command that replays an operation over "
-        "them; Ctrl-C or SIGTERM\nstops everything it started (exit 0). Creates the key "
-        "folder if it does not exist.",
+        "node's WebSocket,\nHTTP and metrics URLs (/healthz, /metrics: a free port each) "
+        "and the commands that replay\nan operation over them and load-test them; Ctrl-C "
+        "or SIGTERM stops everything it started\n(exit 0). Creates the key folder if it "
+        "does not exist.",
         "", "--keys keys --ready-file cluster.json",
         "--servers 5 --hubs 3 --data cluster-data    (data kept there)",
         "--hubs 0    (NATS servers only)",

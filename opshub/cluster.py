@@ -512,6 +512,12 @@ class HubProcesses:
         """The HTTP API URLs of every node, in order."""
         return [n.http for n in self.nodes]
 
+    @property
+    def metrics(self) -> list[str]:
+        """The base URLs of every node's /healthz and /metrics listener, in order (each on
+        a free port of its own: HubProcess starts its node with --metrics-port 0)."""
+        return [n.metrics for n in self.nodes]
+
     def kill(self, i: int) -> None:
         """kill -9 hub node ``i``: its agents see their connection drop."""
         self.nodes[i].kill()

@@ -37,6 +37,13 @@ def replay_command(hub_urls: Sequence[str], keys: Path) -> str:
                        "--keys", str(keys)])
 
 
+def load_command(hub_urls: Sequence[str], metrics: Sequence[str], keys: Path) -> str:
+    """The command that load-tests the hub nodes, sampling each node's /metrics (on a port
+    of its own, not beside the node's: ``--metrics`` cannot be left to its default)."""
+    return shlex.join(["opshub", "load", "--hub", ",".join(hub_urls), "--metrics",
+                       ",".join(metrics), "--keys", str(keys)])
+
+
 def cmd_cluster_up(args: argparse.Namespace) -> int:
     if args.servers < 1:
         raise UsageError(f"--servers {args.servers}: at least 1")
@@ -94,16 +101,20 @@ def _announce(cluster: NatsCluster, hubs: HubProcesses, keys: Path) -> dict[str,
         print(f"  {s.name}  {s.url}  monitoring {s.monitoring}  log {s.log}")
     print(f"{len(hubs.nodes)} hub nodes (opshub serve --store {hubs.store}):")
     for i, node in enumerate(hubs.nodes):
-        print(f"  hub-{i}  WebSocket {node.url}  HTTP {node.http}")
+        print(f"  hub-{i}  WebSocket {node.url}  HTTP {node.http}  metrics {node.metrics}")
     if hubs.nodes:
         print("replay an operation over them (its agents spread over the nodes):")
         print(f"  {replay_command(hubs.urls, keys)}")
+        print("load-test them (the hub figures summed over every node's /metrics):")
+        print(f"  {load_command(hubs.urls, hubs.metrics, keys)}")
     print("Ctrl-C stops everything.", flush=True)
     return {"nats": cluster.urls, "monitoring": [s.monitoring for s in cluster.servers],
             "nats_pids": [s.proc.pid for s in cluster.servers if s.proc is not None],
-            "hubs": [{"url": n.url, "http": n.http, "pid": n.pid} for n in hubs.nodes],
+            "hubs": [{"url": n.url, "http": n.http, "metrics": n.metrics, "pid": n.pid}
+                     for n in hubs.nodes],
             "store": hubs.store, "keys": str(keys), "data": str(cluster.folder),
             "replay": replay_command(hubs.urls, keys) if hubs.nodes else None,
+            "load": load_command(hubs.urls, hubs.metrics, keys) if hubs.nodes else None,
             "pid": os.getpid()}
 
 

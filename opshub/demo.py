@@ -25,6 +25,7 @@ from client.secure import Message, SecureAgent
 from hub.app import RunningHub
 from hub.config import HubConfig
 from opshub.identities import DEFAULT_ROSTER
+from protocol.http_auth import authorization, signing_input
 
 OP = "DEMO-CARIB"
 
@@ -83,7 +84,8 @@ async def _demo(root: Path, n_messages: int) -> int:
     running = RunningHub(config)
     running.hub.preload(keys.roster())
     async with running, AsyncExitStack() as stack:
-        _say(f"hub      listening on {running.url}, database {config.db}\n")
+        _say(f"hub      listening on {running.url}, metrics {running.metrics_http}/metrics, "
+             f"database {config.db}\n")
         agents: dict[str, SecureAgent] = {}
         for unit, ident in ids.items():
             agent = SecureAgent(running.url, ident, [keys.authority_public()])
@@ -97,7 +99,7 @@ async def _demo(root: Path, n_messages: int) -> int:
             finally:
                 for task in readers:
                     task.cancel()
-        await _summary(running, agents, received)
+        await _summary(running, agents, received, ids["OCU"])
     _check_database(config.db, sent)
     _say("\nhub      stopped cleanly; every acknowledged message is in the database")
     return 0
@@ -175,17 +177,25 @@ async def _exchange(agents: dict[str, SecureAgent], received: dict[str, list[Mes
 
 
 async def _summary(running: RunningHub, agents: dict[str, SecureAgent],
-                   received: dict[str, list[Message]]) -> None:
+                   received: dict[str, list[Message]], ocu: UnitIdentity) -> None:
     _say("\nsummary")
     for unit, items in received.items():
         agent = agents[unit]
         _say(f"         {unit:<12} decrypted {len(items):>3} messages, epoch {agent.epoch(OP)}, "
              f"rejected {len(agent.rejected)}, unreadable from before joining "
              f"{agent.skipped_before_join}")
+    # The API answers signed requests only (docs/protocol.md 15): the OCU signs with its
+    # identity key. /metrics has a listener of its own, for operators, unsigned.
+    path = f"/v1/operations/{OP}"
+    at = int(time.time())
+    signed = authorization(ocu.unit, at, ocu.key.sign(signing_input("GET", path, at, b"")))
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{running.http}/v1/operations/{OP}") as resp:
+        async with http.get(f"{running.http}{path}",
+                            headers={"Authorization": signed}) as resp:
+            resp.raise_for_status()
             op = await resp.json()
-        async with http.get(f"{running.http}/metrics") as resp:
+        async with http.get(f"{running.metrics_http}/metrics") as resp:
+            resp.raise_for_status()
             metrics = await resp.text()
     _say(f"         hub view of {OP}: epoch {op['epoch']}, head seq {op['head']}, "
          f"members {', '.join(op['members'])}")

@@ -24,7 +24,7 @@ from client.exercise.runtime import ExerciseRun, links
 from client.exercise.web import make_app
 from client.identity import KeyFolder
 from client.replay.run import participants, pick_operation_id
-from opshub.hubapi import HubNodes, hub_url_list
+from opshub.hubapi import HubNodes, hub_url_list, registrar
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
@@ -88,7 +88,7 @@ async def run_exercise(ex: Exercise, *, host: str, port: int, speed: float, seed
     kf = open_folder(keys, authority_key=True)
     own = own_identities(kf, specs)
     ssl = trust(hub_url_list(hub_url), tls_ca)
-    async with HubNodes(hub_url, ssl=ssl) as nodes:
+    async with HubNodes(hub_url, registrar(kf.authority(), now=now), ssl=ssl) as nodes:
         on_file = {u: c.credential.issued_at for u, c in (await nodes.directory()).items()}
         chosen = cast(specs, now=now, folder=kf, own=own, on_file=on_file)
         await nodes.enroll(chosen.identities.values())

@@ -1,6 +1,8 @@
 """What the tools ask a running hub over its JSON HTTP API: the directory, the operations,
 enrolment of credentials; of one hub, or of every node of a cluster (``HubNodes``), over
-http:// or, for a wss:// hub, https://. Every failure of the HTTP client is translated
+http:// or, for a wss:// hub, https://. Every request is signed by the tool's registrar
+identity (``registrar``; protocol/http_auth.py), which the hub lets enroll units and see
+the whole directory. Every failure of the HTTP client is translated
 here, in one place, into an error of one line that names the hub: UsageError (a hub that is
 not there, that does not answer, that is not an opshub hub, that refuses a credential) or
 TlsError (its certificate does not verify).
@@ -12,6 +14,7 @@ import contextlib
 import errno
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from ssl import SSLContext
 from typing import Any, TypeVar
@@ -20,13 +23,29 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from client.connection import TIMEOUT
-from client.identity import UnitIdentity
+from client.identity import Authority, UnitIdentity, UnitSpec
 from client.tls import tls_error
 from protocol.credentials import SignedCredential
 from protocol.errors import UsageError
+from protocol.http_auth import (
+    CREDENTIAL_HEADER,
+    authorization,
+    credential_header,
+    signing_input,
+)
 
 WS_PATH = "/v1/ws"
 T = TypeVar("T")
+#: the unit id a tool signs its HTTP requests as (never enrolled: it brings its credential)
+REGISTRAR = "OPSHUB-REGISTRAR"
+
+
+def registrar(authority: Authority, *, now: int) -> UnitIdentity:
+    """A short-lived ``ocu`` identity for a tool holding the authority key to sign its
+    requests with: the hub's default registrar role (hub/config.py registrar_roles).
+    Country XX: user-assigned in ISO 3166, no country's."""
+    return authority.enroll(UnitSpec(REGISTRAR, "XX", "opshub", "ocu"), now=now - 60,
+                            validity=24 * 3600)
 
 
 def ws_url(url: str) -> str:
@@ -61,10 +80,12 @@ def http_url(url: str) -> str:
 class HubApi:
     """A running hub's HTTP API, for as long as the ``async with`` lasts."""
 
-    def __init__(self, url: str, *, timeout: float = TIMEOUT,
+    def __init__(self, url: str, signer: UnitIdentity, *, timeout: float = TIMEOUT,
                  ssl: SSLContext | None = None) -> None:
-        """``ssl``: for an https:// API (a wss:// hub), what verifies the hub's
-        certificate (client.tls.client_context); None trusts the system's CAs."""
+        """``signer``: the identity the requests are signed as (``registrar``). ``ssl``:
+        for an https:// API (a wss:// hub), what verifies the hub's certificate
+        (client.tls.client_context); None trusts the system's CAs."""
+        self.signer = signer
         self.url = ws_url(url)
         self.http = http_url(url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -99,20 +120,31 @@ class HubApi:
         UsageError with the hub's reason when it refuses one."""
         assert self._session is not None, "use HubApi in `async with`"
         for ident in identities:
-            body = ident.signed.to_json()
-            async with self._errors(), self._session.post(f"{self.http}/v1/directory",
-                                                          json=body) as resp:
+            body = json.dumps(ident.signed.to_json()).encode()
+            headers = self._signed("POST", "/v1/directory", body)
+            headers["Content-Type"] = "application/json"
+            async with self._errors(), self._session.post(
+                    f"{self.http}/v1/directory", data=body, headers=headers) as resp:
                 if resp.status >= 400:
                     raise UsageError(f"the hub at {self.url} refused the credential of "
                                      f"{ident.unit}: {_reason(await resp.text())}")
 
     async def _get(self, path: str, parse: Callable[[Any], T]) -> T:
         assert self._session is not None, "use HubApi in `async with`"
-        async with self._errors(), self._session.get(f"{self.http}{path}") as resp:
+        async with self._errors(), self._session.get(
+                f"{self.http}{path}", headers=self._signed("GET", path, b"")) as resp:
             if resp.status >= 400:
                 raise UsageError(f"the hub at {self.url} answered {path} with HTTP "
                                  f"{resp.status}: {_reason(await resp.text())}")
             return parse(await resp.json())
+
+    def _signed(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        """The headers that authenticate one request (with the credential: the signer
+        need not be enrolled)."""
+        at = int(time.time())
+        signature = self.signer.key.sign(signing_input(method, target, at, body))
+        return {"Authorization": authorization(self.signer.unit, at, signature),
+                CREDENTIAL_HEADER: credential_header(self.signer.signed)}
 
     @contextlib.asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
@@ -145,11 +177,11 @@ class HubNodes:
     enrolling on each does not rely on how soon one node sees what another stored (a
     credential a node already has is a no-op there), at one request per node."""
 
-    def __init__(self, url: str | Sequence[str], *, timeout: float = TIMEOUT,
-                 ssl: SSLContext | None = None) -> None:
-        """``ssl``: see HubApi. Raises UsageError for a bad URL or for none."""
+    def __init__(self, url: str | Sequence[str], signer: UnitIdentity, *,
+                 timeout: float = TIMEOUT, ssl: SSLContext | None = None) -> None:
+        """``signer``, ``ssl``: see HubApi. Raises UsageError for a bad URL or for none."""
         self.urls = hub_url_list(url)
-        self._nodes = [HubApi(u, timeout=timeout, ssl=ssl) for u in self.urls]
+        self._nodes = [HubApi(u, signer, timeout=timeout, ssl=ssl) for u in self.urls]
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> HubNodes:

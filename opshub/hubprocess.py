@@ -36,7 +36,8 @@ class HubProcess:
     """A hub in a child process: ``with HubProcess(keys, db) as hub: ... hub.url``, or
     ``HubProcess(keys, store="nats://...,nats://...")`` for a node of a cluster. With
     ``tls`` (opshub.tls.write_tls_folder) it serves wss:// and https:// with that folder's
-    hub certificate; clients trust its ``tls.ca``.
+    hub certificate; clients trust its ``tls.ca``. Its /healthz and /metrics listen on a
+    free port of 127.0.0.1 of their own: ``metrics`` is their base URL.
 
     Raises OpshubError if the child exits, or is not listening within READY_WITHIN
     seconds (the child has printed its own reason on stderr)."""
@@ -57,8 +58,8 @@ class HubProcess:
         # stdout (the human-readable lines) is not needed; stderr stays the user's
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opshub", "serve", "--host", "127.0.0.1", "--port", "0",
-             *state, "--keys", str(keys.resolve()), "--fanout", fanout, "--loop", loop,
-             "--ready-file", str(ready)], stdout=subprocess.DEVNULL,
+             "--metrics-port", "0", *state, "--keys", str(keys.resolve()), "--fanout", fanout,
+             "--loop", loop, "--ready-file", str(ready)], stdout=subprocess.DEVNULL,
             cwd=self._tmp.name if store else None)
         try:
             info = self._wait_ready(ready)
@@ -67,6 +68,8 @@ class HubProcess:
             raise
         self.url: str = info["url"]
         self.http: str = info["http"]
+        #: where the hub's /healthz and /metrics are (http://127.0.0.1:PORT, a free port)
+        self.metrics: str = info["metrics"]
 
     def _wait_ready(self, ready: Path) -> dict[str, str]:
         deadline = time.monotonic() + READY_WITHIN

@@ -37,7 +37,7 @@ from client.replay.run import (
     write,
 )
 from client.tls import client_context
-from opshub.hubapi import HubNodes, hub_url_list
+from opshub.hubapi import HubNodes, hub_url_list, registrar
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.loops import run
@@ -95,7 +95,7 @@ async def run_replay(operation: str, *, out: Path, seed: int = 1, speed: float |
     specs = participants(replay.scenario)
     own = own_identities(folder, specs)  # problems with the folder before the network
     ssl = trust(hub_url_list(hub_url), tls_ca)
-    async with HubNodes(hub_url, ssl=ssl) as nodes:
+    async with HubNodes(hub_url, registrar(folder.authority(), now=now), ssl=ssl) as nodes:
         on_file = {u: c.credential.issued_at for u, c in (await nodes.directory()).items()}
         chosen = cast(specs, now=now, folder=folder, own=own, on_file=on_file)
         await nodes.enroll(chosen.identities.values())

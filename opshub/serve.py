@@ -1,12 +1,13 @@
 """``opshub serve``: run a hub until SIGINT or SIGTERM.
 
 Once the hub listens it prints one line for people and, with ``--ready-file PATH``,
-writes ``{"url", "http", "pid", "hub", "db"}`` there atomically (a temporary file
-renamed into place) for programs; the file is removed when the hub stops, so a file
-that exists names a hub that is up. With ``--tls-cert`` and ``--tls-key`` the URLs are
-wss:// and https://. Problems a user can cause (a bad key folder, config file or TLS
-file, a port in use, a database that cannot be opened) raise UsageError or StoreError
-with one line to print.
+writes ``{"url", "http", "metrics", "pid", "hub", "db"}`` there atomically (a temporary
+file renamed into place) for programs; the file is removed when the hub stops, so a file
+that exists names a hub that is up. ``metrics`` is the base URL of the listener of
+/healthz and /metrics (``--metrics-host``, ``--metrics-port``; plain http://). With
+``--tls-cert`` and ``--tls-key`` the agents' URLs are wss:// and https://. Problems a user
+can cause (a bad key folder, config file or TLS file, a port in use, a database that
+cannot be opened) raise UsageError or StoreError with one line to print.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ def hub_config(args: argparse.Namespace) -> HubConfig:
     cert, key = tls_files(args)
     config = HubConfig(host=args.host, port=args.port, db=args.db, store=store,
                        tls_cert=cert, tls_key=key,
+                       metrics_host=getattr(args, "metrics_host", "127.0.0.1"),
+                       metrics_port=getattr(args, "metrics_port", None),
                        authorities=(folder.authority_public(),),
-                       open_enrollment=args.open_enrollment, fanout=args.fanout)
+                       open_enrollment=args.open_enrollment, fanout=args.fanout,
+                       audit_db=args.audit_db, audit_key=args.audit_key)
     if args.config is not None:
         if not args.config.exists():
             raise UsageError(f"no config file {args.config}")
@@ -87,24 +91,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listening = True
         if ready_file is not None:
             write_ready(ready_file, {"url": running.url, "http": running.http,
-                                          "pid": os.getpid(), "hub": config.hub_id,
-                                          "db": str(config.db)})
+                                     "metrics": running.metrics_http, "pid": os.getpid(),
+                                     "hub": config.hub_id, "db": str(config.db)})
         tls = f", TLS certificate {config.tls_cert}" if running.tls else ""
         print(f"opshub: hub {config.hub_id!r} listening on {running.http} "
-              f"(WebSocket {running.url}), database {config.db}{tls}", flush=True)
+              f"(WebSocket {running.url}), metrics {running.metrics_http}/metrics, "
+              f"database {config.db}{tls}", flush=True)
 
     try:
         run(serve(config, credentials, ready=ready), args.loop)
     except OSError as exc:
         if listening:
             raise
-        raise UsageError(f"cannot listen on {config.host}:{config.port}: {_why(exc)}"
-                         ) from None
+        raise UsageError(f"cannot listen on {_address(exc, config)}: {_why(exc)}") from None
     finally:
         if ready_file is not None and listening:
             ready_file.unlink(missing_ok=True)
     print("opshub: stopped cleanly", flush=True)
     return 0
+
+
+def _address(exc: OSError, config: HubConfig) -> str:
+    """Which of the two listeners failed: asyncio names the address it could not bind in
+    its message; the metrics listener's, or else the agents'."""
+    port = config.metrics_port
+    if port is None:
+        port = config.port + 1 if config.port else 0
+    if port and f"({config.metrics_host!r}, {port})" in str(exc):
+        return f"{config.metrics_host}:{port} (--metrics-port: /healthz and /metrics)"
+    return f"{config.host}:{config.port}"
 
 
 def _why(exc: OSError) -> str:

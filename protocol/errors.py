@@ -23,6 +23,8 @@ WebSocket close code::
     ├── TlsError                 a wss:// or https:// hub failed TLS: its certificate did
     │                            not verify against the CAs this side trusts, or the
     │                            handshake failed (client side; not retried)
+    ├── StateError               an agent's state file cannot be read (not one, a wrong
+    │                            key, altered, another unit's) or written (client side)
     └── UsageError               this side misused the API (local)
 """
 
@@ -54,6 +56,12 @@ class Code:
     UNSUPPORTED_VERSION = "unsupported_version"  # raised by agents, never sent by the hub
     SHUTTING_DOWN = "shutting_down"
     BAD_KEY_PACKAGE = "bad_key_package"
+    # the HTTP API (hub/api.py): an unsigned request, one signed too far from the hub's
+    # clock, a caller the configuration does not allow, too many requests from one source
+    UNAUTHENTICATED = "unauthenticated"
+    STALE_REQUEST = "stale_request"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
     # raised by agents (client/e2ee) when a message or commit fails a check
     DECRYPT_FAILED = "decrypt_failed"
     REPLAYED = "replayed"
@@ -64,6 +72,11 @@ class Code:
     NO_KEY = "no_key_for_member"
     # raised by agents when decrypted content is not a valid message (schemas/)
     INVALID_MESSAGE = "invalid_message"
+    # raised by agents for their own state file (client/state_file.py), never sent
+    STATE_UNREADABLE = "state_unreadable"  # not a state file, or one this version cannot read
+    STATE_WRONG_KEY = "state_wrong_key"  # does not decrypt: a wrong key, or the file was altered
+    STATE_MISMATCH = "state_mismatch"  # another unit's, identity key's or cipher suite's
+    STATE_WRITE = "state_write_failed"  # the new state could not be written
 
 
 class CloseCode:
@@ -167,6 +180,13 @@ class TlsError(OpshubError):
     at a wss:// URL). The message names the URL and the reason."""
 
     code = "tls_failed"
+
+
+class StateError(OpshubError):
+    """An agent's state file could not be read or written. The message names the file;
+    ``code`` says why (``Code.STATE_*``)."""
+
+    code = Code.STATE_UNREADABLE
 
 
 class UsageError(OpshubError):

@@ -2,10 +2,11 @@
 
 Inputs are authenticated frames (``handle``), store results (``stored``, ``log_read``,
 ``directed_read``), the end of a transaction (``flush``) and a full connection that has
-room again (``writable``). Outputs are typed frames queued on each ``Peer`` and store
+room again (``writable``). Outputs are typed frames queued on each ``Peer``, store
 work (``Write``, ``ReadLog``, ``ReadDirected``) collected in ``actions()`` for the pump
-(hub/broker.py) to run. No asyncio, no sockets, no database, no clock reads: time comes
-in through ``now``; the tests drive it in memory (tests/protocol/test_router.py).
+(hub/broker.py) to run, and events for the audit trail (``audit``, router_audit.py).
+No asyncio, no sockets, no database, no clock reads: time comes in through ``now``; the
+tests drive it in memory (tests/protocol/test_router.py).
 
 What it decides: who may publish, subscribe, commit, send and claim (membership, the
 admin's signed statements, the credential rule), the idempotency of retries, and which
@@ -30,6 +31,7 @@ from protocol.credentials import AuthorityRing, SignedCredential, check_replaces
 from protocol.errors import AuthError, Code, RequestError, StoreError, UsageError
 from protocol.fanout import Fanout
 from protocol.keypackages import SignedKeyPackage
+from protocol.router_audit import VIA_DIRECTORY, VIA_HANDSHAKE, VIA_STATEMENT, AuditEvents, Kind
 from protocol.router_io import (
     CHUNK_BYTES,
     Action,
@@ -88,6 +90,8 @@ class Router(SharedStoreInputs):
         self.now = now
         self.config = config or RouterConfig()
         self.counts = Counts()
+        #: what the hub's audit trail records (protocol/router_audit.py), for the pump
+        self.audit = AuditEvents()
         self.ops: dict[str, OperationState] = {}
         self.directory: dict[str, SignedCredential] = {}
         self.cursors: dict[tuple[str, str], int] = {}
@@ -140,17 +144,19 @@ class Router(SharedStoreInputs):
     def lookup(self, unit: str) -> SignedCredential | None:
         return self.directory.get(unit)
 
-    def enroll(self, signed: SignedCredential) -> str:
-        """Verify and enroll a credential (HTTP directory upload, roster preload).
-        Raises AuthError naming what is wrong (bad signature, expired, superseded)."""
+    def enroll(self, signed: SignedCredential, *, by: str | None = None) -> str:
+        """Verify and enroll a credential (HTTP directory upload by unit ``by``, roster
+        preload). Raises AuthError naming what is wrong (bad signature, expired,
+        superseded)."""
         cred = self.ring.verify(signed, now=int(self.now()))
         if check_replaces(signed, self.directory.get(cred.unit)):
-            self._enroll(signed)
+            self._enroll(signed, VIA_DIRECTORY, by)
         return cred.unit
 
-    def _enroll(self, signed: SignedCredential) -> None:
+    def _enroll(self, signed: SignedCredential, via: str, by: str | None = None) -> None:
         cred = signed.credential
         self.directory[cred.unit] = signed
+        self.audit.enrolled(signed, via, by)
         self._write([Enroll(cred.unit, signed.body, signed.signature, cred.issued_at)],
                     Background(f"enrolment of {cred.unit}"))
 
@@ -200,7 +206,7 @@ class Router(SharedStoreInputs):
     def _connected(self, peer: Peer, auth: Authenticated) -> None:
         # The session checked the rule already (open enrollment, or a newer credential).
         if check_replaces(auth.signed, self.directory.get(auth.credential.unit)):
-            self._enroll(auth.signed)
+            self._enroll(auth.signed, VIA_HANDSHAKE)
         self.by_unit[peer.unit].add(peer)
         self.fanout.connected(peer)
         self._actions.append(ReadDirected(peer, self.config.max_batch))
@@ -347,7 +353,17 @@ class Router(SharedStoreInputs):
     # --- membership -------------------------------------------------------------------
 
     def _commit(self, peer: Peer, frame: f.Commit) -> None:
-        stmt = Statement.from_bytes(frame.statement)
+        """Decide a statement; a refusal goes to the audit trail as well as to the peer."""
+        stmt: Statement | None = None
+        try:
+            stmt = Statement.from_bytes(frame.statement)
+            self._decide_commit(peer, frame, stmt)
+        except RequestError as exc:
+            self.audit.refused(Kind.STATEMENT_REFUSED, peer.unit,
+                               None if stmt is None else stmt.op, exc.code)
+            raise
+
+    def _decide_commit(self, peer: Peer, frame: f.Commit, stmt: Statement) -> None:
         before = self.ops.get(stmt.op)
         digest = statement_hash(frame.statement)
         if before is not None and digest == before.head:
@@ -388,7 +404,7 @@ class Router(SharedStoreInputs):
             except AuthError:
                 newer = False  # an older copy carried in a statement changes nothing
             if newer:
-                self._enroll(signed)
+                self._enroll(signed, VIA_STATEMENT)
         self.ops[stmt.op] = after
         entry = AppendMessage(stmt.op, stmt.admin, stmt.epoch, f.KIND_COMMIT, b"",
                               log_payload(frame.statement, frame.signature),
@@ -436,6 +452,7 @@ class Router(SharedStoreInputs):
         res = results[0]
         assert isinstance(res, Appended)
         if not res.duplicate:
+            self.audit.accepted(stmt, then.digest, res.seq)
             e = then.entry
             self.counts.messages_in += 1
             if not self.config.shared:  # else the store's feed brings it (observed)
@@ -523,9 +540,20 @@ class Router(SharedStoreInputs):
                     PuttingKeyPackages(peer, frame.rid))
 
     def _claim_key_packages(self, peer: Peer, frame: f.ClaimKeyPackages) -> None:
+        """Claim if the rules allow it; a refusal goes to the audit trail as well."""
+        try:
+            op = self._claimable(peer, frame)
+        except RequestError as exc:
+            self.audit.refused(Kind.KP_CLAIM_REFUSED, peer.unit, frame.op, exc.code)
+            raise
+        self._write([ClaimKeyPackages(peer.unit, op, frame.units, frame.cid)],
+                    ClaimingKeyPackages(peer, frame.rid, op))
+
+    def _claimable(self, peer: Peer, frame: f.ClaimKeyPackages) -> str:
         """protocol.md 12.3: only the admin of ``op`` claims, for the units its next
         statement seals to (whoever else could drain a unit's one-time packages); before
-        ``op`` exists, a unit with role 'ocu' (the admin-to-be of its epoch 0)."""
+        ``op`` exists, a unit with role 'ocu' (the admin-to-be of its epoch 0). Returns
+        ``op``; raises RequestError (not_admin, bad_statement)."""
         op = frame.op
         if op is None:  # an agent older than the field
             raise RequestError("kp_claim must name the operation ('op') the packages are "
@@ -547,8 +575,7 @@ class Router(SharedStoreInputs):
             raise RequestError(f"{peer.unit!r} claims its own key package for {op!r}: an "
                                f"admin's statements never seal a secret to the admin",
                                code=Code.BAD_STATEMENT)
-        self._write([ClaimKeyPackages(peer.unit, op, frame.units, frame.cid)],
-                    ClaimingKeyPackages(peer, frame.rid))
+        return op
 
     def _packages_stored(self, then: PuttingKeyPackages,
                          results: list[Result] | StoreError) -> None:
@@ -560,6 +587,8 @@ class Router(SharedStoreInputs):
                           results: list[Result] | StoreError) -> None:
         claimed = self._first(then.peer, then.rid, results)
         assert isinstance(claimed, KeyPackagesClaimed)
+        if not claimed.duplicate:
+            self.audit.claimed(then.peer.unit, then.op, claimed.packages, claimed.missing)
         # a retry gets the first answer as it was, also when it names other units
         then.peer.send(f.Ok(rid=then.rid, info={"packages": claimed.packages,
                                                 "missing": list(claimed.missing)}))

@@ -131,6 +131,7 @@ class PuttingKeyPackages:
 class ClaimingKeyPackages:
     peer: Peer
     rid: int
+    op: str
 
 
 @dataclass(frozen=True, slots=True)

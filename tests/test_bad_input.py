@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from protocol import codec
 from protocol import frames as f
 from protocol.codec import Limits
 from protocol.errors import AuthError, CloseCode, Code, RequestError
+from protocol.http_auth import authorization, signing_input
 from protocol.statements import Statement, roster_hash, sign
 from tests.conftest import Keys, create_operation
 
@@ -160,14 +162,20 @@ async def assert_connect_refused(url: str, identity: UnitIdentity, code: str) ->
     return info.value
 
 
-async def get_json(url: str) -> tuple[int, Any]:
+async def get_json(keys: Keys, url: str) -> tuple[int, Any]:
+    """GET an API URL signed by OCU-BB, a registrar (it sees every operation and the whole
+    directory: docs/protocol.md 15)."""
+    ocu, at = keys["OCU-BB"], int(time.time())
+    target = url[url.index("/v1/"):]
+    headers = {"Authorization": authorization(
+        ocu.unit, at, ocu.key.sign(signing_input("GET", target, at, b"")))}
     async with (aiohttp.ClientSession() as http, asyncio.timeout(TIMEOUT),
-                http.get(url) as resp):
+                http.get(url, headers=headers) as resp):
         return resp.status, await resp.json()
 
 
-async def get_operation(hub: RunningHub, op: str) -> dict[str, Any]:
-    status, body = await get_json(f"{hub.http}/v1/operations/{op}")
+async def get_operation(hub: RunningHub, keys: Keys, op: str) -> dict[str, Any]:
+    status, body = await get_json(keys, f"{hub.http}/v1/operations/{op}")
     assert status == 200, body
     return body  # type: ignore[no-any-return]
 
@@ -180,7 +188,7 @@ async def test_handshake_refuses_unknown_unit(hub, keys, bystanders):
     stranger = keys.authority.enroll(STRANGER, now=keys.now - 60)
     err = await assert_connect_refused(hub.url, stranger, Code.UNKNOWN_UNIT)
     assert "GY-POLICE" in err.message
-    status, _ = await get_json(f"{hub.http}/v1/directory/GY-POLICE")
+    status, _ = await get_json(keys, f"{hub.http}/v1/directory/GY-POLICE")
     assert status == 404  # a refused handshake enrolls nothing
     await bystanders.assert_served()
 
@@ -190,7 +198,7 @@ async def test_handshake_refuses_untrusted_authority(hub, keys, bystanders):
     impostor = Authority.generate().enroll(
         UnitSpec("JM-CUSTOMS", "JM", "customs"), now=keys.now - 30)
     await assert_connect_refused(hub.url, impostor, Code.UNKNOWN_AUTHORITY)
-    _, entry = await get_json(f"{hub.http}/v1/directory/JM-CUSTOMS")
+    _, entry = await get_json(keys, f"{hub.http}/v1/directory/JM-CUSTOMS")
     assert entry["fingerprint"] == keys["JM-CUSTOMS"].fingerprint
     await bystanders.assert_served()
 
@@ -234,7 +242,7 @@ async def test_publish_by_non_member_is_refused(hub, agents, keys, bystanders):
             await outsider.publish(OP, b"not for you")
     assert info.value.code == Code.NOT_MEMBER
     assert f"unit 'TT-POLICE' is not a member of operation {OP!r}" in info.value.message
-    assert (await get_operation(hub, OP))["head"] == 1  # only the creating commit
+    assert (await get_operation(hub, keys, OP))["head"] == 1  # only the creating commit
     assert (outsider.connected, outsider.connects) == (True, 1)  # same socket, no reconnect
     await bystanders.assert_served()
 
@@ -247,12 +255,12 @@ async def test_subscribe_by_non_member_is_refused(hub, agents, keys, bystanders)
     with pytest.raises(RequestError) as info:
         await outsider.subscribe(OP, after=0)
     assert info.value.code == Code.NOT_MEMBER
-    assert (await get_operation(hub, OP))["subscribers"] == 0
+    assert (await get_operation(hub, keys, OP))["subscribers"] == 0
     assert (outsider.connected, outsider.connects) == (True, 1)
     await bystanders.assert_served()
 
 
-async def test_publish_to_unknown_operation_is_refused(hub, agents, bystanders):
+async def test_publish_to_unknown_operation_is_refused(hub, agents, keys, bystanders):
     """Publishing to an operation the hub does not have gets unknown_operation."""
     conn = await agents("JM-CUSTOMS")
     with pytest.raises(RequestError) as info:
@@ -260,7 +268,7 @@ async def test_publish_to_unknown_operation_is_refused(hub, agents, bystanders):
             await conn.publish("OP-NOWHERE", b"hello?")
     assert info.value.code == Code.UNKNOWN_OPERATION
     assert "OP-NOWHERE" in info.value.message
-    status, body = await get_json(f"{hub.http}/v1/operations/OP-NOWHERE")
+    status, body = await get_json(keys, f"{hub.http}/v1/operations/OP-NOWHERE")
     assert (status, body["error"]["code"]) == (404, Code.UNKNOWN_OPERATION)
     assert (conn.connected, conn.connects) == (True, 1)
     await bystanders.assert_served()
@@ -333,7 +341,7 @@ async def test_text_frame_closes_with_4400(hub, keys, bystanders):
     await bystanders.assert_served()
 
 
-async def test_publish_before_hello_closes_with_4409(hub, bystanders):
+async def test_publish_before_hello_closes_with_4409(hub, keys, bystanders):
     """A well-formed 'pub' before the handshake gets unexpected_frame, close 4409, no append."""
     async with raw_socket(hub.url) as ws:
         assert isinstance(await receive_frame(ws), f.Challenge)
@@ -343,7 +351,7 @@ async def test_publish_before_hello_closes_with_4409(hub, bystanders):
     assert error.code == Code.UNEXPECTED
     assert "expected 'hello' before anything else, got 'pub'" in error.message
     assert (close, reason) == (CloseCode.UNEXPECTED, Code.UNEXPECTED)
-    assert (await get_operation(hub, CONTROL))["head"] == 1
+    assert (await get_operation(hub, keys, CONTROL))["head"] == 1
     await bystanders.assert_served()
 
 
@@ -398,7 +406,7 @@ async def test_commit_not_signed_by_admin_is_refused(hub, agents, keys, bystande
     with pytest.raises(RequestError) as info:
         await member.commit(*sign(keys["JM-CUSTOMS"].key, forged))
     assert info.value.code == Code.BAD_SIGNATURE
-    after = await get_operation(hub, OP)
+    after = await get_operation(hub, keys, OP)
     assert (after["epoch"], after["members"]) == (0, sorted(admin.state.members))
     async with asyncio.timeout(TIMEOUT):
         assert await member.publish(OP, b"still a member") == 2
@@ -422,9 +430,9 @@ async def test_commit_with_wrong_epoch_is_refused(hub, agents, keys, bystanders,
         await ocu.commit(*sign(keys["OCU-BB"].key, wrong))
     assert info.value.code == code
     assert says in info.value.message
-    assert (await get_operation(hub, OP))["epoch"] == 0
+    assert (await get_operation(hub, keys, OP))["epoch"] == 0
     await admin.send(ocu, admin.change(remove=["TT-POLICE"]))
-    assert (await get_operation(hub, OP))["epoch"] == 1
+    assert (await get_operation(hub, keys, OP))["epoch"] == 1
     await bystanders.assert_served()
 
 
@@ -438,7 +446,7 @@ async def test_create_by_non_ocu_unit_is_refused(hub, agents, keys, bystanders):
         await conn.commit(*sign(keys["JM-CUSTOMS"].key, rogue))
     assert info.value.code == Code.NOT_ADMIN
     assert "'unit'" in info.value.message
-    status, body = await get_json(f"{hub.http}/v1/operations/OP-ROGUE")
+    status, body = await get_json(keys, f"{hub.http}/v1/operations/OP-ROGUE")
     assert (status, body["error"]["code"]) == (404, Code.UNKNOWN_OPERATION)
     await bystanders.assert_served()
 
@@ -479,7 +487,7 @@ async def assert_delivered_in_order(conn: AgentConnection, payloads: list[bytes]
 
 async def scrape(running: RunningHub) -> dict[str, float]:
     async with (aiohttp.ClientSession() as http, asyncio.timeout(TIMEOUT),
-                http.get(f"{running.http}/metrics") as resp):
+                http.get(f"{running.metrics_http}/metrics") as resp):
         text = await resp.text()
     return {name: float(value) for name, value in
             re.findall(r"^(opshub_\w+) (\S+)$", text, re.MULTILINE)}

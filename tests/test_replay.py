@@ -26,6 +26,7 @@ from hub.config import HubConfig
 from opshub.cli import main
 from opshub.replay import Terminal, run_replay
 from protocol.errors import ScenarioError, UsageError
+from protocol.http_auth import authorization, signing_input
 
 MINI = Path(__file__).parent / "data" / "mini-scenario.yaml"
 VOLATILE = ("wall_seconds", "hub_cpu_s", "scenario", "agents_max_rss_mb")  # measures
@@ -287,8 +288,14 @@ async def test_replay_several_hit_figures_are_each_met(tmp_path: Path) -> None:
     assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
 
 
-async def _hub_json(hub: Any, path: str) -> Any:
-    async with aiohttp.ClientSession() as http, http.get(f"{hub.http}{path}") as resp:
+async def _hub_json(hub: Any, keys: Any, path: str) -> Any:
+    """GET an API path signed by OCU-BB, a registrar (sees every operation and unit)."""
+    ocu, at = keys["OCU-BB"], int(time.time())
+    headers = {"Authorization": authorization(
+        ocu.unit, at, ocu.key.sign(signing_input("GET", path, at, b"")))}
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"{hub.http}{path}", headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
         return await resp.json()
 
 
@@ -303,7 +310,7 @@ async def test_replay_twice_against_one_running_hub(tmp_path: Path, hub, keys) -
         assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
     assert (first["operation_id"], second["operation_id"]) == ("MINI-1", "MINI-1-2")
     assert first["totals"] == second["totals"]
-    ops = {o["op"] for o in (await _hub_json(hub, "/v1/operations"))["operations"]}
+    ops = {o["op"] for o in (await _hub_json(hub, keys, "/v1/operations"))["operations"]}
     assert {"MINI-1", "MINI-1-2"} <= ops
 
 
@@ -316,7 +323,7 @@ async def test_replay_acts_as_the_key_folder_units(tmp_path: Path, hub, keys) ->
     hub.hub.preload([own.signed])
     report = await _replay(tmp_path, hub_url=hub.url, keys=folder)
     assert [c["metric"] for c in report["checks"] if not c["ok"]] == []
-    on_file = await _hub_json(hub, "/v1/directory/TG-CUSTOMS")
+    on_file = await _hub_json(hub, keys, "/v1/directory/TG-CUSTOMS")
     assert on_file == own.signed.to_json()
 
 

@@ -22,7 +22,8 @@ delay counted: no coordinated omission), or keep a window in flight (closed loop
 Subscribers in separate processes verify that every delivery arrives once, in order,
 and resume when the hub closes them (1013 slow consumer, dropped connection), as agents
 do. Latency goes into HdrHistograms merged across processes: p50, p90, p99, p99.9, p99.99
-and max; the hub's CPU, memory, connections and queues are sampled from /metrics.
+and max; the hub's CPU, memory, connections and queues are sampled from /metrics (on
+each hub node's metrics listener: --metrics).
 
 Shape: --operations x --publishers x --subscribers per operation, --directed share,
 --size distribution; or --profile FILE.yaml mixing shapes:
@@ -48,7 +49,9 @@ EXAMPLES = (
     "--find-max --rate 1000:20000:1000 --slo 'p99<50ms'",
     "--profile mixed.yaml --threshold 'p99<50ms' --threshold 'errors==0' --json out.json",
     "--hub ws://127.0.0.1:8765/v1/ws --keys keys --window 64 --histogram run1.hlog",
-    "--hub ws://127.0.0.1:8765/v1/ws,ws://127.0.0.1:8766/v1/ws --keys keys --rate 2000",
+    "--hub ws://127.0.0.1:8765/v1/ws,ws://127.0.0.1:8775/v1/ws --keys keys --rate 2000",
+    "--hub ws://127.0.0.1:8765/v1/ws --metrics http://127.0.0.1:9100 --keys keys    (a hub "
+    "serving with --metrics-port 9100)",
     "--rate 2000 --json out.json --html report.html",
 )
 MERGE_SUMMARY = "merge histogram files of load runs and print the percentiles"
@@ -123,6 +126,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "comma-separated list, or --hub repeated; the units' connections "
                      "are spread over them round robin, each falling back on the others, "
                      "and the hub figures are summed over every node's /metrics")
+    hub.add_argument("--metrics", action="append", default=None, metavar="URL[,URL...]",
+                     help="with --hub: where each hub node's /metrics listens "
+                     "(http://HOST:PORT, `opshub serve --metrics-port`), one per --hub URL "
+                     "in the same order (default: each --hub URL's host at its port + 1, "
+                     "over http://, where `opshub serve` puts it unless told otherwise)")
     hub.add_argument("--keys", type=Path, default=None, metavar="DIR",
                      help="with --hub: the key folder of that hub's authority")
     hub.add_argument("--tls-ca", type=Path, default=None, metavar="FILE",
@@ -234,11 +242,13 @@ def options(args: argparse.Namespace) -> Any:
         path: Path | None = getattr(args, name)
         if path is not None and not path.resolve().parent.is_dir():
             raise UsageError(f"--{name}: no folder {path.parent} to write {path.name} in")
-    hubs = None
+    hubs = metrics = None
     if args.hub is not None:
         from opshub.hubapi import hub_url_list
+        from opshub.load.target import metrics_urls
 
         hubs = tuple(hub_url_list(args.hub))
+        metrics = tuple(metrics_urls(args.metrics, hubs))
         if args.keys is None:
             raise UsageError("--hub needs --keys: the key folder of that hub's authority")
         if args.tls:
@@ -247,6 +257,9 @@ def options(args: argparse.Namespace) -> Any:
     elif args.tls_ca is not None:
         raise UsageError("--tls-ca goes with --hub wss://... (the run's own hub over TLS: "
                          "--tls)")
+    elif args.metrics is not None:
+        raise UsageError("--metrics goes with --hub: the run's own hub says where its "
+                         "/metrics are")
     if args.rotate_messages is not None and not args.e2ee:
         raise UsageError("--rotate-messages: keys are rotated by the operations' OCUs as "
                          "SecureAgents: add --e2ee")
@@ -258,7 +271,7 @@ def options(args: argparse.Namespace) -> Any:
         check_e2ee(shapes)
     return LoadOptions(shapes=shapes, duration=args.duration, warmup=args.warmup,
                        step_seconds=args.step_seconds, find_max=args.find_max, slo=slo,
-                       thresholds=thresholds, hub_url=hubs, keys=args.keys,
+                       thresholds=thresholds, hub_url=hubs, metrics=metrics, keys=args.keys,
                        tls_ca=args.tls_ca, tls=args.tls,
                        keep=args.keep, pub_procs=args.pub_procs, sub_procs=args.sub_procs,
                        max_inflight=args.max_inflight, drain_timeout=args.drain_timeout,

@@ -464,6 +464,8 @@ def _options(options: Mapping[str, Any]) -> Section:
         return fmt_count(value) if isinstance(value, int | float) or value is None else str(
             value)
 
+    # --metrics (where the hub's /metrics were read) stays in the JSON only: the page names
+    # nothing it could fetch, and an http:// URL would read as one
     rows = [(FLAGS.get(k, f"--{k.replace('_', '-')}"), shown(v)) for k, v in options.items()
-            if k != "slo" or options.get("find_max")]
+            if (k != "slo" or options.get("find_max")) and k != "metrics"]
     return Section("Options", tables=[_pairs("Option", rows)])

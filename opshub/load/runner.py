@@ -111,7 +111,8 @@ class LoadRun:
         specs = units_of(opts).unit_specs()
         async with open_target(specs, sum(s.operations for s in opts.shapes),
                                hub_url=opts.hub_url, keys=opts.keys, keep=opts.keep,
-                               tls_ca=opts.tls_ca, tls=opts.tls) as target:
+                               tls_ca=opts.tls_ca, tls=opts.tls,
+                               metrics=opts.metrics) as target:
             plan = make_plan(opts.shapes, target.operations, opts.seed, e2ee=opts.e2ee)
             e2ee = channels(plan, target.cast, opts.rotate_messages) if opts.e2ee else None
             if e2ee is None:  # with --e2ee, each operation's OCU creates its channel
@@ -140,7 +141,7 @@ class LoadRun:
 
     async def _load(self, target: Target, plan: Plan, workers: Workers) -> dict[str, Any]:
         series = Series(len(workers.assignments))
-        sampler = MetricsSampler(target.urls, target.ssl())
+        sampler = MetricsSampler(target.metrics, target.ssl())
         try:
             async with asyncio.TaskGroup() as tg:
                 pumps = [tg.create_task(workers.pump(i, series))

@@ -219,6 +219,9 @@ class LoadOptions:
     thresholds: tuple[Threshold, ...] = ()
     #: a running hub's URL, or the URLs of the nodes of one cluster (None: start a hub)
     hub_url: str | tuple[str, ...] | None = None
+    #: the base URLs of those nodes' /metrics listeners, one per hub URL in order (None:
+    #: each hub URL's host at its port + 1, target.metrics_urls)
+    metrics: tuple[str, ...] | None = None
     keys: Path | None = None
     #: the CA that signed a wss:// hub's certificate (None: the system's CAs)
     tls_ca: Path | None = None

@@ -4,7 +4,8 @@ bench does, with keys and database in a temporary folder) or a running one (``--
 or the nodes of one cluster (``--hub URL,URL...``); over TLS, a wss:// hub checked against
 ``--tls-ca``, or a started hub with a certificate of a fresh local CA (``--tls``). Also
 what the run asks of it: the operations, and samples of its /metrics (of every node, added
-up).
+up), read from each node's metrics listener (hub/config.py metrics_port): the one the
+started hub's ready file names, or ``--metrics`` (by default each hub URL's port + 1).
 
 Everything the run creates is in the temporary folder, removed at the end unless ``keep``;
 on a running hub only the run's operations stay (a hub has no way to delete one).
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -28,7 +30,7 @@ from client.connection import AgentConnection
 from client.identity import KeyFolder, UnitSpec
 from client.membership import OperationAdmin
 from client.tls import client_context
-from opshub.hubapi import HubNodes, http_url, hub_url_list
+from opshub.hubapi import HubNodes, hub_url_list, registrar, ws_url
 from opshub.hubprocess import HubProcess
 from opshub.identities import Cast, cast, open_folder, own_identities
 from opshub.load.plan import run_operations
@@ -57,6 +59,8 @@ class Target:
     operations: list[str]
     hub: HubProcess | None
     folder: Path
+    #: the base URL of each node's /metrics listener (http://HOST:PORT), as ``urls``
+    metrics: list[str]
     #: wss://: the CA file the hub's certificate is checked against (None: the system's)
     tls_ca: Path | None = None
 
@@ -69,15 +73,54 @@ class Target:
         return None if self.tls_ca is None else client_context(self.tls_ca)
 
 
+def metrics_urls(given: Sequence[str] | None, hubs: Sequence[str]) -> list[str]:
+    """The base URLs of the /metrics listeners of the hub nodes ``hubs`` (WebSocket URLs):
+    ``given`` (``--metrics``: one URL, comma-separated URLs, or several of either; one per
+    hub node, in the same order), or by default each hub URL's host at its port + 1 over
+    http://, where ``opshub serve`` listens unless told otherwise. Raises UsageError for a
+    URL that is not http(s)://HOST:PORT, or a count unlike the hub nodes'."""
+    if not given:
+        return [_beside(url) for url in hubs]
+    urls = [_metrics_base(u.strip()) for text in given for u in text.split(",") if u.strip()]
+    if len(urls) != len(hubs):
+        raise UsageError(f"--metrics names {len(urls)} URL(s) for {len(hubs)} hub node(s): "
+                         f"give one per --hub URL, in the same order")
+    return urls
+
+
+def _beside(url: str) -> str:
+    """http://HOST:PORT+1 of the hub whose WebSocket URL is ``url``."""
+    parts = urlsplit(ws_url(url))
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    host = parts.hostname or ""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port + 1}"
+
+
+def _metrics_base(url: str) -> str:
+    """``url`` as the base URL of a metrics listener (a trailing /metrics dropped)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None or \
+            parts.path.rstrip("/") not in ("", "/metrics"):
+        raise UsageError(f"--metrics {url!r} is not the URL of a hub's metrics listener "
+                         f"(expected http://HOST:PORT)")
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
 @contextlib.asynccontextmanager
 async def open_target(specs: Sequence[UnitSpec], operations: int, *,
                       hub_url: str | Sequence[str] | None, keys: Path | None, keep: bool,
                       db: Path | None = None, tls_ca: Path | None = None,
-                      tls: bool = False) -> AsyncIterator[Target]:
+                      tls: bool = False, metrics: Sequence[str] | None = None
+                      ) -> AsyncIterator[Target]:
     """The hub to load, with ``specs`` enrolled and ``operations`` ids of the run's own;
-    ``tls_ca``: the CA of a wss:// hub's certificate; ``tls``: the started hub serves TLS.
-    Raises UsageError (key folder, hub not there, credential refused, CA file), TlsError
-    (the hub's certificate does not verify)."""
+    ``tls_ca``: the CA of a wss:// hub's certificate; ``tls``: the started hub serves TLS;
+    ``metrics``: the running hub's metrics listeners (metrics_urls). Raises UsageError (key
+    folder, hub not there, credential refused, CA file, a metrics URL), TlsError (the hub's
+    certificate does not verify)."""
     folder = Path(tempfile.mkdtemp(prefix="opshub-load-"))
     hub: HubProcess | None = None
     try:
@@ -87,11 +130,12 @@ async def open_target(specs: Sequence[UnitSpec], operations: int, *,
             files = write_tls_folder(folder / "tls") if tls else None
             hub = HubProcess(folder / "keys", db or folder / "load.db", tls=files)
             target = Target([hub.url], chosen, run_operations(set(), operations), hub,
-                            folder, None if files is None else files.ca)
+                            folder, [hub.metrics], None if files is None else files.ca)
         else:
             if keys is None:
                 raise UsageError("--hub needs --keys: the key folder of that hub's authority")
-            target = await _join(hub_url, keys, specs, operations, folder, tls_ca)
+            listeners = metrics_urls(metrics, hub_url_list(hub_url))
+            target = await _join(hub_url, keys, specs, operations, folder, tls_ca, listeners)
         yield target
     finally:
         if hub is not None:
@@ -101,15 +145,17 @@ async def open_target(specs: Sequence[UnitSpec], operations: int, *,
 
 
 async def _join(url: str | Sequence[str], keys: Path, specs: Sequence[UnitSpec],
-                operations: int, folder: Path, tls_ca: Path | None) -> Target:
+                operations: int, folder: Path, tls_ca: Path | None,
+                metrics: list[str]) -> Target:
     kf = open_folder(keys, authority_key=True)
     own = own_identities(kf, specs)
-    async with HubNodes(url, ssl=trust(hub_url_list(url), tls_ca)) as nodes:
+    signer = registrar(kf.authority(), now=int(time.time()))
+    async with HubNodes(url, signer, ssl=trust(hub_url_list(url), tls_ca)) as nodes:
         on_file = {u: c.credential.issued_at for u, c in (await nodes.directory()).items()}
         chosen = cast(specs, now=int(time.time()), folder=kf, own=own, on_file=on_file)
         await nodes.enroll(chosen.identities.values())
         ops = run_operations(await nodes.operations(), operations)
-        return Target(nodes.urls, chosen, ops, None, folder, tls_ca)
+        return Target(nodes.urls, chosen, ops, None, folder, metrics, tls_ca)
 
 
 async def create_operations(target: Target, admin: str,
@@ -130,8 +176,9 @@ class MetricsSampler:
     sample, never an error. One node failing empties the whole sample: a sum with a node
     missing would make the counters and the CPU seem to jump back."""
 
-    def __init__(self, urls: Sequence[str], ssl: SSLContext | None = None) -> None:
-        self.urls = [f"{http_url(url)}/metrics" for url in urls]
+    def __init__(self, metrics: Sequence[str], ssl: SSLContext | None = None) -> None:
+        """``metrics``: the base URL of each node's metrics listener (Target.metrics)."""
+        self.urls = [f"{url}/metrics" for url in metrics]
         self._http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=2.0),
             connector=aiohttp.TCPConnector(ssl=True if ssl is None else ssl))

@@ -218,28 +218,30 @@ def test_cluster_refuses_no_servers() -> None:
 
 def test_hub_processes_start_over_the_cluster(cluster: NatsCluster, tmp_path: Path) -> None:
     """Two hub nodes start with --store naming every NATS server, each listening on a
-    port of its own and answering /healthz; kill -9 of one leaves the other answering,
-    and close() leaves no process."""
+    port of its own, its /healthz on another port of its own answering; kill -9 of one
+    leaves the other answering, and close() leaves no process."""
     keys = tmp_path / "keys"
     assert key_folder(keys) is True
     with HubProcesses(keys, cluster.urls) as hubs:
         assert hubs.store == ",".join(cluster.urls)
         assert len(set(hubs.urls)) == 2
         assert all(u.startswith("ws://127.0.0.1:") for u in hubs.urls)
-        for http in hubs.http:
-            assert _health(http)["status"] == "ok"
+        ports = [int(u.rsplit(":", 1)[1]) for u in [*hubs.http, *hubs.metrics]]
+        assert len(set(ports)) == 4  # no node's metrics port is another's, nor an API's
+        for metrics in hubs.metrics:
+            assert _health(metrics)["status"] == "ok"
         pids = [n.pid for n in hubs.nodes]
         hubs.kill(0)
         assert _gone(pids[0])
-        assert _health(hubs.http[1])["status"] == "ok"
+        assert _health(hubs.metrics[1])["status"] == "ok"
     deadline = time.monotonic() + WITHIN
     while not all(_gone(pid) for pid in pids):
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
 
-def _health(http: str) -> dict[str, object]:
-    with urllib.request.urlopen(f"{http}/healthz", timeout=5) as resp:
+def _health(metrics: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{metrics}/healthz", timeout=5) as resp:
         answer: dict[str, object] = json.load(resp)
     return answer
 

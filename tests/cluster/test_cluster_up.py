@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,10 @@ def _gone(pid: int) -> bool:
                          ids=["sigterm", "sigint-data-kept"])
 def test_cluster_up_runs_until_a_signal_and_stops_everything(
         tmp_path: Path, sig: signal.Signals, data: str | None) -> None:
-    """cluster up prints and writes the NATS and hub URLs and the replay command; the
-    signal stops every process it started, removes the ready file and its temporary data
-    (a --data folder stays), and it exits 0."""
+    """cluster up prints and writes the NATS and hub URLs (each node's metrics listener
+    answering /healthz) and the replay and load commands; the signal stops every process
+    it started, removes the ready file and its temporary data (a --data folder stays),
+    and it exits 0."""
     ready = tmp_path / "ready.json"
     args = ["--keys", "keys", "--hubs", "1", "--ready-file", str(ready)]
     args += ["--data", data] if data else []
@@ -52,6 +54,11 @@ def test_cluster_up_runs_until_a_signal_and_stops_everything(
         assert info["store"] == ",".join(info["nats"])
         assert info["replay"] == (f"opshub replay cocair-v --hub {info['hubs'][0]['url']} "
                                   f"--keys keys")
+        metrics = info["hubs"][0]["metrics"]
+        with urllib.request.urlopen(f"{metrics}/healthz", timeout=TIMEOUT) as resp:
+            assert json.load(resp)["status"] == "ok"
+        assert info["load"] == (f"opshub load --hub {info['hubs'][0]['url']} --metrics "
+                                f"{metrics} --keys keys")
         assert (tmp_path / "keys" / "authority.key").is_file()
         pids = [*info["nats_pids"], *(h["pid"] for h in info["hubs"])]
         assert not any(_gone(pid) for pid in pids)
@@ -63,7 +70,8 @@ def test_cluster_up_runs_until_a_signal_and_stops_everything(
             proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
-    for url in [*info["nats"], info["hubs"][0]["url"], info["replay"]]:
+    for url in [*info["nats"], info["hubs"][0]["url"], info["hubs"][0]["metrics"],
+                info["replay"], info["load"]]:
         assert url in out
     assert "stopped 1 hub nodes and 3 NATS servers" in out
     assert all(_gone(pid) for pid in pids)

@@ -28,6 +28,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_port() -> int:
+    """A port P for ``opshub serve --port P`` on 127.0.0.1: P and P + 1 (where its /healthz
+    and /metrics listen by default) are both free (just now)."""
+    while True:
+        with socket.socket() as s, socket.socket() as beside:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            try:
+                beside.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+
+
 @pytest.fixture
 def key_folder(tmp_path: Path) -> Path:
     """``opshub keys --out keys`` in ``tmp_path``: the README's default roster."""

@@ -50,6 +50,19 @@ def test_cli_errors_serve_on_a_port_in_use(tmp_path: Path, key_folder: Path) -> 
     _one_line_error(done, "serve", f"cannot listen on 127.0.0.1:{port}: address already in use")
 
 
+def test_cli_errors_serve_metrics_on_a_port_in_use(tmp_path: Path, key_folder: Path) -> None:
+    """`opshub serve` whose --metrics-port another program listens on names that port,
+    not the agents' port (which it could bind)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = opshub("serve", "--keys", "keys", "--db", "x.db", "--port", "0",
+                      "--metrics-port", str(port), cwd=tmp_path)
+    _one_line_error(done, "serve", f"cannot listen on 127.0.0.1:{port} (--metrics-port: "
+                    f"/healthz and /metrics): address already in use")
+
+
 def test_cli_errors_serve_database_it_cannot_open(tmp_path: Path, key_folder: Path) -> None:
     """`opshub serve` with a database in a folder that does not exist says so."""
     done = opshub("serve", "--keys", "keys", "--db", "nowhere/x.db", "--port", "0",

@@ -17,7 +17,7 @@ from client.identity import KeyFolder, UnitSpec
 from client.replay.engine import Replay
 from hub.app import RunningHub
 from opshub.cli import build_parser
-from opshub.hubapi import HubApi, HubNodes, hub_url_list
+from opshub.hubapi import HubApi, HubNodes, hub_url_list, registrar
 from opshub.replay import run_replay
 from protocol.errors import UsageError
 from tests.conftest import Keys, create_operation
@@ -52,20 +52,21 @@ async def test_hub_nodes_enrol_on_every_node_and_read_the_union(
     """HubNodes enrols a credential on every node, and reads the operations of all of
     them (an operation one node has is taken) and the latest credential of each unit."""
     other = RunningHub(keys.config(tmp_path / "other.db"))
+    signer = registrar(keys.authority, now=keys.now)
     async with other, AgentConnection(hub.url, keys["OCU-BB"]) as ocu:
         await create_operation(ocu, keys, "OP-ONE-NODE", ["JM-CUSTOMS"])
         later = keys.authority.enroll(UnitSpec("JM-CUSTOMS", "JM", "customs"),
                                       now=keys.now)
-        async with HubNodes([hub.url, other.url]) as nodes:
+        async with HubNodes([hub.url, other.url], signer) as nodes:
             await nodes.enroll([keys["DM-CUSTOMS"]])
             assert nodes.urls == [hub.url, other.url]
             assert "OP-ONE-NODE" in await nodes.operations()
-        async with HubApi(other.url) as api:
+        async with HubApi(other.url, signer) as api:
             await api.enroll([later])
         for url in (hub.url, other.url):
-            async with HubApi(url) as api:
+            async with HubApi(url, signer) as api:
                 assert "DM-CUSTOMS" in await api.directory()
-        async with HubNodes([hub.url, other.url]) as nodes:
+        async with HubNodes([hub.url, other.url], signer) as nodes:
             newest = (await nodes.directory())["JM-CUSTOMS"].credential.issued_at
         assert newest == later.credential.issued_at > keys["JM-CUSTOMS"].credential.issued_at
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from cryptography.x509 import verification
 from client.identity import Authority, KeyFolder
 from client.tls import client_context
 from opshub.cli import main
-from opshub.hubapi import HubApi
+from opshub.hubapi import HubApi, registrar
 from opshub.hubprocess import HubProcess
 from opshub.tls import TlsFiles, trust, write_tls_folder
 from protocol.errors import TlsError, UsageError
@@ -138,13 +139,16 @@ async def test_tls_hub_process_serves_wss_and_https(tmp_path: Path,
     """A hub started with a TLS folder announces wss:// and https:// URLs; its HTTP API
     answers a client that trusts the CA, and refuses one that does not with a TlsError
     naming the URL and the reason."""
-    KeyFolder(tmp_path / "keys").write(Authority.generate(), [])
+    authority = Authority.generate()
+    KeyFolder(tmp_path / "keys").write(authority, [])
+    signer = registrar(authority, now=int(time.time()))
     with HubProcess(tmp_path / "keys", tmp_path / "hub.db", tls=tls_files) as hub:
         assert hub.url.startswith("wss://127.0.0.1:")
         assert hub.http.startswith("https://127.0.0.1:")
-        async with HubApi(hub.url, ssl=client_context(tls_files.ca)) as api:
+        assert hub.metrics.startswith("http://127.0.0.1:")  # monitoring stays plain http
+        async with HubApi(hub.url, signer, ssl=client_context(tls_files.ca)) as api:
             assert await api.operations() == set()
-        async with HubApi(hub.url) as api:
+        async with HubApi(hub.url, signer) as api:
             with pytest.raises(TlsError) as refused:
                 await api.operations()
     assert str(refused.value) == (

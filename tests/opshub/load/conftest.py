@@ -29,6 +29,8 @@ SLOW_CONSUMER = 0.5
 class ServedHub:
     url: str
     keys: Path
+    #: the base URL of its /metrics listener (from the ready file: a free port)
+    metrics: str
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,8 @@ def served_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
             assert proc.poll() is None, "the hub exited"
             assert time.monotonic() < deadline, "the hub did not start"
             time.sleep(0.05)
-        yield ServedHub(json.loads(ready.read_text())["url"], root / "keys")
+        info = json.loads(ready.read_text())
+        yield ServedHub(info["url"], root / "keys", info["metrics"])
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=3 * TIMEOUT)

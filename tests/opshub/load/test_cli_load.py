@@ -52,7 +52,8 @@ def test_cli_load_twice_against_one_running_hub(tmp_path: Path, served_hub: Serv
     """Two runs in a row against the same running hub, the second from a profile with
     directed messages: both pass their thresholds, each on operations of its own, and
     nothing but those operations is left."""
-    hub = ["--hub", served_hub.url, "--keys", str(served_hub.keys)]
+    hub = ["--hub", served_hub.url, "--metrics", served_hub.metrics, "--keys",
+           str(served_hub.keys)]
     checks = ["--threshold", "errors==0", "--threshold", "lost==0"]
     first = load(*SMALL, *hub, *checks, "--json", "first.json", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr

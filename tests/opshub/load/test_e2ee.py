@@ -30,7 +30,8 @@ from tests.opshub.load.conftest import ServedHub
 def _run(hub: ServedHub, shape: Shape, **kw: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {"duration": 2.0, "warmup": 0.5, "sub_procs": 1,
                                 "drain_timeout": 20.0, "e2ee": True, **kw}
-    return run_load(LoadOptions(shapes=(shape,), hub_url=hub.url, keys=hub.keys, **settings))
+    return run_load(LoadOptions(shapes=(shape,), hub_url=hub.url, metrics=(hub.metrics,),
+                                keys=hub.keys, **settings))
 
 
 def _complete(result: dict[str, Any]) -> None:

@@ -58,7 +58,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, served_hub: ServedHub) -> Run:
     """Two 1-second steps (100/s, then 200/s) to 2 subscribers, a threshold that passes
     and one that fails, the JSON and the HTML written at the end."""
     folder = tmp_path_factory.mktemp("report")
-    done = opshub("load", "--hub", served_hub.url, "--keys", str(served_hub.keys),
+    done = opshub("load", "--hub", served_hub.url, "--metrics", served_hub.metrics,
+                  "--keys", str(served_hub.keys),
                   "--subscribers", "2", "--sub-procs", "1", "--rate", "100:200:100",
                   "--step-seconds", "1", "--warmup", "0.5", "--quiet",
                   "--threshold", "errors==0", "--threshold", "p99<1us",

@@ -17,7 +17,8 @@ from tests.opshub.load.conftest import Pause, ServedHub
 def _run(hub: ServedHub, shape: Shape, observer: Any = None, **kw: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {"duration": 2.0, "warmup": 0.5, "sub_procs": 1,
                                 "drain_timeout": 20.0, **kw}
-    opts = LoadOptions(shapes=(shape,), hub_url=hub.url, keys=hub.keys, **settings)
+    opts = LoadOptions(shapes=(shape,), hub_url=hub.url, metrics=(hub.metrics,),
+                       keys=hub.keys, **settings)
     return run_load(opts, observer)
 
 

@@ -81,7 +81,8 @@ def _run(hub: ServedHub, scenario: str, rate: str, **kw: Any) -> dict[str, Any]:
     shape = scenario_shape(load_mix(scenario, SEED), parse_rate(rate))
     settings: dict[str, Any] = {"duration": 1.5, "warmup": 0.5, "drain_timeout": 20.0,
                                 "seed": SEED, **kw}
-    return run_load(LoadOptions(shapes=(shape,), hub_url=hub.url, keys=hub.keys, **settings))
+    return run_load(LoadOptions(shapes=(shape,), hub_url=hub.url, metrics=(hub.metrics,),
+                                keys=hub.keys, **settings))
 
 
 def test_scenario_shape_opaque_run_sends_each_share_at_the_scenario_sizes(
