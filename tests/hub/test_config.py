@@ -44,3 +44,19 @@ def test_config_file_that_is_not_toml_is_refused(tmp_path):
     path = _write(tmp_path, "this is = = not toml")
     with pytest.raises(ValueError, match="cannot read config file"):
         load_config_file(path, HubConfig())
+
+
+def test_the_documented_example_loads(tmp_path):
+    """The TOML example of docs/operations.md is a valid config file: its registrar lists
+    become the tuples the hub compares with."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+    example = docs.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    config = load_config_file(_write(tmp_path, example), HubConfig())
+    assert (config.registrar_roles, config.registrar_units) == (("ocu",), ())
+    assert config.max_connections_per_source == 8192
+
+
+def test_config_file_refuses_a_registrar_list_of_other_things(tmp_path):
+    path = _write(tmp_path, "registrar_units = [1, 2]\n")
+    with pytest.raises(ValueError, match="registrar_units must be tuple"):
+        load_config_file(path, HubConfig())
