@@ -16,6 +16,11 @@ exception in the agent's tasks is a bug (or the hub refusing this unit): the age
 stops, logs it with its traceback, keeps it in ``failure``, and every later call raises
 AgentStopped caused by it. Nothing is recorded as the peer's fault for it.
 
+With a state file (``state_path``, ``state_key``) the agent keeps its keys, chains, read
+positions, ledgers and unread messages on disk (``client.secure_state``): restarted, it
+goes on in the epochs it holds, reading each log from where it stopped, with no rejoin and
+no new epoch. Without one, nothing of that runs.
+
 Schema messages (schemas/) go through ``send``, which checks them before anything is
 encrypted, so an invalid message never reaches the wire; a receiver checks each one again
 after decrypting (schema, rules, references to earlier messages, and that the content's
@@ -38,7 +43,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from ssl import SSLContext
 from typing import Any
 
@@ -55,7 +60,11 @@ from client.messages import default_catalog
 from client.messages.catalog import Catalog, Problem
 from client.messages.checks import Ledger
 from client.secure_admin import SecureAdmin
+from client.secure_inbox import Inbox, Message, Rejected
 from client.secure_messages import MessageLedgers
+from client.secure_packages import KeyPackageSupply
+from client.secure_state import Restored, SecureState
+from client.state_file import StateFile, StateKey
 from protocol import frames as f
 from protocol.agent_session import Delivered, SubscriptionEnded
 from protocol.credentials import AuthorityRing, SignedCredential
@@ -68,33 +77,10 @@ from protocol.errors import (
 )
 from protocol.signatures import SignatureMemo
 
+# Message and Rejected (client.secure_inbox) are imported from here too
+__all__ = ["AgentStopped", "Message", "Rejected", "SecureAgent"]
+
 log = logging.getLogger("opshub.secure")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A decrypted, signature-checked message, with its place in the operation's log."""
-
-    op: str
-    seq: int
-    sender: str
-    content_type: int
-    content: bytes
-    epoch: int
-    #: the checked message (a dict) when content_type is MESSAGE
-    body: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A log entry or directed message this agent refused, and why."""
-
-    op: str
-    seq: int | None
-    sender: str
-    code: str
-    reason: str
-    problems: list[Problem] = field(default_factory=list)
 
 
 class AgentStopped(Exception):
@@ -110,13 +96,15 @@ class SecureAgent:
                  reconnect: bool = True, catalog: Catalog | None = None,
                  reads: frozenset[str] | None = None, max_unread: int = 10_000,
                  signatures: SignatureMemo | None = None,
-                 ssl: SSLContext | None = None) -> None:
+                 ssl: SSLContext | None = None, state_path: Path | None = None,
+                 state_key: StateKey | None = None) -> None:
         """``ssl``: for wss:// URLs, what verifies the hub's certificate (see
-        AgentConnection)."""
+        AgentConnection). ``state_path``: keep the agent's state in that file (the module's
+        doc), sealed under ``state_key`` (None: the passphrase in OPSHUB_STATE_PASSPHRASE).
+        Raises UsageError for a state file without a key, or a key file beside it."""
         self.identity = identity
         self.unit = identity.unit
         self.clock = clock
-        self.packages = packages
         self.conn = AgentConnection(url, identity, reconnect=reconnect, now=clock, ssl=ssl)
         self.keys = KeyPackageKeys(self.unit, identity.key, suite, rand)
         self.authority_keys = list(authority_keys)
@@ -129,7 +117,7 @@ class SecureAgent:
                         signatures=signatures))
         self._admin = None if not isinstance(self.member, Admin) else SecureAdmin(
             self.conn, self.member, clock=clock, spawn=self._spawn, notify=self._notify,
-            subscribe=self._subscribe, rotate_messages=rotate_messages,
+            subscribe=self._subscribe, save=self._save_state, rotate_messages=rotate_messages,
             rotate_seconds=rotate_seconds)
         self.catalog = catalog if catalog is not None else default_catalog()
         #: whose application messages this agent reads (None: everyone's). The hub is
@@ -147,31 +135,60 @@ class SecureAgent:
         #: what stopped the agent, if anything did (see AgentStopped)
         self.failure: BaseException | None = None
         # bounded: see "Tasks and queues" above; None, once queued, says the agent stopped
-        self._inbox: asyncio.Queue[Message | None] = asyncio.Queue(max_unread)
-        self._stop_queued = False
+        self._inbox = Inbox(max_unread)
         self._changed = asyncio.Event()  # set and replaced whenever chains or epochs move
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing_conn: asyncio.Task[None] | None = None  # after a failure
         self._closed = False
         self._subscribed: set[str] = set()
-        self._topping_up = False
+        self._packages = KeyPackageSupply(self.conn, self.keys, target=packages, clock=clock,
+                                          spawn=self._spawn, save=self._save_state)
+        self._state = None if state_path is None else SecureState(
+            StateFile(state_path, StateKey.from_env() if state_key is None else state_key,
+                      self.unit),
+            self.member, identity, read_up_to=self.read_up_to, ledgers=self.ledgers,
+            unread=self._inbox.unread_messages,
+            owed={} if self._admin is None else self._admin.owed, clock=clock,
+            spawn=self._spawn, wait_until=self._wait_until, notify=self._notify)
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, publish key packages (and a last-resort one), start reading. Raises
-        what AgentConnection.connect raises, RequestError if the packages are refused."""
+        """Connect, publish key packages (and a last-resort one), start reading. With a
+        state file that exists: load it first and go on from it (``_resume``) instead,
+        publishing packages only to top them up. Raises StateError if the state file does
+        not load (nothing else is done), what AgentConnection.connect raises, RequestError
+        if the packages are refused."""
+        restored = None if self._state is None else await self._state.load()
+        if restored is not None:
+            self._inbox.handing.extend(restored.unread)  # before any write, which lists them
         await self.conn.connect()
-        # replace: this agent holds no private half of any package published before it
-        await self.conn.put_key_packages(
-            self.keys.generate(self.packages, now=int(self.clock()), last_resort=True),
-            replace=True)
+        if restored is None:
+            await self._packages.publish()
+        elif self._packages.low():
+            await self._packages.top_up()
         self._spawn(self._read_log, f"log-{self.unit}")
         self._spawn(self._read_directed, f"directed-{self.unit}")
+        if restored is not None:
+            await self._resume(restored)
+
+    async def _resume(self, restored: Restored) -> None:
+        """Go on from a loaded state: read each operation's log after the position saved
+        (the ratchets saved decrypt what follows); the OCU sends again what it owed."""
+        for op in restored.ops:
+            try:
+                await self._subscribe(op)
+            except RequestError as exc:  # removed while away, or a hub that lost it
+                log.warning("%s: cannot read %s again: %s (%s)", self.unit, op,
+                            exc.message, exc.code)
+        if self._admin is not None:
+            self._admin.resume(restored.proposals)
 
     async def close(self) -> None:
-        """Cancel and await every task of the agent, then close its connection. Does not
-        raise what stopped the agent, if something did: the calls after it did."""
+        """Cancel and await every task of the agent, write its state file a last time
+        (unless it stopped), then close its connection. Does not raise what stopped the
+        agent, if something did: the calls after it did. Raises StateError if that last
+        write fails (the connection is closed all the same)."""
         if self._closed:
             return
         self._closed = True
@@ -182,8 +199,14 @@ class SecureAgent:
             await asyncio.wait(tasks)
         if self._closing_conn is not None:
             await self._closing_conn
-        await self.conn.close()
-        self._wake()
+        try:
+            if self._state is not None:
+                # after a failure, the last write stands (it is consistent; see
+                # client.secure_state): what the failure left in memory may not be
+                await self._state.close(save=self.failure is None)
+        finally:
+            await self.conn.close()
+            self._wake()
 
     async def __aenter__(self) -> SecureAgent:
         await self.start()
@@ -234,9 +257,7 @@ class SecureAgent:
     def _wake(self) -> None:
         """The agent stopped or closed: wake every waiter, which then raises why."""
         self._notify()
-        if not self._stop_queued and not self._inbox.full():  # full: nobody is waiting
-            self._stop_queued = True
-            self._inbox.put_nowait(None)
+        self._inbox.stop()
 
     async def _wait_until(self, done: Callable[[], bool]) -> None:
         """Wait (callers bound it with a timeout) until ``done()``; raises AgentStopped
@@ -255,6 +276,8 @@ class SecureAgent:
         it), TimeoutError (not acknowledged ``within`` seconds; it may still be stored: see
         AgentConnection.publish), AgentStopped."""
         self._check_running()
+        if self._state is not None:
+            await self._state.ready_to_send(op)
         header, ciphertext = self.member.encrypt(op, content, content_type=content_type,
                                                  now=self.clock())
         seq = await self.conn.publish(op, ciphertext, header=header, within=within)
@@ -277,6 +300,8 @@ class SecureAgent:
         self._ledgers.check_to_send(op, message)
         taken = self._ledgers.take(op, message)
         try:
+            if self._state is not None:
+                await self._state.ready_to_send(op)
             header, ciphertext = self.member.encrypt(op, message_content.encode(message),
                                                      content_type=message_content.MESSAGE,
                                                      now=self.clock())
@@ -317,33 +342,23 @@ class SecureAgent:
     @property
     def unread(self) -> int:
         """Messages decrypted and waiting for ``next_message``."""
-        return self._inbox.qsize() - self._stop_queued
+        return self._inbox.unread
 
     async def next_message(self, within: float = TIMEOUT) -> Message:
         """The next decrypted message. Raises TimeoutError if none comes ``within``
         seconds, AgentStopped once the agent has stopped, ConnectionClosed once closed."""
         async with asyncio.timeout(within):
-            return await self._next_message()
+            return await self._inbox.take(self._check_running)
 
     async def messages(self) -> AsyncIterator[Message]:
         """Every decrypted message, in log order per operation, until the agent is closed.
         Raises AgentStopped if the agent stops."""
         while True:
             try:
-                m = await self._next_message()
+                m = await self._inbox.take(self._check_running)
             except ConnectionClosed:
                 return
             yield m
-
-    async def _next_message(self) -> Message:
-        if self._inbox.empty():
-            self._check_running()
-        m = await self._inbox.get()
-        if m is None:
-            self._inbox.put_nowait(None)  # for the next reader too
-            self._check_running()
-            raise AssertionError("the inbox says stopped, the agent does not")
-        return m
 
     def epoch(self, op: str) -> int | None:
         """The epoch of ``op`` whose keys this agent holds, if any."""
@@ -367,7 +382,7 @@ class SecureAgent:
         ch = self.member.channels.get(op)
         if ch is None or ch.chain is None:
             raise CryptoError(f"{op!r} is not known to this agent", code=Code.UNKNOWN_OPERATION)
-        await self._top_up(force=True)
+        await self._packages.top_up(force=True)
         await self.conn.send_directed(op, ch.chain.admin, msgpack.packb(
             {"t": "welcome_request", "op": op}, use_bin_type=True))
 
@@ -441,6 +456,7 @@ class SecureAgent:
         """Entries in log order. Consecutive application messages of one operation are
         decrypted as a batch (``Member.decrypt_batch``: the signature checks run back to
         back); commits, one at a time, between the batches."""
+        await self._inbox.hand_over()  # what a saved state had not handed over yet
         while True:
             run: list[Delivered] = []
             for item in await self.conn.next_deliveries():
@@ -458,6 +474,8 @@ class SecureAgent:
                 self._entry(item)
             if run:
                 await self._receive_run(run)
+            if self._state is not None:
+                self._state.changed()
 
     def _entry(self, item: Delivered | SubscriptionEnded) -> None:
         """A commit, the end of a subscription, or an entry this agent does not read
@@ -476,6 +494,9 @@ class SecureAgent:
         self.read_up_to[item.op] = item.seq
 
     async def _receive_run(self, run: list[Delivered]) -> None:
+        """The whole run is decrypted, checked and read up to before its messages wait for
+        room in the inbox, so that the state is consistent at that wait (a saved state
+        takes it there: client.secure_state)."""
         op = run[0].op
         results = self.member.decrypt_batch(op, [(i.header, i.payload) for i in run],
                                             now=self.clock())
@@ -486,10 +507,11 @@ class SecureAgent:
                 else:
                     self._reject(item.op, item.seq, item.sender, got)
             else:
-                await self._accept(item, got)
-            self.read_up_to[item.op] = item.seq
+                self._accept(item, got)
+        self.read_up_to[op] = run[-1].seq
+        await self._inbox.hand_over()
 
-    async def _accept(self, item: Delivered, got: Received) -> None:
+    def _accept(self, item: Delivered, got: Received) -> None:
         self.decrypted += 1
         body = None
         if got.content_type == message_content.MESSAGE:
@@ -497,9 +519,8 @@ class SecureAgent:
             if body is None:
                 self._maybe_rotate(item.op)
                 return
-        # waits while the application has max_unread messages to read (backpressure)
-        await self._inbox.put(Message(item.op, item.seq, got.sender, got.content_type,
-                                      got.content, got.epoch, body))
+        self._inbox.handing.append(Message(item.op, item.seq, got.sender, got.content_type,
+                                     got.content, got.epoch, body))
         self._maybe_rotate(item.op)
 
     def _checked(self, op: str, seq: int, sender: str, content: bytes) -> dict[str, Any] | None:
@@ -528,8 +549,7 @@ class SecureAgent:
 
     def _committed(self, applied: CommitApplied) -> None:
         self._notify()
-        if len(self.keys) < self.packages // 2 and not self._topping_up:
-            self._spawn(self._top_up_on_schedule, f"top-up-{self.unit}")
+        self._packages.after_commit()
 
     async def _read_directed(self) -> None:
         async for item in self.conn.directed():
@@ -543,6 +563,7 @@ class SecureAgent:
                 # fault nor a bug; the sender may ask again
                 log.warning("%s could not handle a directed message from %s in %s: %r",
                             self.unit, item.sender, item.op, exc)
+            await self._save_state()  # what it changed (a welcome) outlives the hub's copy
             self.conn.ack_directed(item.id)
 
     async def _directed(self, item: f.DirectedItem) -> None:
@@ -563,21 +584,7 @@ class SecureAgent:
         self.rejected.append(Rejected(op, seq, sender, exc.code, exc.message,
                                       list(getattr(exc, "problems", []))))
 
-    async def _top_up(self, force: bool = False) -> None:
-        if self._topping_up and not force:
-            return
-        self._topping_up = True
-        try:
-            await self.conn.put_key_packages(
-                self.keys.generate(max(1, self.packages - len(self.keys)),
-                                   now=int(self.clock())))
-        finally:
-            self._topping_up = False
-
-    async def _top_up_on_schedule(self) -> None:
-        """New key packages after commits used some up. If the hub or the network is why
-        it fails, that is logged, and the next commit tries again."""
-        try:
-            await self._top_up()
-        except (OpshubError, TimeoutError, ConnectionClosed) as exc:
-            log.warning("%s: publishing key packages failed: %r", self.unit, exc)
+    async def _save_state(self) -> None:
+        """Return once the state is on disk, if the agent keeps one (``SecureState.flush``)."""
+        if self._state is not None:
+            await self._state.flush()

@@ -4,15 +4,18 @@ It claims the members' key packages, sends the commits that the sans-I/O
 ``client.e2ee.channel.Admin`` signs (creating an operation, changing its members,
 rotating its keys) with their welcomes, starts the key rotations that are due (message
 count, age of the epoch) and answers a member's request for keys after it lost its own
-(a rejoin). It holds no state of its own beyond the rotations under way: the channel
-state is the Admin's, the connection and the agent's tasks are the SecureAgent's, which
-hands them over when it makes one (``client.secure``). It must not read the logs or the
-directed messages: the agent does, and calls ``answer_rejoin`` and ``maybe_rotate``.
+(a rejoin). It holds no state of its own beyond the rotations under way and the
+proposals whose commit or welcomes are not yet through (``owed``, which an agent with a
+state file saves and, after a restart, sends again: ``resume``): the channel state is the
+Admin's, the connection and the agent's tasks are the SecureAgent's, which hands them over
+when it makes one (``client.secure``). It must not read the logs or the directed messages:
+the agent does, and calls ``answer_rejoin`` and ``maybe_rotate``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 from client.connection import AgentConnection, ConnectionClosed
 from client.e2ee.channel import Admin, Proposal
 from protocol.credentials import SignedCredential
-from protocol.errors import Code, CryptoError, OpshubError
+from protocol.errors import Code, CryptoError, OpshubError, RequestError
 
 log = logging.getLogger("opshub.secure")
 
@@ -33,9 +36,11 @@ class SecureAdmin:
     def __init__(self, conn: AgentConnection, admin: Admin, *, clock: Callable[[], float],
                  spawn: Spawn, notify: Callable[[], None],
                  subscribe: Callable[[str], Awaitable[None]],
+                 save: Callable[[], Awaitable[None]],
                  rotate_messages: int, rotate_seconds: float) -> None:
         """``notify`` wakes whoever waits for an epoch; ``subscribe`` has the agent read an
-        operation's log (once); ``rotate_*``: when an epoch's keys are due to change."""
+        operation's log (once); ``save`` returns once the agent's state (``owed`` with it)
+        is on disk, if it keeps one; ``rotate_*``: when an epoch's keys are due to change."""
         self.conn = conn
         self.admin = admin
         self.unit = admin.unit
@@ -45,6 +50,9 @@ class SecureAdmin:
         self._spawn = spawn
         self._notify = notify
         self._subscribe = subscribe
+        self._save = save
+        #: op -> the proposal whose commit or welcomes may not have reached the hub yet
+        self.owed: dict[str, Proposal] = {}
         self._rotating: set[str] = set()
         #: one proposal at a time per operation: a rotation and a rejoin answer started
         #: together would both propose epoch n + 1, and the hub would refuse one of them
@@ -117,10 +125,35 @@ class SecureAdmin:
                               f"have not connected since they were enrolled", code=Code.NO_KEY)
         return packages
 
+    def resume(self, proposals: list[Proposal]) -> None:
+        """After a restart from a saved state: send each proposal ``owed`` before it again,
+        commit and welcomes (the hub answers ``ok`` to its current head sent twice, and a
+        joiner ignores a second welcome)."""
+        for p in proposals:
+            self._spawn(functools.partial(self._send_again, p), f"resend-{p.op}")
+
+    async def _send_again(self, proposal: Proposal) -> None:
+        try:
+            async with self._one_at_a_time(proposal.op):
+                await self._send_proposal(proposal)
+        except (OpshubError, TimeoutError, ConnectionClosed) as exc:
+            log.warning("%s: sending the commit of %s epoch %d again failed: %r", self.unit,
+                        proposal.op, proposal.state.epoch, exc)
+
     async def _send_proposal(self, proposal: Proposal) -> None:
-        await self.conn.commit(proposal.body, proposal.signature)
+        # on disk first: the new epoch's secrets are the admin's alone, and once the hub
+        # has the commit, members use them
+        self.owed[proposal.op] = proposal
+        await self._save()
+        try:
+            await self.conn.commit(proposal.body, proposal.signature)
+        except RequestError:
+            self.owed.pop(proposal.op, None)  # refused: nothing of it to send again
+            raise
         self.admin.accepted(proposal, now=self.clock())
         self._notify()
         await self._subscribe(proposal.op)
         for unit, welcome in proposal.welcomes.items():
             await self.conn.send_directed(proposal.op, unit, welcome)
+        if self.owed.get(proposal.op) is proposal:
+            del self.owed[proposal.op]

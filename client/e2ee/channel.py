@@ -90,8 +90,9 @@ def _tag(confirmation_key: bytes, ctx: bytes, sealed: list[list[Any]]) -> bytes:
 
 
 @dataclass(slots=True)
-class _Receiver:
-    """One sender's receive ratchet in one epoch, with the keys it skipped."""
+class SenderRatchet:
+    """One sender leaf's application ratchet in one epoch, out of the tree: a receiver's
+    (with the keys it skipped), or this unit's own for sending."""
 
     secret: bytes
     generation: int
@@ -119,17 +120,35 @@ class Epoch:
         self.tree = SecretTree(encryption_secret, len(roster),
                                prefix=PREFIX, key_size=suite.key_size,
                                nonce_size=suite.nonce_size, hash_name=suite.hash_name)
-        self.receivers: dict[int, _Receiver] = {}
+        self._start()
+
+    @classmethod
+    def restored(cls, *, op: str, number: int, roster: tuple[str, ...], suite: CipherSuite,
+                 confirmation_key: bytes, init_secret: bytes, tree: SecretTree) -> Epoch:
+        """An epoch as a saved agent state kept it (``client.e2ee.snapshot``): its
+        derived secrets and tree, since the joiner secret is gone. The caller puts back
+        the ratchets taken out of the tree."""
+        epoch = cls.__new__(cls)
+        epoch.op, epoch.number, epoch.roster, epoch.suite = op, number, roster, suite
+        epoch.index = {unit: i for i, unit in enumerate(roster)}
+        epoch.confirmation_key, epoch.init_secret, epoch.tree = (confirmation_key,
+                                                                init_secret, tree)
+        epoch._start()
+        return epoch
+
+    def _start(self) -> None:
+        """What an epoch holds besides its keys as it starts: no ratchet out of its tree."""
+        self.receivers: dict[int, SenderRatchet] = {}
         #: leaf -> (unit, its identity key), filled on first use
         self.verifiers: dict[int, tuple[str, VerifyingKey]] = {}
-        self.send: _Receiver | None = None
+        self.send: SenderRatchet | None = None
         self.messages = 0  # messages sent or received in this epoch
 
-    def receiver(self, leaf: int) -> _Receiver:
+    def receiver(self, leaf: int) -> SenderRatchet:
         r = self.receivers.get(leaf)
         if r is None:
             secret, generation = self.tree.take_ratchet(leaf)
-            r = self.receivers[leaf] = _Receiver(secret, generation)
+            r = self.receivers[leaf] = SenderRatchet(secret, generation)
         return r
 
 
@@ -162,7 +181,7 @@ class CommitApplied:
 
 
 @dataclass(slots=True)
-class _Pending:
+class PendingEpoch:
     """A verified commit whose keys wait for this unit's welcome."""
 
     epoch: int
@@ -182,7 +201,7 @@ class Channel:
         self.credentials: dict[str, Credential] = {}
         self.current: Epoch | None = None
         self.previous: tuple[Epoch, float] | None = None  # with the time its grace ends
-        self.pending: _Pending | None = None
+        self.pending: PendingEpoch | None = None
         #: epoch -> candidate welcomes (kp id, sealed); tried against the commit's tag
         self.welcomes: dict[int, list[tuple[bytes, bytes]]] = {}
         self.suite: str | None = None
@@ -305,7 +324,7 @@ class Member:
             self._install(ch, epoch, now)
             ch.pending = None
         elif member_after:
-            ch.pending = _Pending(stmt.epoch, ctx, km["tag"], km["sealed"], roster, suite)
+            ch.pending = PendingEpoch(stmt.epoch, ctx, km["tag"], km["sealed"], roster, suite)
             self._try_welcome(ch, now)
         else:
             ch.pending = None
@@ -403,7 +422,7 @@ class Member:
         leaf = epoch.index[self.unit]
         if epoch.send is None:
             secret, generation = epoch.tree.take_ratchet(leaf)
-            epoch.send = _Receiver(secret, generation)
+            epoch.send = SenderRatchet(secret, generation)
         key, nonce, nxt = epoch.tree.ratchet_step(epoch.send.secret, epoch.send.generation)
         header = message.Header(content_type, epoch.number, leaf, epoch.send.generation,
                                 self.rand(4))
@@ -702,6 +721,27 @@ class Admin(Member):
         ch.chain = p.state
         ch.credentials.update(p.credentials)
         self._install(ch, p.epoch, now)
+
+    def resume(self, proposals: Sequence[Proposal]) -> None:
+        """After a restart from a saved state (``client.e2ee.snapshot``): administer again
+        the operations whose chain names this unit as admin, and wait for the hub to accept
+        the ``proposals`` the chain has not installed (signed and maybe sent before the
+        restart; ``accepted`` or the log installs them)."""
+        for op, ch in self.channels.items():
+            if ch.chain is not None and ch.chain.admin == self.unit:
+                self._admin_of(op).state = ch.chain
+        for p in proposals:
+            chain = self.channels[p.op].chain if p.op in self.channels else None
+            if chain is None or chain.head != statement_hash(p.body):
+                self._admin_of(p.op)
+                self._in_flight[p.op] = p
+
+    def _admin_of(self, op: str) -> OperationAdmin:
+        admin = self._admins.get(op)
+        if admin is None:
+            # its clock is set by propose_change before it signs anything
+            admin = self._admins[op] = OperationAdmin(self.identity, op, now=lambda: 0.0)
+        return admin
 
     def needs_rotation(self, op: str, *, now: float, max_messages: int,
                        max_seconds: float) -> bool:

@@ -252,3 +252,24 @@ class SecretTree:
         """The generation the ratchet of ``leaf`` will hand out next."""
         return self._ratchet(leaf, b"handshake" if handshake else b"application").generation
 
+    def to_state(self) -> dict[str, Any]:
+        """What rebuilds this tree (``from_state``) as it is now: the node secrets not yet
+        split or handed out, and the ratchets still in the tree at their generation.
+        Nothing erased or consumed is in it (a saved agent state must not bring it back)."""
+        return {"leaves": self.n_leaves, "nodes": [[i, s] for i, s in self._nodes.items()],
+                "ratchets": [[leaf, kind, r.secret, r.generation]
+                             for (leaf, kind), r in self._ratchets.items()]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], *, prefix: bytes, key_size: int,
+                   nonce_size: int = 12, hash_name: str = "sha256") -> SecretTree:
+        """The tree ``to_state`` described. Raises KeyError, TypeError or ValueError for a
+        ``state`` of another shape."""
+        tree = cls(b"", state["leaves"], prefix=prefix, key_size=key_size,
+                   nonce_size=nonce_size, hash_name=hash_name)
+        tree._nodes = {int(i): bytes(s) for i, s in state["nodes"]}
+        for leaf, kind, secret, generation in state["ratchets"]:
+            r = tree._ratchets[(int(leaf), bytes(kind))] = _Ratchet(bytes(secret))
+            r.generation = int(generation)
+        return tree
+

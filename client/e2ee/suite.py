@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
@@ -135,6 +136,19 @@ class KeyPackageKeys:
 
     def holds(self, kp_id: bytes) -> bool:
         return kp_id in self._private
+
+    def to_state(self) -> dict[str, Any]:
+        """The private halves still held (``restore``); those already used are not."""
+        return {"suite": self.suite.name, "private": [[i, k] for i, k in self._private.items()],
+                "last_resort": self._last_resort}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``to_state`` gave (for this suite: the caller checks), in place
+        of what is held. Raises KeyError, TypeError or ValueError for a ``state`` of
+        another shape."""
+        self._private = {bytes(i): bytes(k) for i, k in state["private"]}
+        last = state["last_resort"]
+        self._last_resort = None if last is None else bytes(last)
 
     def open(self, kp_id: bytes, sealed: bytes, info: bytes) -> bytes:
         private = self._private.get(kp_id)
