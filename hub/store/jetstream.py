@@ -53,6 +53,7 @@ from hub.store.jetstream_layout import (
     DIRECTORY_BUCKET,
     KP_CLAIMS_STREAM,
     KP_STREAM,
+    NO_SUITABLE_PEERS,
     OPS_STREAM,
     WRONG_LAST_SEQUENCE,
     hex_id,
@@ -558,8 +559,10 @@ def _directed_message(cmd: StoreDirected, index: int) -> _Sent:
 
 
 def _retryable(exc: BaseException) -> bool:
-    """No leader (yet), no answer, or a lost connection: worth another try. A refusal
-    (bad request, wrong last sequence) is not."""
+    """No leader (yet), no peers to place a stream on (yet), no answer, or a lost
+    connection: worth another try. A refusal (bad request, wrong last sequence) is not."""
+    if isinstance(exc, jse.BadRequestError) and exc.err_code == NO_SUITABLE_PEERS:
+        return True
     if isinstance(exc, jse.BadRequestError | jse.NotFoundError):
         return False
     return isinstance(exc, jse.NoStreamResponseError | jse.ServiceUnavailableError

@@ -27,6 +27,10 @@ RECENT = 1024
 #: last sequence", no N) from a replicated stream refusing while another write of the same
 #: subject is still in flight. Both mean the same thing: someone else wrote first.
 WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
+#: ... for a replicated stream that cannot be placed yet ("no suitable peers for placement,
+#: peer offline"): a server is starting or restarting and the meta leader does not count it
+#: yet. Worth another try, like a missing leader.
+NO_SUITABLE_PEERS = 10005
 #: ... and for deleting an entry that is not there (any more)
 NO_MESSAGE_FOUND = 10057
 
