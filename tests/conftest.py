@@ -45,8 +45,11 @@ class Keys:
         return self.units[unit]
 
     def config(self, db: Path, **kw: object) -> HubConfig:
-        settings: dict[str, object] = {"host": "127.0.0.1", "port": 0, "db": db,
-                                       "authorities": (self.authority.public_key,), **kw}
+        # metrics_port 0: a hub restarted on its old port must not find port + 1 taken by
+        # a client socket of the ephemeral range
+        settings: dict[str, object] = {"host": "127.0.0.1", "port": 0, "metrics_port": 0,
+                                       "db": db, "authorities": (self.authority.public_key,),
+                                       **kw}
         return HubConfig(**settings)  # type: ignore[arg-type]
 
 
