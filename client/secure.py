@@ -51,7 +51,8 @@ import msgpack
 
 from client.connection import TIMEOUT, AgentConnection, ConnectionClosed, HubUrls
 from client.e2ee import message
-from client.e2ee.channel import APPLICATION, Admin, CommitApplied, Member, Received
+from client.e2ee.admin import Admin
+from client.e2ee.channel import APPLICATION, CommitApplied, Member, Received
 from client.e2ee.peer import commit_entry, directed_kind
 from client.e2ee.suite import HYBRID, CipherSuite, KeyPackageKeys, Rand
 from client.identity import UnitIdentity

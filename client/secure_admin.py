@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from client.connection import AgentConnection, ConnectionClosed
-from client.e2ee.channel import Admin, Proposal
+from client.e2ee.admin import Admin, Proposal
 from protocol.credentials import SignedCredential
 from protocol.errors import Code, CryptoError, OpshubError, RequestError
 

@@ -34,7 +34,8 @@ from typing import Any
 
 import msgpack
 
-from client.e2ee.channel import Admin, Member, Proposal
+from client.e2ee.admin import Admin, Proposal
+from client.e2ee.channel import Member
 from client.e2ee.peer import PEER_FAULTS
 from client.e2ee.snapshot import (
     SEND_LEASE,

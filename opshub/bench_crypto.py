@@ -28,7 +28,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from client.e2ee.channel import Admin, Member
+from client.e2ee.admin import Admin
+from client.e2ee.channel import Member
 from client.e2ee.suite import HYBRID, CipherSuite, KeyPackageKeys, suite_named
 from client.identity import Authority, UnitSpec
 from protocol.credentials import AuthorityRing

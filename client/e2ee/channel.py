@@ -24,15 +24,14 @@ the ``joiner_secret`` sealed to its key package). Then, as in RFC 9420 section 8
 A removed member lacks the commit secret, a joiner lacks the previous init secret; the
 tag (inside the admin's signature) proves every member derived the same epoch. A member
 accepts an epoch secret from nothing but this: a verified commit plus its own sealed
-share or welcome.
+share or welcome. The bytes of the key material and of a welcome: client.e2ee.commit_format;
+the admin that writes them: client.e2ee.admin.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -42,23 +41,29 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from client.e2ee import message
-from client.e2ee.peer import PEER_FAULTS, peer_input
+from client.e2ee.commit_format import (
+    commit_info,
+    confirmation_tag,
+    context,
+    epoch_of,
+    joiner_secret_for,
+    parse_key_material,
+    welcome_info,
+)
+from client.e2ee.peer import peer_input
 from client.e2ee.schedule import (
     PREFIX,
     SecretTree,
     derive_secret,
     expand_with_label,
     hash_size,
-    hkdf_extract,
 )
 from client.e2ee.suite import CipherSuite, KeyPackageKeys, Rand, suite_named
 from client.identity import UnitIdentity
-from client.membership import OperationAdmin
 from protocol.credentials import AuthorityRing, Credential, SignedCredential
 from protocol.errors import Code, CryptoError, OpshubError, RequestError
-from protocol.keypackages import SignedKeyPackage
 from protocol.signatures import SignatureMemo, VerifyingKey
-from protocol.statements import OperationState, Statement, roster_hash, statement_hash
+from protocol.statements import OperationState, Statement, statement_hash
 
 #: A generation more than this far ahead of a sender's ratchet is refused.
 MAX_AHEAD = 1000
@@ -69,24 +74,6 @@ GRACE_SECONDS = 120.0
 
 APPLICATION = 1  # default content type
 _MAX_WELCOMES = 8  # unused welcomes kept per epoch, and epochs with unused welcomes
-
-
-def _ctx(stmt: Statement, suite: CipherSuite) -> bytes:
-    return msgpack.packb([stmt.op, stmt.epoch, stmt.prev, stmt.roster, suite.name],  # type: ignore[no-any-return]
-                         use_bin_type=True)
-
-
-def _commit_info(op: str, epoch: int) -> bytes:
-    return b"opshub/commit-secret/v1\x00" + bytes(msgpack.packb([op, epoch]))
-
-
-def _welcome_info(op: str, epoch: int) -> bytes:
-    return b"opshub/welcome/v1\x00" + bytes(msgpack.packb([op, epoch]))
-
-
-def _tag(confirmation_key: bytes, ctx: bytes, sealed: list[list[Any]]) -> bytes:
-    sealed_hash = hashlib.sha256(msgpack.packb(sealed, use_bin_type=True)).digest()
-    return hmac.digest(confirmation_key, b"opshub/confirm/v1\x00" + ctx + sealed_hash, "sha256")
 
 
 @dataclass(slots=True)
@@ -150,13 +137,6 @@ class Epoch:
             secret, generation = self.tree.take_ratchet(leaf)
             r = self.receivers[leaf] = SenderRatchet(secret, generation)
         return r
-
-
-def joiner_secret_for(init_secret: bytes, commit_secret: bytes, ctx: bytes,
-                      suite: CipherSuite) -> bytes:
-    return expand_with_label(hkdf_extract(init_secret, commit_secret, hash_name=suite.hash_name),
-                             b"joiner", ctx, hash_size(suite.hash_name), prefix=PREFIX,
-                             hash_name=suite.hash_name)
 
 
 class Received(NamedTuple):
@@ -286,15 +266,15 @@ class Member:
             else:
                 state = ch.chain.apply(stmt, body, signature)
         except RequestError as exc:  # the shared statement rules speak RequestError
-            raise CryptoError(f"commit {op}/{_epoch_of(body)} refused: {exc.message}",
+            raise CryptoError(f"commit {op}/{epoch_of(body)} refused: {exc.message}",
                               code=exc.code) from None
-        km = _parse_km(stmt.key_material)
+        km = parse_key_material(stmt.key_material)
         suite = suite_named(km["suite"])
         if ch.suite is not None and suite.name != ch.suite:
             raise CryptoError(f"commit {op}/{stmt.epoch} switches the cipher suite from "
                               f"{ch.suite} to {suite.name}; members refuse a suite change",
                               code=Code.BAD_STATEMENT)
-        ctx = _ctx(stmt, suite)
+        ctx = context(stmt, suite)
         roster = tuple(sorted(state.members))
         epoch: Epoch | None = None
         member_after = self.unit in state.members and self.unit != stmt.admin
@@ -304,7 +284,7 @@ class Member:
             if (mine and prev is not None and prev.number == stmt.epoch - 1
                     and self.keys.holds(mine[0][1])):
                 commit_secret = self.keys.open(mine[0][1], mine[0][2],
-                                               _commit_info(op, stmt.epoch))
+                                               commit_info(op, stmt.epoch))
                 joiner = joiner_secret_for(prev.init_secret, commit_secret, ctx, suite)
                 epoch = self._checked_epoch(op, stmt.epoch, roster, joiner, ctx, km["tag"],
                                             km["sealed"], suite)
@@ -363,7 +343,7 @@ class Member:
             return errors
         for kp_id, sealed in ch.welcomes.pop(p.epoch, []):
             try:
-                joiner = self.keys.open(kp_id, sealed, _welcome_info(ch.op, p.epoch))
+                joiner = self.keys.open(kp_id, sealed, welcome_info(ch.op, p.epoch))
                 epoch = self._checked_epoch(ch.op, p.epoch, p.roster, joiner, p.ctx, p.tag,
                                             p.sealed, p.suite)
             except CryptoError as exc:
@@ -382,7 +362,7 @@ class Member:
                        suite: CipherSuite) -> Epoch:
         epoch = Epoch(op=op, number=number, roster=roster, joiner_secret=joiner, ctx=ctx,
                       suite=suite)
-        expected = _tag(epoch.confirmation_key, ctx, sealed)
+        expected = confirmation_tag(epoch.confirmation_key, ctx, sealed)
         if not hmac.compare_digest(expected, tag):
             raise CryptoError(f"confirmation tag of {op}/{number} does not match the keys "
                               f"derived: the commit or welcome was altered",
@@ -589,211 +569,3 @@ class Member:
         epoch.messages += len(opened)
         return [Received(op, sender, number, gen, ctype, content)
                 for ctype, gen, _aad, content, _sig, (sender, _pub) in opened]
-
-
-def _epoch_of(body: bytes) -> str:
-    try:
-        return str(msgpack.unpackb(body, raw=False)["epoch"])
-    except PEER_FAULTS:
-        return "?"
-
-
-def _parse_km(km: bytes) -> dict[str, Any]:
-    with peer_input("commit key material is malformed or missing", Code.BAD_STATEMENT):
-        m = msgpack.unpackb(km, raw=False)
-        if not isinstance(m, dict) or m.get("v") != 1:
-            raise TypeError("not a version-1 key material map")
-        if not isinstance(m["suite"], str) or not isinstance(m["tag"], bytes):
-            raise TypeError("suite or tag missing")
-        sealed = m["sealed"]
-        if not isinstance(sealed, list) or not all(
-                isinstance(s, list) and len(s) == 3 and isinstance(s[0], str)
-                and isinstance(s[1], bytes) and isinstance(s[2], bytes) for s in sealed):
-            raise TypeError("sealed must be a list of [unit, key package id, sealed secret]")
-    return m
-
-
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    """A signed commit not yet accepted by the hub, with what it will install."""
-
-    op: str
-    body: bytes
-    signature: bytes
-    welcomes: dict[str, bytes]  # joining unit -> directed payload
-    state: OperationState
-    epoch: Epoch
-    credentials: dict[str, Credential]
-
-
-class Admin(Member):
-    """An operation's admin (an OCU unit): signs commits that carry each epoch's keys.
-
-    ``propose_*`` need one key package per member other than the admin, claimed from
-    the hub (``packages_needed`` says whose); each is verified against the member's
-    credential before anything is sealed to it. After the hub accepts the commit,
-    ``accepted`` installs the epoch, and the welcomes go out as directed messages."""
-
-    def __init__(self, identity: UnitIdentity, *, ring: AuthorityRing, keys: KeyPackageKeys,
-                 rand: Rand, suite: CipherSuite, grace: float = GRACE_SECONDS,
-                 signatures: SignatureMemo | None = None) -> None:
-        super().__init__(identity, ring=ring, keys=keys, rand=rand, grace=grace,
-                         signatures=signatures)
-        self.suite = suite
-        self._admins: dict[str, OperationAdmin] = {}
-        #: op -> the proposal sent to the hub and not yet installed (``accepted``)
-        self._in_flight: dict[str, Proposal] = {}
-
-    def packages_needed(self, op: str, *, add: Sequence[str] = (),
-                        remove: Sequence[str] = ()) -> list[str]:
-        ch = self.channels.get(op)
-        members = set(add) if ch is None or ch.chain is None else (
-            (ch.chain.members | set(add)) - set(remove))
-        return sorted(members - {self.unit})
-
-    def propose_create(self, op: str, name: str, members: list[SignedCredential],
-                       packages: dict[str, bytes], *, now: float) -> Proposal:
-        admin = self._admins[op] = OperationAdmin(self.identity, op, now=lambda: now)
-        creds = {c.credential.unit: c.credential for c in members}
-        creds[self.unit] = self.identity.credential
-        roster = tuple(sorted(creds))
-        stmt_ctx = Statement(op=op, epoch=0, prev=b"", admin=self.unit,
-                             roster=roster_hash(set(roster)))
-        commit_secret = self.rand(hash_size(self.suite.hash_name))
-        init = bytes(hash_size(self.suite.hash_name))
-        km, epoch, welcomes = self._key_material(op, stmt_ctx, roster, joiners=set(roster),
-                                                 stayers=set(), init=init,
-                                                 commit_secret=commit_secret,
-                                                 packages=packages, creds=creds)
-        body, sig = admin.create(name, members, key_material=km)
-        assert admin._proposed is not None
-        p = self._in_flight[op] = Proposal(op, body, sig, welcomes, admin._proposed, epoch,
-                                           creds)
-        return p
-
-    def propose_change(self, op: str, *, add: Sequence[SignedCredential] = (),
-                       remove: Sequence[str] = (), rejoin: Sequence[str] = (),
-                       packages: dict[str, bytes], now: float) -> Proposal:
-        """Add and/or remove members, or with neither just rotate the keys. Members in
-        ``rejoin`` (ones that lost their keys) get a welcome to the new epoch instead of
-        a sealed commit secret: they lack the previous epoch's init secret."""
-        ch = self.channels.get(op)
-        admin = self._admins.get(op)
-        if ch is None or ch.chain is None or ch.current is None or admin is None:
-            raise CryptoError(f"{self.unit!r} is not the admin of a live {op!r}",
-                              code=Code.NOT_ADMIN)
-        admin.now = lambda: now
-        creds = dict(ch.credentials)
-        creds.update({c.credential.unit: c.credential for c in add})
-        added = {c.credential.unit for c in add}
-        members = (ch.chain.members | added) - set(remove)
-        joiners = added | (set(rejoin) & members)
-        roster = tuple(sorted(members))
-        stmt_ctx = Statement(op=op, epoch=ch.chain.epoch + 1, prev=ch.chain.head,
-                             admin=self.unit, roster=roster_hash(members))
-        km, epoch, welcomes = self._key_material(
-            op, stmt_ctx, roster, joiners=joiners, stayers=set(members - joiners),
-            init=ch.current.init_secret, commit_secret=self.rand(hash_size(self.suite.hash_name)),
-            packages=packages, creds=creds)
-        body, sig = admin.change(add=add, remove=remove, key_material=km)
-        assert admin._proposed is not None
-        p = self._in_flight[op] = Proposal(op, body, sig, welcomes, admin._proposed, epoch,
-                                           {u: c for u, c in creds.items() if u in members})
-        return p
-
-    def on_commit(self, op: str, body: bytes, signature: bytes, *, now: float) -> CommitApplied:
-        """As a member's; and the admin's own proposal, read from the log before the
-        hub's ok arrived (the two race), is accepted there: the log has it, so the hub
-        stored it, and members may already send in its epoch."""
-        p = self._in_flight.get(op)
-        if p is not None and p.body == body:
-            self.accepted(p, now=now)
-        return super().on_commit(op, body, signature, now=now)
-
-    def accepted(self, p: Proposal, *, now: float) -> None:
-        """The hub stored the commit: move to its epoch (once: the ok and the log entry
-        may each say so, in either order)."""
-        if self._in_flight.get(p.op) is not p:
-            return
-        del self._in_flight[p.op]
-        ch = self.channel(p.op)
-        self._admins[p.op].state = p.state
-        ch.chain = p.state
-        ch.credentials.update(p.credentials)
-        self._install(ch, p.epoch, now)
-
-    def resume(self, proposals: Sequence[Proposal]) -> None:
-        """After a restart from a saved state (``client.e2ee.snapshot``): administer again
-        the operations whose chain names this unit as admin, and wait for the hub to accept
-        the ``proposals`` the chain has not installed (signed and maybe sent before the
-        restart; ``accepted`` or the log installs them)."""
-        for op, ch in self.channels.items():
-            if ch.chain is not None and ch.chain.admin == self.unit:
-                self._admin_of(op).state = ch.chain
-        for p in proposals:
-            chain = self.channels[p.op].chain if p.op in self.channels else None
-            if chain is None or chain.head != statement_hash(p.body):
-                self._admin_of(p.op)
-                self._in_flight[p.op] = p
-
-    def _admin_of(self, op: str) -> OperationAdmin:
-        admin = self._admins.get(op)
-        if admin is None:
-            # its clock is set by propose_change before it signs anything
-            admin = self._admins[op] = OperationAdmin(self.identity, op, now=lambda: 0.0)
-        return admin
-
-    def needs_rotation(self, op: str, *, now: float, max_messages: int,
-                       max_seconds: float) -> bool:
-        ch = self.channels.get(op)
-        if ch is None or ch.current is None:
-            return False
-        return (ch.current.messages >= max_messages
-                or now - ch.epoch_started >= max_seconds)
-
-    def _package(self, unit: str, package: bytes,
-                 creds: dict[str, Credential]) -> tuple[bytes, bytes]:
-        cred = creds.get(unit)
-        if cred is None:
-            raise CryptoError(f"no credential for {unit!r}", code=Code.BAD_CREDENTIAL)
-        try:
-            pkg = SignedKeyPackage.from_bytes(package).verify(cred.identity_key, unit)
-        except RequestError as exc:
-            raise CryptoError(f"key package of {unit!r} refused: {exc.message}",
-                              code=exc.code) from None
-        if pkg.kem != self.suite.kem:
-            raise CryptoError(f"key package of {unit!r} is for {pkg.kem}, the operation uses "
-                              f"{self.suite.kem}", code=Code.BAD_KEY_PACKAGE)
-        return pkg.id, pkg.public_key
-
-    def _key_material(self, op: str, stmt: Statement, roster: tuple[str, ...], *,
-                      joiners: set[str], stayers: set[str], init: bytes, commit_secret: bytes,
-                      packages: dict[str, bytes], creds: dict[str, Credential],
-                      ) -> tuple[bytes, Epoch, dict[str, bytes]]:
-        suite = self.suite
-        missing = sorted((joiners | stayers) - {self.unit} - set(packages))
-        if missing:
-            raise CryptoError(f"no key package for {', '.join(missing)}", code=Code.NO_KEY)
-        ctx = _ctx(stmt, suite)
-        joiner = joiner_secret_for(init, commit_secret, ctx, suite)
-        sealed: list[list[Any]] = []
-        for unit in sorted(stayers - {self.unit}):
-            kp_id, public = self._package(unit, packages[unit], creds)
-            sealed.append([unit, kp_id, suite.seal(public, commit_secret,
-                                                   _commit_info(op, stmt.epoch))])
-        welcomes = {}
-        for unit in sorted(joiners - {self.unit}):
-            kp_id, public = self._package(unit, packages[unit], creds)
-            welcomes[unit] = _welcome(op, stmt.epoch, kp_id,
-                                      suite.seal(public, joiner, _welcome_info(op, stmt.epoch)))
-        epoch = Epoch(op=op, number=stmt.epoch, roster=roster, joiner_secret=joiner, ctx=ctx,
-                      suite=suite)
-        km = msgpack.packb({"v": 1, "suite": suite.name, "sealed": sealed,
-                            "tag": _tag(epoch.confirmation_key, ctx, sealed)},
-                           use_bin_type=True)
-        return km, epoch, welcomes
-
-
-def _welcome(op: str, epoch: int, kp_id: bytes, sealed: bytes) -> bytes:
-    return msgpack.packb({"t": "welcome", "op": op, "epoch": epoch, "kp": kp_id,  # type: ignore[no-any-return]
-                          "sealed": sealed}, use_bin_type=True)

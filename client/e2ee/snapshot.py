@@ -23,14 +23,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from client.e2ee.admin import Admin, Proposal
 from client.e2ee.channel import (
     MAX_AHEAD,
-    Admin,
     Channel,
     Epoch,
     Member,
     PendingEpoch,
-    Proposal,
     SenderRatchet,
 )
 from client.e2ee.schedule import PREFIX, SecretTree

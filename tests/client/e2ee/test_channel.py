@@ -12,7 +12,8 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from client.e2ee.channel import Admin, Member, Proposal
+from client.e2ee.admin import Admin, Proposal
+from client.e2ee.channel import Member
 from client.e2ee.suite import CLASSIC, HYBRID, CipherSuite, KeyPackageKeys
 from client.identity import Authority, UnitSpec
 from protocol.credentials import AuthorityRing

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from client.e2ee.channel import Epoch, Member, joiner_secret_for
+from client.e2ee.channel import Epoch, Member
+from client.e2ee.commit_format import joiner_secret_for
 from client.e2ee.schedule import (
     PREFIX,
     SecretTree,

@@ -20,7 +20,8 @@ import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from client.e2ee import message
-from client.e2ee.channel import Admin, Member, Proposal
+from client.e2ee.admin import Admin, Proposal
+from client.e2ee.channel import Member
 from client.e2ee.schedule import PREFIX, SecretTree, derive_secret, expand_with_label
 from client.e2ee.suite import HYBRID, KeyPackageKeys
 from client.identity import Authority, UnitIdentity, UnitSpec

@@ -10,7 +10,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from client.e2ee.channel import Admin, Member
+from client.e2ee.admin import Admin
+from client.e2ee.channel import Member
 from client.e2ee.snapshot import (
     SEND_LEASE,
     member_state,
