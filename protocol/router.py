@@ -5,6 +5,8 @@ Inputs are authenticated frames (``handle``), store results (``stored``, ``log_r
 room again (``writable``). Outputs are typed frames queued on each ``Peer``, store
 work (``Write``, ``ReadLog``, ``ReadDirected``) collected in ``actions()`` for the pump
 (hub/broker.py) to run, and events for the audit trail (``audit``, router_audit.py).
+The key-package rules are a mixin of their own (router_keys.py), as are the inputs of a
+shared store (router_shared.py).
 No asyncio, no sockets, no database, no clock reads: time comes in through ``now``; the
 tests drive it in memory (tests/protocol/test_router.py).
 
@@ -30,7 +32,6 @@ from protocol import frames as f
 from protocol.credentials import AuthorityRing, SignedCredential, check_replaces
 from protocol.errors import AuthError, Code, RequestError, StoreError, UsageError
 from protocol.fanout import Fanout
-from protocol.keypackages import SignedKeyPackage
 from protocol.router_audit import VIA_DIRECTORY, VIA_HANDSHAKE, VIA_STATEMENT, AuditEvents, Kind
 from protocol.router_io import (
     CHUNK_BYTES,
@@ -49,6 +50,7 @@ from protocol.router_io import (
     Then,
     Write,
 )
+from protocol.router_keys import KeyPackageRules
 from protocol.router_shared import SharedStoreInputs
 from protocol.session import Authenticated, Event
 from protocol.statements import (
@@ -62,15 +64,11 @@ from protocol.store import (
     Appended,
     AppendMessage,
     ApplyStatement,
-    ClaimKeyPackages,
     Command,
     DirectedEntry,
     DirectedStored,
     Enroll,
-    KeyPackagesClaimed,
-    KeyPackagesStored,
     LogEntry,
-    PutKeyPackages,
     Result,
     SaveCursor,
     Snapshot,
@@ -83,7 +81,7 @@ log = logging.getLogger("opshub.router")
 _NO_OP = OperationState(op="-", name="", admin="-", admin_key=b"", epoch=0, head=b"")
 
 
-class Router(SharedStoreInputs):
+class Router(SharedStoreInputs, KeyPackageRules):
     def __init__(self, ring: AuthorityRing, *, now: Callable[[], float],
                  config: RouterConfig | None = None) -> None:
         self.ring = ring
@@ -519,76 +517,3 @@ class Router(SharedStoreInputs):
             size += len(r.payload)
         if items:
             peer.send(f.Directed(items=tuple(items)))
-
-    # --- key packages -------------------------------------------------------------------
-
-    def _put_key_packages(self, peer: Peer, frame: f.PutKeyPackages) -> None:
-        """Verify each package against the sender's credential, then keep them."""
-        signed = self.directory.get(peer.unit)
-        if signed is None:  # cannot happen for an authenticated unit; refuse, do not crash
-            raise RequestError(f"unit {peer.unit!r} has no credential on file",
-                               code=Code.UNKNOWN_UNIT)
-        identity_key = signed.credential.identity_key
-        rows = []
-        for i, raw in enumerate(frame.packages):
-            try:
-                pkg = SignedKeyPackage.from_bytes(raw).verify(identity_key, peer.unit)
-            except RequestError as exc:
-                raise RequestError(f"packages[{i}]: {exc.message}", code=exc.code) from None
-            rows.append((pkg.id, raw, pkg.last_resort))
-        self._write([PutKeyPackages(peer.unit, tuple(rows), frame.replace)],
-                    PuttingKeyPackages(peer, frame.rid))
-
-    def _claim_key_packages(self, peer: Peer, frame: f.ClaimKeyPackages) -> None:
-        """Claim if the rules allow it; a refusal goes to the audit trail as well."""
-        try:
-            op = self._claimable(peer, frame)
-        except RequestError as exc:
-            self.audit.refused(Kind.KP_CLAIM_REFUSED, peer.unit, frame.op, exc.code)
-            raise
-        self._write([ClaimKeyPackages(peer.unit, op, frame.units, frame.cid)],
-                    ClaimingKeyPackages(peer, frame.rid, op))
-
-    def _claimable(self, peer: Peer, frame: f.ClaimKeyPackages) -> str:
-        """protocol.md 12.3: only the admin of ``op`` claims, for the units its next
-        statement seals to (whoever else could drain a unit's one-time packages); before
-        ``op`` exists, a unit with role 'ocu' (the admin-to-be of its epoch 0). Returns
-        ``op``; raises RequestError (not_admin, bad_statement)."""
-        op = frame.op
-        if op is None:  # an agent older than the field
-            raise RequestError("kp_claim must name the operation ('op') the packages are "
-                               "for: only its admin may claim them", code=Code.NOT_ADMIN)
-        st = self.ops.get(op)
-        if st is None:
-            signed = self.directory.get(peer.unit)
-            role = None if signed is None else signed.credential.role
-            if role != "ocu":
-                raise RequestError(f"only a unit with role 'ocu' may claim key packages to "
-                                   f"create operation {op!r}; {peer.unit!r} has role "
-                                   f"{role!r}", code=Code.NOT_ADMIN)
-        elif st.admin != peer.unit:
-            raise RequestError(f"only the admin of operation {op!r} ({st.admin!r}) may claim "
-                               f"key packages for it; {peer.unit!r} may not",
-                               code=Code.NOT_ADMIN)
-        if peer.unit in frame.units:
-            # every other unit may be in the next statement: added, or (a member) re-keyed
-            raise RequestError(f"{peer.unit!r} claims its own key package for {op!r}: an "
-                               f"admin's statements never seal a secret to the admin",
-                               code=Code.BAD_STATEMENT)
-        return op
-
-    def _packages_stored(self, then: PuttingKeyPackages,
-                         results: list[Result] | StoreError) -> None:
-        stored = self._first(then.peer, then.rid, results)
-        assert isinstance(stored, KeyPackagesStored)
-        then.peer.send(f.Ok(rid=then.rid, info={"available": stored.available}))
-
-    def _packages_claimed(self, then: ClaimingKeyPackages,
-                          results: list[Result] | StoreError) -> None:
-        claimed = self._first(then.peer, then.rid, results)
-        assert isinstance(claimed, KeyPackagesClaimed)
-        if not claimed.duplicate:
-            self.audit.claimed(then.peer.unit, then.op, claimed.packages, claimed.missing)
-        # a retry gets the first answer as it was, also when it names other units
-        then.peer.send(f.Ok(rid=then.rid, info={"packages": claimed.packages,
-                                                "missing": list(claimed.missing)}))
