@@ -52,22 +52,23 @@ class Served:
         self.ws = f"ws://127.0.0.1:{port}/v1/ws"
         self.http = f"http://127.0.0.1:{port}"
         self.metrics = f"http://127.0.0.1:{port + 1}"  # the default: --port + 1
+        self.ready = cwd / "ready.json"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opshub", "serve", "--keys", "keys", "--db", "x.db",
-             "--port", str(port)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+             "--port", str(port), "--ready-file", str(self.ready)], cwd=cwd,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait_healthy(self) -> None:
+        """Once the ready file says the hub listens, /healthz answers on port + 1. (Not
+        polled before: a connection to a port of the ephemeral range that nothing listens
+        on can connect to itself and read back its own request.)"""
         deadline = time.monotonic() + TIMEOUT * 6
-        while True:
+        while not self.ready.exists():
             assert self.proc.poll() is None, self.proc.communicate()
-            try:
-                if _get(f"{self.metrics}/healthz")["status"] == "ok":
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
+            assert time.monotonic() < deadline, "the hub did not write its ready file"
             time.sleep(0.05)
+        assert json.loads(self.ready.read_text())["metrics"] == self.metrics
+        assert _get(f"{self.metrics}/healthz")["status"] == "ok"
 
     def ask(self, question: Callable[[HubApi], Awaitable[T]]) -> T:
         """Ask the hub's API as the tools do: signed by a registrar of ``keys/``."""
