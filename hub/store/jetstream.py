@@ -414,11 +414,17 @@ class JetStreamStore:
         is the one it builds on; a new operation gets its stream and is announced."""
         op = cmd.op
         stream = op_stream(op)
-        if stream not in self._known_streams:
-            await self._add_stream(
-                name=stream, subjects=[f"opshub.op.{hex_id(op)}.*"],
-                num_replicas=self.replicas, storage=api.StorageType.FILE,
-                duplicate_window=DEDUP_WINDOW)
+        loop = asyncio.get_running_loop()
+        while stream not in self._known_streams:  # the cluster may be settling: try again
+            try:
+                await self._add_stream(
+                    name=stream, subjects=[f"opshub.op.{hex_id(op)}.*"],
+                    num_replicas=self.replicas, storage=api.StorageType.FILE,
+                    duplicate_window=DEDUP_WINDOW)
+            except Exception as exc:
+                if not _retryable(exc) or deadline - loop.time() <= RETRY_PAUSE:
+                    raise
+                await asyncio.sleep(RETRY_PAUSE)
         entry = cmd.message
         data = msgpack.packb([entry.sender, entry.kind, entry.header, entry.payload,
                               entry.at_ms], use_bin_type=True)
