@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from protocol import statements
+from protocol import http_auth, statements
 from protocol.credentials import (
     Credential,
     SignedCredential,
@@ -102,6 +102,17 @@ class UnitIdentity:
 
     def sign_statement(self, stmt: statements.Statement) -> tuple[bytes, bytes]:
         return statements.sign(self.key, stmt)
+
+    def sign_request(self, method: str, target: str, body: bytes = b"", *, at: int,
+                     bring: bool = False) -> dict[str, str]:
+        """The headers that authenticate one HTTP API request (protocol/http_auth.py):
+        ``target`` is the path and query as sent, ``at`` the time in unix seconds;
+        ``bring``: with this unit's credential, so that the hub need not have it on file."""
+        signature = self.key.sign(http_auth.signing_input(method, target, at, body))
+        headers = {"Authorization": http_auth.authorization(self.unit, at, signature)}
+        if bring:
+            headers[http_auth.CREDENTIAL_HEADER] = http_auth.credential_header(self.signed)
+        return headers
 
     def to_json(self) -> dict[str, Any]:
         return {

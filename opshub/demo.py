@@ -25,7 +25,6 @@ from client.secure import Message, SecureAgent
 from hub.app import RunningHub
 from hub.config import HubConfig
 from opshub.identities import DEFAULT_ROSTER
-from protocol.http_auth import authorization, signing_input
 
 OP = "DEMO-CARIB"
 
@@ -187,11 +186,9 @@ async def _summary(running: RunningHub, agents: dict[str, SecureAgent],
     # The API answers signed requests only (docs/protocol.md 15): the OCU signs with its
     # identity key. /metrics has a listener of its own, for operators, unsigned.
     path = f"/v1/operations/{OP}"
-    at = int(time.time())
-    signed = authorization(ocu.unit, at, ocu.key.sign(signing_input("GET", path, at, b"")))
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{running.http}{path}",
-                            headers={"Authorization": signed}) as resp:
+                            headers=ocu.sign_request("GET", path, at=int(time.time()))) as resp:
             resp.raise_for_status()
             op = await resp.json()
         async with http.get(f"{running.metrics_http}/metrics") as resp:

@@ -27,12 +27,6 @@ from client.identity import Authority, UnitIdentity, UnitSpec
 from client.tls import tls_error
 from protocol.credentials import SignedCredential
 from protocol.errors import UsageError
-from protocol.http_auth import (
-    CREDENTIAL_HEADER,
-    authorization,
-    credential_header,
-    signing_input,
-)
 
 WS_PATH = "/v1/ws"
 T = TypeVar("T")
@@ -141,10 +135,7 @@ class HubApi:
     def _signed(self, method: str, target: str, body: bytes) -> dict[str, str]:
         """The headers that authenticate one request (with the credential: the signer
         need not be enrolled)."""
-        at = int(time.time())
-        signature = self.signer.key.sign(signing_input(method, target, at, body))
-        return {"Authorization": authorization(self.signer.unit, at, signature),
-                CREDENTIAL_HEADER: credential_header(self.signer.signed)}
+        return self.signer.sign_request(method, target, body, at=int(time.time()), bring=True)
 
     @contextlib.asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:

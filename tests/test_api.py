@@ -28,7 +28,6 @@ from hub.app import RunningHub
 from protocol.credentials import SignedCredential
 from protocol.errors import AuthError, Code, RequestError
 from protocol.frames import PROTOCOL_VERSION
-from protocol.http_auth import CREDENTIAL_HEADER, authorization, credential_header, signing_input
 from tests.conftest import STORES, UNITS, Keys, create_operation
 
 pytestmark = pytest.mark.parametrize("store", STORES, indirect=True)
@@ -49,13 +48,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 def signed(identity: UnitIdentity, method: str, url: str, body: bytes = b"", *,
            at: int | None = None, bring: bool = False) -> dict[str, str]:
     """The headers of a request signed by ``identity`` (``bring``: with its credential)."""
-    at = int(time.time()) if at is None else at
-    target = url[url.index("/v1/"):]
-    headers = {"Authorization": authorization(
-        identity.unit, at, identity.key.sign(signing_input(method, target, at, body)))}
-    if bring:
-        headers[CREDENTIAL_HEADER] = credential_header(identity.signed)
-    return headers
+    return identity.sign_request(method, url[url.index("/v1/"):], body,
+                                 at=int(time.time()) if at is None else at, bring=bring)
 
 
 async def call(http: aiohttp.ClientSession, method: str, url: str, *,

@@ -30,7 +30,6 @@ from protocol import codec
 from protocol import frames as f
 from protocol.codec import Limits
 from protocol.errors import AuthError, CloseCode, Code, RequestError
-from protocol.http_auth import authorization, signing_input
 from protocol.statements import Statement, roster_hash, sign
 from tests.conftest import Keys, create_operation
 
@@ -165,10 +164,7 @@ async def assert_connect_refused(url: str, identity: UnitIdentity, code: str) ->
 async def get_json(keys: Keys, url: str) -> tuple[int, Any]:
     """GET an API URL signed by OCU-BB, a registrar (it sees every operation and the whole
     directory: docs/protocol.md 15)."""
-    ocu, at = keys["OCU-BB"], int(time.time())
-    target = url[url.index("/v1/"):]
-    headers = {"Authorization": authorization(
-        ocu.unit, at, ocu.key.sign(signing_input("GET", target, at, b"")))}
+    headers = keys["OCU-BB"].sign_request("GET", url[url.index("/v1/"):], at=int(time.time()))
     async with (aiohttp.ClientSession() as http, asyncio.timeout(TIMEOUT),
                 http.get(url, headers=headers) as resp):
         return resp.status, await resp.json()

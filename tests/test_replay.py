@@ -26,7 +26,6 @@ from hub.config import HubConfig
 from opshub.cli import main
 from opshub.replay import Terminal, run_replay
 from protocol.errors import ScenarioError, UsageError
-from protocol.http_auth import authorization, signing_input
 
 MINI = Path(__file__).parent / "data" / "mini-scenario.yaml"
 VOLATILE = ("wall_seconds", "hub_cpu_s", "scenario", "agents_max_rss_mb")  # measures
@@ -290,9 +289,7 @@ async def test_replay_several_hit_figures_are_each_met(tmp_path: Path) -> None:
 
 async def _hub_json(hub: Any, keys: Any, path: str) -> Any:
     """GET an API path signed by OCU-BB, a registrar (sees every operation and unit)."""
-    ocu, at = keys["OCU-BB"], int(time.time())
-    headers = {"Authorization": authorization(
-        ocu.unit, at, ocu.key.sign(signing_input("GET", path, at, b"")))}
+    headers = keys["OCU-BB"].sign_request("GET", path, at=int(time.time()))
     async with aiohttp.ClientSession() as http, \
             http.get(f"{hub.http}{path}", headers=headers) as resp:
         assert resp.status == 200, await resp.text()

@@ -24,7 +24,6 @@ from schemathesis import checks
 from client.identity import UnitIdentity
 from hub.app import RunningHub
 from hub.openapi import document
-from protocol.http_auth import CREDENTIAL_HEADER, authorization, credential_header, signing_input
 from tests.conftest import Keys
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -82,11 +81,9 @@ def _send(session: requests.Session, case: Any, base_url: str,
     if signer is not None:
         body = prepared.body or b""
         body = body.encode() if isinstance(body, str) else body
-        at = int(time.time())
-        signature = signer.key.sign(signing_input(prepared.method or "GET",
-                                                  prepared.path_url, at, body))
-        prepared.headers["Authorization"] = authorization(signer.unit, at, signature)
-        prepared.headers[CREDENTIAL_HEADER] = credential_header(signer.signed)
+        prepared.headers.update(signer.sign_request(prepared.method or "GET",
+                                                    prepared.path_url, body,
+                                                    at=int(time.time()), bring=True))
     return session.send(prepared, timeout=10)
 
 
