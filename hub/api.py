@@ -51,7 +51,7 @@ async def signed(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/v1/") and request.path not in PUBLIC \
                 and request.match_info.http_exception is None:
             request[CALLER] = authenticate(
-                method=request.method, target=request.raw_path, headers=dict(request.headers),
+                method=request.method, target=request.raw_path, headers=request.headers,
                 body=await request.read(), ring=broker.router.ring, lookup=broker.lookup,
                 config=broker.config, now=int(time.time()))
         return await handler(request)

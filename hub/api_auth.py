@@ -11,7 +11,7 @@ checks raise ApiError, which the API turns into its JSON error body.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -57,7 +57,7 @@ class Caller:
         return self.credential.unit
 
 
-def authenticate(*, method: str, target: str, headers: dict[str, str], body: bytes,
+def authenticate(*, method: str, target: str, headers: Mapping[str, str], body: bytes,
                  ring: AuthorityRing, lookup: Callable[[str], SignedCredential | None],
                  config: HubConfig, now: int) -> Caller:
     """The caller of one request. ``target``: path and query as sent. Raises ApiError

@@ -292,6 +292,17 @@ async def test_a_unit_not_enrolled_authenticates_with_its_credential(hub, keys, 
     assert (status, json.loads(raw)) == (200, {"units": []})
 
 
+async def test_header_names_are_case_insensitive(hub, keys, http):
+    """HTTP header names are case-insensitive (RFC 9110 5.1): a client or proxy that sends
+    them in lower case is served the same."""
+    newcomer = keys.authority.enroll(NEWCOMER, now=keys.now - 60)
+    url = f"{hub.http}/v1/directory"
+    headers = {name.lower(): value
+               for name, value in signed(newcomer, "GET", url, bring=True).items()}
+    status, _, raw = await call(http, "GET", url, headers=headers)
+    assert (status, json.loads(raw)) == (200, {"units": []})
+
+
 async def test_a_tampered_body_does_not_verify(hub, keys, http):
     """The signature covers the body: the same headers over another body are a 401."""
     newcomer = keys.authority.enroll(NEWCOMER, now=keys.now - 60)
